@@ -1,0 +1,186 @@
+"""Loading open_clip models, offline-first.
+
+A run never downloads: weights come from a local checkpoint file or from the
+cache that `catalog-intel models pull` fills. Anything else stops the run at
+once with a message naming the model and the way to supply it."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import ClipConfig
+
+
+class ModelUnavailableError(RuntimeError):
+    """The configured model cannot be loaded here; the message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class LoadedClip:
+    model: object  # open_clip.CLIP, kept untyped so this module imports without torch
+    preprocess: object
+    tokenizer: object
+    model_id: str
+    device: str
+    image_size: int
+
+
+def clip_cache_dir(cache_root: Path) -> Path:
+    return cache_root / "models" / "clip"
+
+
+@functools.lru_cache(maxsize=8)
+def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def checkpoint_digest(path: str) -> str:
+    st = os.stat(path)
+    return _file_sha256(os.path.abspath(path), st.st_size, st.st_mtime_ns)
+
+
+def model_id(cfg: ClipConfig) -> str:
+    """Identity of the weights, used as part of every embedding cache key."""
+    if cfg.checkpoint:
+        _require_checkpoint(cfg)
+        return f"{cfg.model}@sha256:{checkpoint_digest(cfg.checkpoint)[:16]}"
+    return f"{cfg.model}@{cfg.pretrained}"
+
+
+def _register_model_config(cfg: ClipConfig) -> None:
+    import open_clip
+
+    if cfg.model_config_path:
+        path = Path(cfg.model_config_path)
+        if not path.is_file():
+            raise ModelUnavailableError(f"clip.model_config file not found: {path}")
+        open_clip.add_model_config(path)
+    if open_clip.get_model_config(cfg.model) is None:
+        raise ModelUnavailableError(
+            f"unknown CLIP architecture '{cfg.model}'. Known: {', '.join(open_clip.list_models()[:12])}, ... "
+            "(or give an open_clip model-config JSON as clip.model_config)"
+        )
+
+
+def _require_checkpoint(cfg: ClipConfig) -> None:
+    if not Path(cfg.checkpoint).is_file():
+        raise ModelUnavailableError(
+            f"CLIP checkpoint for {cfg.model} not found: {cfg.checkpoint}. "
+            "Pass an existing open_clip weights file with --clip-checkpoint (or clip.checkpoint)."
+        )
+
+
+def _pretrained_cfg(cfg: ClipConfig) -> dict:
+    import open_clip
+
+    pcfg = open_clip.get_pretrained_cfg(cfg.model, cfg.pretrained)
+    if not pcfg:
+        tags = open_clip.list_pretrained_tags_by_model(cfg.model)
+        raise ModelUnavailableError(
+            f"open_clip has no pretrained tag '{cfg.pretrained}' for {cfg.model}; known tags: {', '.join(tags) or 'none'}"
+        )
+    return pcfg
+
+
+def cached_pretrained_file(cfg: ClipConfig, cache_root: Path) -> Path | None:
+    """The weights file `models pull` stored for (model, pretrained), if present."""
+    from huggingface_hub import try_to_load_from_cache
+
+    pcfg = _pretrained_cfg(cfg)
+    folder = clip_cache_dir(cache_root)
+    if pcfg.get("hf_hub"):
+        repo_id, filename = os.path.split(pcfg["hf_hub"])
+        filename = filename or "open_clip_pytorch_model.bin"
+        stem = filename.rsplit(".", 1)[0]
+        for candidate in (f"{stem}.safetensors", filename):
+            found = try_to_load_from_cache(repo_id, candidate, cache_dir=str(folder))
+            if isinstance(found, str) and os.path.isfile(found):
+                return Path(found)
+    if pcfg.get("url"):
+        local = folder / os.path.basename(pcfg["url"])
+        if local.is_file():
+            return local
+    return None
+
+
+def pull_pretrained(cfg: ClipConfig, cache_root: Path) -> Path:
+    """Download (model, pretrained) weights into the cache. Needs network."""
+    import open_clip
+
+    _register_model_config(cfg)
+    if cfg.checkpoint:
+        _require_checkpoint(cfg)
+        return Path(cfg.checkpoint)
+    folder = clip_cache_dir(cache_root)
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        return Path(open_clip.download_pretrained(_pretrained_cfg(cfg), cache_dir=str(folder)))
+    except Exception as exc:
+        raise ModelUnavailableError(
+            f"could not download CLIP weights {cfg.model} ({cfg.pretrained}): {exc}. "
+            "Without network, copy an open_clip checkpoint file here and pass it with --clip-checkpoint."
+        ) from None
+
+
+def resolve_weights(cfg: ClipConfig, cache_root: Path) -> Path:
+    """The local weights file for this config, or ModelUnavailableError. Never downloads."""
+    _register_model_config(cfg)
+    if cfg.checkpoint:
+        _require_checkpoint(cfg)
+        return Path(cfg.checkpoint)
+    found = cached_pretrained_file(cfg, cache_root)
+    if found is None:
+        raise ModelUnavailableError(
+            f"CLIP weights {cfg.model} (pretrained '{cfg.pretrained}') are not in the local cache "
+            f"({clip_cache_dir(cache_root)}) and runs never download. Fix: run `catalog-intel models pull` "
+            "once on a machine with network (same cache folder), or pass a local open_clip checkpoint "
+            "with --clip-checkpoint PATH."
+        )
+    return found
+
+
+def pick_device(requested: str) -> str:
+    import torch
+
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return requested
+
+
+_load_lock = threading.Lock()
+
+
+@functools.lru_cache(maxsize=2)
+def _load(model_name: str, weights: str, model_config: str, device: str, ident: str) -> LoadedClip:
+    import open_clip
+    import torch
+
+    try:
+        model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=weights, device=device)
+    except Exception as exc:
+        raise ModelUnavailableError(
+            f"could not load CLIP {model_name} from {weights}: {exc}. "
+            "Check that the checkpoint was saved from this architecture (clip.model / --clip-model)."
+        ) from None
+    model.eval()
+    tokenizer = open_clip.get_tokenizer(model_name)
+    size = model.visual.image_size
+    image_size = size[0] if isinstance(size, (tuple, list)) else int(size)
+    torch.set_grad_enabled(False)
+    return LoadedClip(model, preprocess, tokenizer, ident, device, image_size)
+
+
+def load_clip(cfg: ClipConfig, cache_root: Path) -> LoadedClip:
+    """The model for this config, loaded once per process."""
+    weights = resolve_weights(cfg, cache_root)
+    with _load_lock:
+        return _load(cfg.model, str(weights), cfg.model_config_path, pick_device(cfg.device), model_id(cfg))

@@ -1,0 +1,307 @@
+"""Marketing copy from any OpenAI-compatible endpoint, caged by a JSON schema.
+
+Requests are deduplicated by attribute set and cached by (attributes, prompt
+version, model); each attempt waits for a rate-limit slot first, so retries
+respect the limit too; 429 Retry-After is honoured, other transient faults
+back off exponentially with jitter."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import openai
+import polars as pl
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+from .config import ATTRIBUTE_ORDER, UNKNOWN, LLMConfig, ValidationConfig
+from .storage import ParquetStore
+
+MAX_RETRY_AFTER_S = 120.0
+COPY_COLUMNS = ("title", "bullet_points", "description", "style_summary", "seo_tags")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b-\u200f\u2028-\u202e\u2066-\u2069]")
+
+
+def _clean(text: str) -> str:
+    """LLM text is untrusted: strip control and bidi characters, squeeze whitespace."""
+    return re.sub(r"\s+", " ", _CONTROL.sub("", text)).strip()
+
+
+class CatalogCopy(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    title: str = Field(min_length=3, max_length=120)
+    bullet_points: list[str] = Field(min_length=2, max_length=6)
+    description: str = Field(min_length=10, max_length=1200)
+    style_summary: str = Field(min_length=3, max_length=300)
+    seo_tags: list[str] = Field(min_length=3, max_length=5)
+
+    @field_validator("title", "description", "style_summary", mode="before")
+    @classmethod
+    def _clean_text(cls, v):
+        return _clean(v) if isinstance(v, str) else v
+
+    @field_validator("bullet_points", "seo_tags", mode="before")
+    @classmethod
+    def _clean_list(cls, v):
+        if isinstance(v, list):
+            return [_clean(x) for x in v if isinstance(x, str) and _clean(x)]
+        return v
+
+    @field_validator("bullet_points")
+    @classmethod
+    def _bullet_length(cls, v):
+        if any(len(b) > 200 for b in v):
+            raise ValueError("bullet point longer than 200 characters")
+        return v
+
+    @field_validator("seo_tags")
+    @classmethod
+    def _tags(cls, v):
+        tags = [t.lower() for t in v]
+        if any(len(t) > 60 for t in tags):
+            raise ValueError("SEO tag longer than 60 characters")
+        return tags
+
+
+def response_schema() -> dict:
+    """JSON schema sent as response_format (strict: every field required, nothing extra)."""
+    return {
+        "type": "object",
+        "properties": {
+            "title": {"type": "string", "maxLength": 120},
+            "bullet_points": {"type": "array", "items": {"type": "string", "maxLength": 200}, "minItems": 2, "maxItems": 6},
+            "description": {"type": "string", "maxLength": 1200},
+            "style_summary": {"type": "string", "maxLength": 300},
+            "seo_tags": {"type": "array", "items": {"type": "string", "maxLength": 60}, "minItems": 3, "maxItems": 5},
+        },
+        "required": list(COPY_COLUMNS),
+        "additionalProperties": False,
+    }
+
+
+class InvalidCopy(Exception):
+    """The server answered, but not with copy that fits the schema."""
+
+
+def prompt_attributes(row: dict) -> dict:
+    """The attributes the LLM may use: known values only ("unknown" is never shown)."""
+    return {a: row[a] for a in ATTRIBUTE_ORDER if row.get(a) not in (None, "", UNKNOWN)}
+
+
+def copy_key(attributes: dict, llm: LLMConfig) -> str:
+    blob = json.dumps(
+        {"attributes": attributes, "prompt_version": llm.prompt_version, "model": llm.model,
+         "system": llm.system_prompt, "user": llm.user_prompt},
+        sort_keys=True,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def build_messages(attributes: dict, llm: LLMConfig) -> list[dict]:
+    return [
+        {"role": "system", "content": llm.system_prompt},
+        {"role": "user", "content": llm.user_prompt.format(attributes=json.dumps(attributes, sort_keys=True))},
+    ]
+
+
+def parse_copy(content: str | None, limits: ValidationConfig | None = None) -> CatalogCopy:
+    if not content or not content.strip():
+        raise InvalidCopy("empty response")
+    try:
+        data = json.loads(content)
+    except json.JSONDecodeError as exc:
+        raise InvalidCopy(f"response is not JSON ({exc.msg} at char {exc.pos})") from None
+    if not isinstance(data, dict):
+        raise InvalidCopy("response JSON is not an object")
+    try:
+        copy = CatalogCopy.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:4])
+        raise InvalidCopy(f"response does not match the schema: {problems}") from None
+    if limits and len(copy.title.split()) > limits.title_max_words:
+        raise InvalidCopy(f"title has {len(copy.title.split())} words, over {limits.title_max_words}")
+    return copy
+
+
+@dataclass
+class CallStats:
+    """Counters shared by the worker threads of one describe step."""
+
+    calls: int = 0
+    retries: int = 0
+    failed: int = 0
+    cached: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, **counts: int) -> None:
+        with self.lock:
+            for name, n in counts.items():
+                setattr(self, name, getattr(self, name) + n)
+
+
+def _transient(exc: BaseException) -> bool:
+    if isinstance(exc, (InvalidCopy, openai.APITimeoutError, openai.APIConnectionError, openai.RateLimitError)):
+        return True
+    return isinstance(exc, openai.APIStatusError) and (exc.status_code >= 500 or exc.status_code in (408, 409))
+
+
+def _retry_after_seconds(exc: BaseException | None) -> float | None:
+    if isinstance(exc, openai.APIStatusError) and exc.response is not None:
+        value = exc.response.headers.get("retry-after")
+        try:
+            return max(0.0, float(value)) if value is not None else None
+        except ValueError:
+            return None
+    return None
+
+
+def _wait_strategy(llm: LLMConfig):
+    backoff = wait_exponential_jitter(multiplier=llm.backoff_initial_s, max=llm.backoff_max_s, jitter=llm.backoff_initial_s)
+
+    def wait(state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        told = _retry_after_seconds(exc)
+        # Honour the server's Retry-After (it knows its load), up to a sanity cap.
+        return min(told, MAX_RETRY_AFTER_S) if told is not None else backoff(state)
+
+    return wait
+
+
+def make_client(llm: LLMConfig) -> openai.OpenAI:
+    # Our own retry loop (not the SDK's) so every attempt passes the rate limit.
+    return openai.OpenAI(
+        base_url=llm.base_url,
+        api_key=os.environ.get(llm.api_key_env) or "not-needed",
+        timeout=llm.timeout_s,
+        max_retries=0,
+    )
+
+
+def request_copy(
+    client: openai.OpenAI,
+    attributes: dict,
+    llm: LLMConfig,
+    limits: ValidationConfig | None,
+    throttle: Callable[[], None],
+    stats: CallStats,
+) -> CatalogCopy:
+    """One product's copy, retried on transient faults; raises the last error."""
+    messages = build_messages(attributes, llm)
+    fmt = {"type": "json_schema", "json_schema": {"name": "catalog_copy", "strict": True, "schema": response_schema()}}
+
+    def attempt() -> CatalogCopy:
+        throttle()
+        stats.add(calls=1)
+        reply = client.chat.completions.create(
+            model=llm.model, messages=messages, response_format=fmt,
+            temperature=llm.temperature, max_tokens=llm.max_tokens,
+        )
+        choice = reply.choices[0] if reply.choices else None
+        if choice is not None and choice.finish_reason == "length":
+            raise InvalidCopy("response cut off at max_tokens (raise llm.max_tokens)")
+        return parse_copy(choice.message.content if choice else None, limits)
+
+    retrying = Retrying(
+        stop=stop_after_attempt(llm.max_attempts),
+        wait=_wait_strategy(llm),
+        retry=retry_if_exception(_transient),
+        before_sleep=lambda _state: stats.add(retries=1),
+        reraise=True,
+    )
+    return retrying(attempt)
+
+
+def copy_store(cache_root: Path) -> ParquetStore:
+    return ParquetStore(cache_root / "llm_copy", key="copy_key")
+
+
+def _error_text(exc: BaseException) -> str:
+    if isinstance(exc, openai.APIStatusError):
+        return f"LLM server answered HTTP {exc.status_code}: {str(exc.message)[:200]}"
+    if isinstance(exc, openai.APITimeoutError):
+        return "LLM request timed out (raise llm.timeout_s or check the server)"
+    if isinstance(exc, openai.APIConnectionError):
+        return f"cannot reach the LLM server ({exc.__cause__ or exc}); is it running at the configured llm.base_url?"
+    return str(exc)[:300]
+
+
+def describe(
+    attributes: pl.DataFrame,
+    llm: LLMConfig,
+    limits: ValidationConfig,
+    cache_root: Path,
+    throttle: Callable[[], None] = lambda: None,
+    progress=None,
+    client: openai.OpenAI | None = None,
+) -> tuple[pl.DataFrame, CallStats]:
+    """attributes[sha256, <attribute columns>] -> [sha256, copy_key, title,
+    bullet_points, description, style_summary, seo_tags, copy_error].
+    Identical attribute sets cost one request; cached copy costs none."""
+    stats = CallStats()
+    rows = attributes.select(["sha256", *[a for a in ATTRIBUTE_ORDER if a in attributes.columns]]).to_dicts()
+    prompts = {r["sha256"]: prompt_attributes(r) for r in rows}
+    keys = {sha: copy_key(p, llm) for sha, p in prompts.items()}
+    by_key = {k: prompts[sha] for sha, k in keys.items()}
+
+    store = copy_store(cache_root)
+    cached = store.lookup(by_key.keys())
+    results: dict[str, dict] = {}
+    if cached is not None:
+        for rec in cached.iter_rows(named=True):
+            results[rec["copy_key"]] = json.loads(rec["copy_json"])
+    stats.add(cached=len(results))
+    missing = [k for k in by_key if k not in results]
+    errors: dict[str, str] = {}
+
+    if missing:
+        client = client or make_client(llm)
+        new_rows: list[dict] = []
+
+        def work(key: str) -> None:
+            try:
+                copy = request_copy(client, by_key[key], llm, limits, throttle, stats)
+                data = copy.model_dump()
+                results[key] = data
+                new_rows.append({"copy_key": key, "copy_json": json.dumps(data), "model": llm.model,
+                                 "prompt_version": llm.prompt_version, "created_at": time.time()})
+            except Exception as exc:  # a row that exhausts its retries is rejected, the run goes on
+                stats.add(failed=1)
+                errors[key] = _error_text(exc)
+            finally:
+                if progress is not None:
+                    progress.update(1)
+
+        with ThreadPoolExecutor(max_workers=llm.concurrency, thread_name_prefix="llm") as pool:
+            list(pool.map(work, missing))
+        store.append(pl.DataFrame(new_rows, schema={"copy_key": pl.Utf8, "copy_json": pl.Utf8, "model": pl.Utf8,
+                                                     "prompt_version": pl.Utf8, "created_at": pl.Float64}))
+
+    out = []
+    for sha, key in keys.items():
+        data = results.get(key)
+        out.append({
+            "sha256": sha, "copy_key": key,
+            "title": data["title"] if data else None,
+            "bullet_points": data["bullet_points"] if data else None,
+            "description": data["description"] if data else None,
+            "style_summary": data["style_summary"] if data else None,
+            "seo_tags": data["seo_tags"] if data else None,
+            "copy_error": None if data else errors.get(key, "no copy produced"),
+        })
+    return pl.DataFrame(out, schema=COPY_FRAME_SCHEMA), stats
+
+
+COPY_FRAME_SCHEMA = {
+    "sha256": pl.Utf8, "copy_key": pl.Utf8, "title": pl.Utf8, "bullet_points": pl.List(pl.Utf8),
+    "description": pl.Utf8, "style_summary": pl.Utf8, "seo_tags": pl.List(pl.Utf8), "copy_error": pl.Utf8,
+}

@@ -1,0 +1,28 @@
+"""`catalog-intel models pull|list`: the local model cache for offline runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .clip_model import clip_cache_dir, pull_pretrained
+from .config import Config
+from .storage import sha256_file
+
+MODEL_SUFFIXES = {".bin", ".pt", ".pth", ".safetensors", ".gguf"}
+
+
+def pull_models(config: Config) -> list[str]:
+    path = pull_pretrained(config.clip, config.paths.cache_path)
+    return [f"CLIP {config.clip.model} ({config.clip.checkpoint or config.clip.pretrained}): {path}"]
+
+
+def list_models(config: Config) -> list[dict]:
+    root = config.paths.cache_path / "models"
+    rows = []
+    for path in sorted(root.rglob("*")) if root.is_dir() else []:
+        if path.is_file() and path.suffix in MODEL_SUFFIXES:
+            real = path.resolve()  # the HF cache keeps blobs behind symlinks
+            kind = "clip" if clip_cache_dir(config.paths.cache_path) in path.parents else "llm"
+            rows.append({"kind": kind, "path": str(path), "size_mb": real.stat().st_size / 1e6,
+                         "sha256": sha256_file(str(real))})
+    return rows

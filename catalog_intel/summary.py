@@ -1,0 +1,74 @@
+"""Run accounting: inputs = rows + rejects, embeddings and LLM calls made or cached."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import polars as pl
+
+
+class RunFailed(RuntimeError):
+    """The run finished its outputs but must be reported as failed."""
+
+
+@dataclass
+class RunSummary:
+    inputs: int
+    rows: int = 0
+    rejects: int = 0
+    embeddings_computed: int = 0
+    embeddings_cached: int = 0
+    llm_calls: int = 0
+    llm_cached: int = 0
+    llm_failed: int = 0
+    llm_retries: int = 0
+    seconds: float = 0.0
+    abstentions: dict = field(default_factory=dict)
+    validation: dict = field(default_factory=dict)
+    outputs: dict = field(default_factory=dict)
+
+    def count_embeddings(self, status: pl.DataFrame | None) -> None:
+        if status is not None:
+            self.embeddings_computed += int((status["status"] == "computed").sum())
+            self.embeddings_cached += int((status["status"] == "cached").sum())
+
+    def count_llm(self, counts: dict) -> None:
+        for key, value in counts.items():
+            setattr(self, key, getattr(self, key) + int(value))
+
+    def finish(self, **values) -> None:
+        for key, value in values.items():
+            setattr(self, key, value)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def one_line(self) -> str:
+        return (
+            f"catalog-intel: {self.inputs} inputs = {self.rows} rows + {self.rejects} rejects | "
+            f"embeddings {self.embeddings_computed} computed, {self.embeddings_cached} cached | "
+            f"LLM {self.llm_calls} calls, {self.llm_cached} cached, {self.llm_failed} failed, {self.llm_retries} retries | "
+            f"{self.seconds:.1f} s"
+        )
+
+    def markdown(self) -> str:
+        lines = [
+            "# catalog-intel run", "",
+            "| | |", "|---|---|",
+            f"| inputs | {self.inputs} |", f"| rows written | {self.rows} |", f"| rejects | {self.rejects} |",
+            f"| embeddings computed / cached | {self.embeddings_computed} / {self.embeddings_cached} |",
+            f"| LLM calls / cached / failed / retries | {self.llm_calls} / {self.llm_cached} / {self.llm_failed} / {self.llm_retries} |",
+            f"| data-quality checks passed | {self.validation.get('successful_expectations', 0)} of {self.validation.get('evaluated_expectations', 0)} |",
+            f"| wall time | {self.seconds:.1f} s |", "",
+            "Abstentions (`unknown`) per attribute: " + ", ".join(f"{k} {v}" for k, v in self.abstentions.items()), "",
+            "Outputs: " + ", ".join(f"`{p}`" for p in self.outputs.values()),
+        ]
+        return "\n".join(lines)
+
+    def raise_if_too_many_rejects(self, max_share: float) -> None:
+        share = self.rejects / self.inputs if self.inputs else 0.0
+        if share > max_share:
+            raise RunFailed(
+                f"{self.rejects} of {self.inputs} inputs rejected ({share:.0%}), over run.max_reject_share={max_share:.0%}; "
+                "outputs were written, see rejects.csv for the reasons"
+            )

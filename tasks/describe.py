@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import math
+
+import polars as pl
+from prefect import get_run_logger, task
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, GlobalConcurrencyLimitUpdate
+from prefect.concurrency.sync import rate_limit
+from prefect.exceptions import ObjectNotFound
+
+from catalog_intel.config import Config, LLMConfig
+from catalog_intel.copywriter import describe
+
+from .common import TASK_DEFAULTS, progress_bar
+
+
+def ensure_rate_limit(llm: LLMConfig) -> None:
+    """Create (or retune) the global concurrency limit that paces LLM requests.
+    Without it `rate_limit(strict=True)` would fail, and non-strict would not limit."""
+    burst = max(1, math.ceil(llm.requests_per_second))
+    with get_client(sync_client=True) as client:
+        try:
+            current = client.read_global_concurrency_limit_by_name(llm.rate_limit_name)
+        except ObjectNotFound:
+            client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(
+                name=llm.rate_limit_name, limit=burst, slot_decay_per_second=llm.requests_per_second, active=True))
+            return
+        if current.limit != burst or current.slot_decay_per_second != llm.requests_per_second or not current.active:
+            client.update_global_concurrency_limit(llm.rate_limit_name, GlobalConcurrencyLimitUpdate(
+                limit=burst, slot_decay_per_second=llm.requests_per_second, active=True))
+
+
+@task(name="describe-shard", **TASK_DEFAULTS)
+def describe_shard(attributes: pl.DataFrame, config: Config, shard_no: int) -> tuple[pl.DataFrame, dict]:
+    """Copy for the shard's products; identical attribute sets and cached copy cost no call."""
+    name = config.llm.rate_limit_name
+    with progress_bar(None, f"describe shard {shard_no}") as bar:
+        copy, stats = describe(
+            attributes, config.llm, config.validation, config.paths.cache_path,
+            throttle=lambda: rate_limit(name, occupy=1, strict=True), progress=bar,
+        )
+    counts = {"llm_calls": stats.calls, "llm_retries": stats.retries, "llm_failed": stats.failed, "llm_cached": stats.cached}
+    get_run_logger().info("shard %d copy: %s", shard_no, counts)
+    return copy, counts

@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import polars as pl
+from prefect import get_run_logger, task
+
+from catalog_intel.clip_model import load_clip
+from catalog_intel.config import Config
+from catalog_intel.embedding import compute_embeddings, embedding_store, embeddings_frame
+
+from .common import TASK_DEFAULTS, progress_bar
+
+
+@task(name="embed-shard", **TASK_DEFAULTS)
+def embed_shard(shard: pl.DataFrame, config: Config, model_id: str, shard_no: int) -> pl.DataFrame:
+    """Make sure every image of the shard has an embedding in the store.
+
+    shard[sha256, path] -> [sha256, status ('cached' | 'computed' | 'rejected'), reason].
+    Content seen before (any run, any file name) is not embedded again."""
+    store = embedding_store(config.paths.cache_path, model_id)
+    unique = shard.unique(subset="sha256", keep="first", maintain_order=True)
+    have = store.lookup(unique["sha256"])
+    cached = set(have["sha256"]) if have is not None else set()
+    todo = unique.filter(~pl.col("sha256").is_in(list(cached)))
+    statuses = {sha: ("cached", None) for sha in cached}
+    if todo.height:
+        clip = load_clip(config.clip, config.paths.cache_path)
+        with progress_bar(todo.height, f"embed shard {shard_no}") as bar:
+            vectors, reasons = compute_embeddings(
+                todo["path"].to_list(), clip, config.clip.batch_size, config.clip.decode_workers,
+                config.run.max_image_pixels, progress=bar,
+            )
+        ok = [i for i, r in enumerate(reasons) if not r]
+        shas = todo["sha256"].to_list()
+        store.append(embeddings_frame([shas[i] for i in ok], vectors[ok], model_id))
+        for sha, reason in zip(shas, reasons):
+            statuses[sha] = ("rejected", reason) if reason else ("computed", None)
+        get_run_logger().info("shard %d: %d embedded, %d cached, %d rejected", shard_no, len(ok),
+                              len(cached), len(shas) - len(ok))
+    return pl.DataFrame(
+        {"sha256": list(statuses), "status": [s for s, _ in statuses.values()], "reason": [r for _, r in statuses.values()]},
+        schema={"sha256": pl.Utf8, "status": pl.Utf8, "reason": pl.Utf8},
+    )

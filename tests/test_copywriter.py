@@ -1,0 +1,122 @@
+"""The describe step against a real HTTP server speaking the OpenAI API."""
+
+import json
+
+import polars as pl
+import pytest
+
+from catalog_intel.config import load_config
+from catalog_intel.copywriter import InvalidCopy, copy_key, describe, parse_copy, prompt_attributes
+from llm_server import FakeLLMServer, FaultPlan
+
+ATTRS = ["color", "neckline", "sleeve", "pattern", "fabric", "fit", "garment_type"]
+
+
+def _frame(rows):
+    return pl.DataFrame([{"sha256": f"sha{i}", **dict(zip(ATTRS, r))} for i, r in enumerate(rows)])
+
+
+PRODUCTS = _frame([
+    ("black", "v-neck", "sleeveless", "solid", "silk", "slim", "top"),
+    ("red", "round neck", "short sleeve", "striped", "cotton", "regular", "t-shirt"),
+    ("black", "v-neck", "sleeveless", "solid", "silk", "slim", "top"),  # same attributes as the first
+    ("navy", "collared", "long sleeve", "unknown", "unknown", "loose", "shirt"),
+])
+
+
+def _llm(cfg, server, **kw):
+    return cfg.llm.model_copy(update={"base_url": server.base_url, "backoff_initial_s": 0.01,
+                                      "backoff_max_s": 0.2, "timeout_s": 2.0, **kw})
+
+
+def test_copy_is_schema_valid_deduplicated_and_cached(tmp_path):
+    cfg = load_config()
+    with FakeLLMServer() as server:
+        copy, stats = describe(PRODUCTS, _llm(cfg, server), cfg.validation, tmp_path)
+        assert server.requests == 3  # four products, three distinct attribute sets
+        assert stats.calls == 3 and stats.failed == 0 and stats.cached == 0
+        assert copy["copy_error"].null_count() == 4
+        assert copy["sha256"].to_list() == ["sha0", "sha1", "sha2", "sha3"]
+        assert copy["title"][0] == copy["title"][2]
+        assert all(2 <= len(b) <= 6 for b in copy["bullet_points"])
+        assert all(3 <= len(t) <= 5 for t in copy["seo_tags"])
+        assert "red" in copy["title"][1].lower() and "black" not in copy["title"][1].lower()
+        # "unknown" is never sent to the model
+        sent = [json.loads(m["content"][m["content"].index("{"):]) for r in server.request_log
+                for m in r["body"]["messages"] if m["role"] == "user"]
+        assert all("unknown" not in s.values() for s in sent)
+        assert {"color": "navy", "neckline": "collared", "sleeve": "long sleeve", "fit": "loose",
+                "garment_type": "shirt"} in sent
+
+        again, stats2 = describe(PRODUCTS, _llm(cfg, server), cfg.validation, tmp_path)
+        assert server.requests == 3 and stats2.calls == 0 and stats2.cached == 3
+        assert again.drop("copy_key").equals(copy.drop("copy_key"))
+
+
+def test_cache_key_changes_with_prompt_version_and_model():
+    cfg = load_config()
+    attrs = prompt_attributes(PRODUCTS.row(0, named=True))
+    base = copy_key(attrs, cfg.llm)
+    assert base == copy_key(dict(reversed(list(attrs.items()))), cfg.llm)
+    assert base != copy_key(attrs, cfg.llm.model_copy(update={"prompt_version": "v2"}))
+    assert base != copy_key(attrs, cfg.llm.model_copy(update={"model": "other"}))
+
+
+@pytest.mark.parametrize("content, reason", [
+    ("", "empty"), ('{"title": "Trunc', "not JSON"), ("[1, 2]", "not an object"),
+    ('{"title": "A top", "description": "A fine top for all days.", "style_summary": "Easy."}', "bullet_points"),
+])
+def test_parse_copy_rejects_bad_content(content, reason):
+    with pytest.raises(InvalidCopy, match=reason):
+        parse_copy(content)
+
+
+def test_parse_copy_strips_control_characters_and_enforces_title_words():
+    cfg = load_config()
+    raw = {"title": "Black\x00 Silk\u202e Top", "bullet_points": ["a\x07b", "c"], "description": "A black silk top.\x1b",
+           "style_summary": "Chic.", "seo_tags": ["Black Top", "silk top", "women top"]}
+    copy = parse_copy(json.dumps(raw), cfg.validation)
+    assert copy.title == "Black Silk Top" and copy.bullet_points[0] == "ab" and copy.seo_tags[0] == "black top"
+    raw["title"] = " ".join(["word"] * 13)
+    with pytest.raises(InvalidCopy, match="13 words"):
+        parse_copy(json.dumps(raw), cfg.validation)
+
+
+def test_faulty_server_every_good_row_is_described(tmp_path):
+    cfg = load_config()
+    kinds = ["http_429", "http_500", "http_503", "hang", "drop", "invalid_json", "missing_fields", "overlong", "empty"]
+    plan = FaultPlan.random(0.3, seed=7, kinds=kinds, retry_after="0", hang_s=5)
+    rows = _frame([(c, "v-neck", s, "solid", "cotton", "regular", "top")
+                   for c in ("black", "white", "red", "pink", "green") for s in ("sleeveless", "short sleeve", "long sleeve")])
+    with FakeLLMServer(faults=plan) as server:
+        copy, stats = describe(rows, _llm(cfg, server, timeout_s=0.5, max_attempts=8, concurrency=4), cfg.validation, tmp_path)
+        applied = [f for f in server.faults_applied() if f]
+    assert copy["copy_error"].null_count() == 15, copy["copy_error"].to_list()
+    assert len(applied) >= 3 and stats.retries == len(applied)
+    assert stats.calls == 15 + stats.retries
+
+
+def test_row_that_exhausts_retries_gets_the_last_error(tmp_path):
+    cfg = load_config()
+    plan = FaultPlan.fail_product(lambda a: a.get("color") == "red", kind="http_503")
+    with FakeLLMServer(faults=plan) as server:
+        copy, stats = describe(PRODUCTS, _llm(cfg, server, max_attempts=3), cfg.validation, tmp_path)
+    errors = dict(zip(copy["sha256"], copy["copy_error"]))
+    assert errors["sha1"].startswith("LLM server answered HTTP 503")
+    assert errors["sha0"] is None and errors["sha3"] is None
+    assert stats.failed == 1 and stats.retries == 2
+    # the failure is not cached: a later run asks again
+    with FakeLLMServer() as server:
+        copy2, stats2 = describe(PRODUCTS, _llm(cfg, server), cfg.validation, tmp_path)
+    assert server.requests == 1 and copy2["copy_error"].null_count() == 4
+
+
+def test_retry_after_is_honoured_and_throttle_gates_every_attempt(tmp_path):
+    cfg = load_config()
+    plan = FaultPlan.fail_product(lambda a: a.get("color") == "red", kind="http_429", first_n=1, retry_after="1")
+    gate = []
+    with FakeLLMServer(faults=plan) as server:
+        describe(PRODUCTS.slice(1, 1), _llm(cfg, server), cfg.validation, tmp_path, throttle=lambda: gate.append(1))
+        times = [r["time"] for r in server.request_log]
+    assert len(times) == 2 and len(gate) == 2
+    assert times[1] - times[0] >= 0.95  # waited the server's Retry-After, not the 10 ms backoff

@@ -1,0 +1,121 @@
+"""End-to-end: real Prefect runs, real images, real Parquet, a real HTTP LLM server."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from catalog_intel.export import CSV_COLUMNS
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _run_flow(seed_images, out, cache_dir, config_file, **params):
+    from flows.catalog import catalog_flow
+
+    return catalog_flow(source=str(seed_images), out_dir=str(out), config_path=str(config_file),
+                        cache_dir=str(cache_dir), **params)
+
+
+@pytest.mark.slow
+def test_flow_writes_all_outputs_and_a_rerun_costs_nothing(prefect_server, seed_images, tmp_path, cache_dir,
+                                                          config_file, fake_llm):
+    out = tmp_path / "out"
+    first = _run_flow(seed_images, out, cache_dir, config_file, llm_base_url=fake_llm.base_url)
+    assert first["inputs"] == 30 and first["rows"] == 30 and first["rejects"] == 0
+    assert first["embeddings_computed"] == 30 and first["embeddings_cached"] == 0
+    calls_first = fake_llm.requests
+    assert first["llm_calls"] == calls_first >= 1
+
+    with open(out / "catalog.csv", newline="") as fh:
+        rows = list(csv.reader(fh))
+    assert tuple(rows[0]) == CSV_COLUMNS
+    assert len(rows) == 31
+    assert {r[0] for r in rows[1:]} == {p.name for p in seed_images.iterdir()}
+    assert all(r[7] and r[8] and r[11] for r in rows[1:])  # title, bullets, tags present
+
+    table = pl.read_parquet(out / "catalog.parquet")
+    assert table.height == 30
+    assert table.schema["bullet_points"] == pl.List(pl.Utf8)
+    for column in ("color_confidence", "garment_type", "clip_model_id", "prompt_version", "run_id", "processed_at"):
+        assert column in table.columns
+    assert table["clip_model_id"][0].startswith("tiny-clip@sha256:")
+    assert (out / "rejects.csv").read_text().strip() == "image,reason"
+    result = json.loads((out / "validation_result.json").read_text())
+    assert result["success"] is True and result["statistics"]["evaluated_expectations"] > 40
+    assert (out / "data_docs" / "index.html").is_file()
+
+    second = _run_flow(seed_images, out, cache_dir, config_file, llm_base_url=fake_llm.base_url)
+    assert second["embeddings_computed"] == 0 and second["embeddings_cached"] == 30
+    assert second["llm_calls"] == 0 and fake_llm.requests == calls_first
+    again = pl.read_parquet(out / "catalog.parquet")
+    stable = [c for c in table.columns if c not in ("run_id", "processed_at")]
+    assert again.select(stable).equals(table.select(stable))
+
+
+@pytest.mark.slow
+def test_bad_images_and_llm_failures_go_to_rejects(prefect_server, tmp_path, cache_dir, config_file, seed_images):
+    from llm_server import FakeLLMServer, FaultPlan
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for p in sorted(seed_images.iterdir())[:6]:
+        (src / p.name).write_bytes(p.read_bytes())
+    (src / "copy of data (1).jpg").write_bytes((seed_images / "data (1).jpg").read_bytes())
+    (src / "empty.jpg").write_bytes(b"")
+    (src / "readme.png").write_text("not a picture")
+    out = tmp_path / "out"
+    config_file.write_text(config_file.read_text() + "[run]\nmax_reject_share = 0.9\n")
+    plan = FaultPlan.fail_product(lambda a: a.get("sleeve") == "long sleeve", kind="http_500")
+    with FakeLLMServer(faults=plan) as server:
+        summary = _run_flow(src, out, cache_dir, config_file, llm_base_url=server.base_url)
+    rejects = dict(csv.reader(open(out / "rejects.csv")))
+    assert rejects.pop("image") == "reason"
+    assert rejects["empty.jpg"] == "empty file (0 bytes)"
+    assert rejects["readme.png"].startswith("not an image")
+    failed_llm = {k for k, v in rejects.items() if v.startswith("LLM copy failed: LLM server answered HTTP 500")}
+    table = pl.read_parquet(out / "catalog.parquet")
+    assert summary["inputs"] == 9 == table.height + len(rejects)
+    assert summary["embeddings_computed"] == 6  # the renamed copy shares its twin's embedding
+    assert "copy of data (1).jpg" in set(table["image"]) | failed_llm
+    assert summary["llm_failed"] >= 1 and len(failed_llm) >= 1
+
+
+def test_cli_without_weights_fails_at_once_with_a_clear_message(tmp_path, seed_images):
+    env = {**os.environ, "CATALOG_INTEL_CACHE": str(tmp_path / "empty-cache")}
+    proc = subprocess.run([sys.executable, "-m", "catalog_intel.cli", "run", str(seed_images), "--out", str(tmp_path / "o"),
+                           "--no-llm"], capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
+    assert proc.returncode == 2
+    assert "ViT-B-32" in proc.stderr and "laion2b_s34b_b79k" in proc.stderr
+    assert "catalog-intel models pull" in proc.stderr and "--clip-checkpoint" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "o" / "catalog.csv").exists()
+
+
+@pytest.mark.slow
+def test_cli_run_no_llm(tmp_path, seed_images, config_file):
+    env = {**os.environ, "CATALOG_INTEL_CACHE": str(tmp_path / "cache")}
+    out = tmp_path / "o"
+    proc = subprocess.run([sys.executable, "-m", "catalog_intel.cli", "run", str(seed_images), "--out", str(out),
+                           "--config", str(config_file), "--no-llm"], capture_output=True, text=True, env=env,
+                          cwd=REPO, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "30 inputs = 30 rows + 0 rejects" in proc.stdout + proc.stderr
+    table = pl.read_csv(out / "catalog.csv", infer_schema_length=0)
+    assert table.columns == list(CSV_COLUMNS) and table.height == 30
+    assert table["title"].null_count() == 30  # copy columns empty without an LLM
+    assert table["color"].null_count() == 0
+
+
+def test_too_many_rejects_fail_the_run_after_writing_outputs():
+    from catalog_intel.summary import RunFailed, RunSummary
+
+    summary = RunSummary(inputs=10, rows=7, rejects=3)
+    summary.raise_if_too_many_rejects(0.3)
+    with pytest.raises(RunFailed, match="3 of 10 inputs rejected .30%., over run.max_reject_share=20%"):
+        summary.raise_if_too_many_rejects(0.2)
