@@ -13,7 +13,7 @@ import os
 import re
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -27,6 +27,9 @@ from .config import ATTRIBUTE_ORDER, UNKNOWN, LLMConfig, ValidationConfig
 from .storage import ParquetStore
 
 MAX_RETRY_AFTER_S = 120.0
+FLUSH_EVERY = 8
+_STORE_SCHEMA = {"copy_key": pl.Utf8, "copy_json": pl.Utf8, "model": pl.Utf8, "prompt_version": pl.Utf8,
+                 "created_at": pl.Float64}
 COPY_COLUMNS = ("title", "bullet_points", "description", "style_summary", "seo_tags")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b-\u200f\u2028-\u202e\u2066-\u2069]")
 
@@ -265,26 +268,30 @@ def describe(
 
     if missing:
         client = client or make_client(llm)
-        new_rows: list[dict] = []
 
-        def work(key: str) -> None:
+        def work(key: str) -> tuple[str, dict | None, str | None]:
             try:
-                copy = request_copy(client, by_key[key], llm, limits, throttle, stats)
-                data = copy.model_dump()
-                results[key] = data
-                new_rows.append({"copy_key": key, "copy_json": json.dumps(data), "model": llm.model,
-                                 "prompt_version": llm.prompt_version, "created_at": time.time()})
+                return key, request_copy(client, by_key[key], llm, limits, throttle, stats).model_dump(), None
             except Exception as exc:  # a row that exhausts its retries is rejected, the run goes on
                 stats.add(failed=1)
-                errors[key] = _error_text(exc)
-            finally:
+                return key, None, _error_text(exc)
+
+        pending: list[dict] = []
+        with ThreadPoolExecutor(max_workers=llm.concurrency, thread_name_prefix="llm") as pool:
+            for future in as_completed([pool.submit(work, k) for k in missing]):
+                key, data, error = future.result()
+                if data is None:
+                    errors[key] = error
+                else:
+                    results[key] = data
+                    pending.append({"copy_key": key, "copy_json": json.dumps(data), "model": llm.model,
+                                    "prompt_version": llm.prompt_version, "created_at": time.time()})
+                if len(pending) >= FLUSH_EVERY:  # a killed run loses at most a few answers
+                    store.append(pl.DataFrame(pending, schema=_STORE_SCHEMA))
+                    pending = []
                 if progress is not None:
                     progress.update(1)
-
-        with ThreadPoolExecutor(max_workers=llm.concurrency, thread_name_prefix="llm") as pool:
-            list(pool.map(work, missing))
-        store.append(pl.DataFrame(new_rows, schema={"copy_key": pl.Utf8, "copy_json": pl.Utf8, "model": pl.Utf8,
-                                                     "prompt_version": pl.Utf8, "created_at": pl.Float64}))
+        store.append(pl.DataFrame(pending, schema=_STORE_SCHEMA))
 
     out = []
     for sha, key in keys.items():

@@ -55,22 +55,19 @@ def _collate(batch):
     return index, (torch.stack(tensors) if tensors else None), reasons
 
 
-def compute_embeddings(
+def iter_embeddings(
     paths: list[str],
     clip: LoadedClip,
     batch_size: int,
     decode_workers: int,
     max_pixels: int,
-    progress=None,
-) -> tuple[np.ndarray, list[str]]:
-    """Embed images. Returns (vectors[n, d] L2-normalised float32, reasons[n]):
-    a non-empty reason marks a rejected image whose vector row is zeros."""
+):
+    """Embed images batch by batch. Yields (indices, vectors, reasons) per batch:
+    vectors[i] is the L2-normalised float32 embedding of paths[indices[i]], or
+    zeros where reasons[i] is non-empty (the image was rejected)."""
     import torch
     from torch.utils.data import DataLoader
 
-    dim = int(clip.model.text_projection.shape[1]) if hasattr(clip.model, "text_projection") else None
-    out: np.ndarray | None = None
-    reasons = [""] * len(paths)
     loader = DataLoader(
         _DecodedImages(paths, clip.preprocess, max_pixels, clip.image_size),
         batch_size=batch_size,
@@ -79,18 +76,27 @@ def compute_embeddings(
         pin_memory=clip.device.startswith("cuda"),
     )
     with torch.inference_mode():
-        for index, pixels, batch_reasons in loader:
-            ok = [i for i, r in zip(index, batch_reasons) if not r]
-            for i, r in zip(index, batch_reasons):
-                reasons[i] = r
+        for index, pixels, reasons in loader:
+            ok = [j for j, r in enumerate(reasons) if not r]
+            vectors = None
             if pixels is not None:
                 feats = clip.model.encode_image(pixels.to(clip.device, non_blocking=True))
                 feats = torch.nn.functional.normalize(feats.float(), dim=-1).cpu().numpy()
-                if out is None:
-                    out = np.zeros((len(paths), feats.shape[1]), dtype=np.float32)
-                out[ok] = feats
-            if progress is not None:
-                progress.update(len(index))
-    if out is None:
-        out = np.zeros((len(paths), dim or 0), dtype=np.float32)
-    return out, reasons
+                vectors = np.zeros((len(index), feats.shape[1]), dtype=np.float32)
+                vectors[ok] = feats
+            yield index, vectors, reasons
+
+
+def compute_embeddings(paths, clip, batch_size, decode_workers, max_pixels, progress=None):
+    """All embeddings at once: (vectors[n, d], reasons[n]); see iter_embeddings."""
+    out, reasons = None, [""] * len(paths)
+    for index, vectors, batch_reasons in iter_embeddings(paths, clip, batch_size, decode_workers, max_pixels):
+        for i, r in zip(index, batch_reasons):
+            reasons[i] = r
+        if vectors is not None:
+            if out is None:
+                out = np.zeros((len(paths), vectors.shape[1]), dtype=np.float32)
+            out[index] = vectors
+        if progress is not None:
+            progress.update(len(index))
+    return (out if out is not None else np.zeros((len(paths), 0), dtype=np.float32)), reasons

@@ -126,6 +126,20 @@ class ParquetStore:
         if frame.height:
             write_parquet(frame, self.folder / f"part-{uuid.uuid4().hex}.parquet")
 
+    def compact(self, max_parts: int = 16) -> int:
+        """Merge the parts into one when there are more than `max_parts`.
+        The merged part is written before the old ones are removed, so a crash
+        in between only leaves duplicates, which lookups already ignore.
+        Returns the number of parts removed."""
+        parts = self._parts()
+        if len(parts) <= max_parts:
+            return 0
+        merged = pl.scan_parquet(parts).unique(subset=[self.key], keep="first", maintain_order=True).collect()
+        self.append(merged)
+        for part in parts:
+            Path(part).unlink(missing_ok=True)
+        return len(parts)
+
     def count(self) -> int:
         parts = self._parts()
         return 0 if not parts else pl.scan_parquet(parts).select(pl.col(self.key).n_unique()).collect().item()

@@ -22,6 +22,7 @@ from catalog_intel.clip_model import resolve_weights
 from catalog_intel.config import Config, load_config
 from catalog_intel.runlock import RunLock
 from catalog_intel.summary import RunFailed, RunSummary
+from tasks.caches import compact_caches
 from tasks.classify import classify_shard, prepare_label_index
 from tasks.describe import describe_shard, ensure_rate_limit
 from tasks.embed import embed_shard
@@ -124,6 +125,7 @@ def catalog_flow(
         rejects = merge_rejects(rejected_at_ingest, rejected_at_decode, copy_failures(table), rejected_by_checks)
         final = table.filter(~pl.col("image").is_in(rejects["image"].implode())).drop("copy_error")
         paths = export_catalog(final, rejects, out_dir)
+        compact_caches(config, model_id)
 
         summary.finish(rows=final.height, rejects=rejects.height, abstentions=abstention_counts(final),
                        validation=validation, outputs=paths, seconds=time.monotonic() - started)

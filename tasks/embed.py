@@ -5,7 +5,7 @@ from prefect import get_run_logger, task
 
 from catalog_intel.clip_model import load_clip
 from catalog_intel.config import Config
-from catalog_intel.embedding import compute_embeddings, embedding_store, embeddings_frame
+from catalog_intel.embedding import embedding_store, embeddings_frame, iter_embeddings
 
 from .common import TASK_DEFAULTS, progress_bar
 
@@ -24,18 +24,21 @@ def embed_shard(shard: pl.DataFrame, config: Config, model_id: str, shard_no: in
     statuses = {sha: ("cached", None) for sha in cached}
     if todo.height:
         clip = load_clip(config.clip, config.paths.cache_path)
-        with progress_bar(todo.height, f"embed shard {shard_no}") as bar:
-            vectors, reasons = compute_embeddings(
-                todo["path"].to_list(), clip, config.clip.batch_size, config.clip.decode_workers,
-                config.run.max_image_pixels, progress=bar,
-            )
-        ok = [i for i, r in enumerate(reasons) if not r]
         shas = todo["sha256"].to_list()
-        store.append(embeddings_frame([shas[i] for i in ok], vectors[ok], model_id))
-        for sha, reason in zip(shas, reasons):
-            statuses[sha] = ("rejected", reason) if reason else ("computed", None)
-        get_run_logger().info("shard %d: %d embedded, %d cached, %d rejected", shard_no, len(ok),
-                              len(cached), len(shas) - len(ok))
+        with progress_bar(todo.height, f"embed shard {shard_no}") as bar:
+            batches = iter_embeddings(todo["path"].to_list(), clip, config.clip.batch_size,
+                                      config.clip.decode_workers, config.run.max_image_pixels)
+            for index, vectors, reasons in batches:
+                ok = [j for j, r in enumerate(reasons) if not r]
+                # Stored per batch: a killed run loses at most one batch of work.
+                if ok:
+                    store.append(embeddings_frame([shas[index[j]] for j in ok], vectors[ok], model_id))
+                for i, reason in zip(index, reasons):
+                    statuses[shas[i]] = ("rejected", reason) if reason else ("computed", None)
+                bar.update(len(index))
+        computed = sum(1 for s, _ in statuses.values() if s == "computed")
+        get_run_logger().info("shard %d: %d embedded, %d cached, %d rejected", shard_no, computed,
+                              len(cached), len(statuses) - computed - len(cached))
     return pl.DataFrame(
         {"sha256": list(statuses), "status": [s for s, _ in statuses.values()], "reason": [r for _, r in statuses.values()]},
         schema={"sha256": pl.Utf8, "status": pl.Utf8, "reason": pl.Utf8},

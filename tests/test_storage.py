@@ -42,3 +42,15 @@ def test_list_images_is_recursive_sorted_and_filtered(tmp_path):
         p.write_bytes(b"x")
     found = [os.path.relpath(p, tmp_path) for p in list_images(str(tmp_path), [".jpg", ".png", ".webp"])]
     assert found == ["a/c.png", "b.JPG", "f.webp"]
+
+
+def test_compact_merges_parts_and_keeps_every_key_once(tmp_path):
+    store = ParquetStore(tmp_path / "s", key="k")
+    for i in range(5):
+        store.append(pl.DataFrame({"k": [f"a{i}", "dup"], "v": [i, i]}))
+    assert store.compact(max_parts=8) == 0  # few parts: left alone
+    assert store.compact(max_parts=2) == 5
+    assert len(list((tmp_path / "s").glob("part-*.parquet"))) == 1
+    merged = store.lookup([f"a{i}" for i in range(5)] + ["dup"])
+    assert merged.height == 6 and store.count() == 6
+    assert merged.filter(pl.col("k") == "dup")["v"].to_list() == [merged.filter(pl.col("k") == "dup")["v"][0]]
