@@ -7,6 +7,7 @@ import polars as pl
 from .config import ATTRIBUTE_ORDER, UNKNOWN
 from .copywriter import COPY_COLUMNS, COPY_FRAME_SCHEMA
 
+COLOR_OPINIONS = ("color_clip", "color_clip_confidence", "color_pixels", "color_pixels_confidence")
 REJECTS_SCHEMA = {"image": pl.Utf8, "reason": pl.Utf8}
 
 
@@ -33,8 +34,10 @@ def assemble(inventory: pl.DataFrame, attributes: pl.DataFrame, copy: pl.DataFra
     """One row per decoded image: identity, attributes (+confidence, margin),
     copy, then run metadata (model ids, prompt version, run id, timestamp)."""
     attr_cols = [c for a in ATTRIBUTE_ORDER for c in (a, f"{a}_confidence", f"{a}_margin")]
+    # Pre-abstention values (threshold calibration) and the two colour opinions.
+    extra_cols = [f"{a}_raw" for a in ATTRIBUTE_ORDER] + [c for c in COLOR_OPINIONS if c in attributes.columns]
     table = (
-        inventory.join(attributes.select("sha256", *attr_cols), on="sha256", how="left")
+        inventory.join(attributes.select("sha256", *attr_cols, *extra_cols), on="sha256", how="left")
         .join(copy.unique(subset="sha256").select("sha256", *COPY_COLUMNS, "copy_error"), on="sha256", how="left")
         .with_columns([pl.lit(v).alias(k) for k, v in meta.items()])
     )

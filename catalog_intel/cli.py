@@ -25,6 +25,8 @@ def _add_run_parser(sub) -> None:
     run.add_argument("--no-llm", action="store_true", help="attributes only; copy columns stay empty")
     run.add_argument("--cache-dir", help="cache folder for embeddings and copy (default ~/.cache/catalog-intel)")
     run.add_argument("--shard-size", type=int, help="images per pipeline shard")
+    run.add_argument("--color-policy", choices=["clip", "pixels", "ensemble"],
+                     help="colour from CLIP, from the garment's pixels, or both (default: config color.policy)")
 
 
 def _add_models_parser(sub) -> None:
@@ -52,13 +54,14 @@ def _run(args) -> int:
     from flows.catalog import catalog_flow, resolve_config
 
     config = resolve_config(args.config, args.clip_model, args.clip_pretrained, args.clip_checkpoint,
-                            args.llm_base_url, args.llm_model, args.no_llm, args.cache_dir, args.shard_size)
+                            args.llm_base_url, args.llm_model, args.no_llm, args.cache_dir, args.shard_size,
+                            args.color_policy)
     resolve_weights(config.clip, config.paths.cache_path)  # fail before starting Prefect
     result = catalog_flow(
         source=args.source, out_dir=args.out, config_path=args.config, clip_model=args.clip_model,
         clip_pretrained=args.clip_pretrained, clip_checkpoint=args.clip_checkpoint,
         llm_base_url=args.llm_base_url, llm_model=args.llm_model, no_llm=args.no_llm,
-        cache_dir=args.cache_dir, shard_size=args.shard_size,
+        cache_dir=args.cache_dir, shard_size=args.shard_size, color_policy=args.color_policy,
     )
     from catalog_intel.summary import RunSummary
 

@@ -11,7 +11,7 @@ import os
 import tomllib
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -80,6 +80,12 @@ class LLMConfig(_Strict):
         return self
 
 
+class ColorConfig(_Strict):
+    policy: Literal["clip", "pixels", "ensemble"]
+    pixel_min_confidence: float = Field(ge=0, le=1)
+    ensemble_pixel_trust: float = Field(ge=0, le=1)
+
+
 class ValidationConfig(_Strict):
     title_max_words: int
     bullets_min: int
@@ -115,6 +121,7 @@ class Config(_Strict):
     run: RunConfig
     clip: ClipConfig
     llm: LLMConfig
+    color: ColorConfig
     validation: ValidationConfig
     attributes: dict[str, AttributeConfig]
 

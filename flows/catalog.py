@@ -23,6 +23,7 @@ from catalog_intel.config import Config, load_config
 from catalog_intel.runlock import RunLock
 from catalog_intel.summary import RunFailed, RunSummary
 from tasks.caches import compact_caches
+from tasks.color import pixel_color_shard
 from tasks.classify import classify_shard, prepare_label_index
 from tasks.describe import describe_shard, ensure_rate_limit
 from tasks.embed import embed_shard
@@ -41,12 +42,13 @@ def resolve_config(
     no_llm: bool = False,
     cache_dir: str | None = None,
     shard_size: int | None = None,
+    color_policy: str | None = None,
 ) -> Config:
     """Config file, then explicit parameters (None = keep the file's value)."""
     return load_config(config_path, {
         "clip.model": clip_model, "clip.pretrained": clip_pretrained, "clip.checkpoint": clip_checkpoint,
         "llm.base_url": llm_base_url, "llm.model": llm_model, "llm.enabled": False if no_llm else None,
-        "paths.cache_dir": cache_dir, "run.shard_size": shard_size,
+        "paths.cache_dir": cache_dir, "run.shard_size": shard_size, "color.policy": color_policy,
     })
 
 
@@ -63,12 +65,13 @@ def catalog_flow(
     no_llm: bool = False,
     cache_dir: str | None = None,
     shard_size: int | None = None,
+    color_policy: str | None = None,
 ) -> dict:
     """Enrich the images in `source` (folder or CSV/Parquet manifest) into `out_dir`."""
     started = time.monotonic()
     log = get_run_logger()
     config = resolve_config(config_path, clip_model, clip_pretrained, clip_checkpoint, llm_base_url, llm_model,
-                            no_llm, cache_dir, shard_size)
+                            no_llm, cache_dir, shard_size, color_policy)
     out = Path(out_dir)
     with RunLock(out):
         # Fail fast, before any work, if the weights are not here.
@@ -91,7 +94,9 @@ def catalog_flow(
             ok = status.filter(pl.col("status") != "rejected")["sha256"].to_list()
             if not ok:
                 continue
-            attributes = classify_shard(ok, config, model_id, label_index)
+            pixels = pixel_color_shard(shard.filter(pl.col("sha256").is_in(ok)), config) \
+                if config.color.policy != "clip" else None
+            attributes = classify_shard(ok, config, model_id, label_index, pixels)
             attribute_parts.append(attributes)
             if with_copy:  # runs while the next shard embeds
                 copy_futures.append(describe_shard.submit(attributes, config, shard_no))
