@@ -60,6 +60,7 @@ class LLMConfig(_Strict):
     base_url: str
     model: str
     api_key_env: str
+    api_key_secret_block: str = ""
     timeout_s: float = Field(gt=0)
     max_attempts: int = Field(ge=1)
     backoff_initial_s: float = Field(ge=0)

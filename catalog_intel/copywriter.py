@@ -180,11 +180,22 @@ def _wait_strategy(llm: LLMConfig):
     return wait
 
 
+def api_key(llm: LLMConfig) -> str:
+    """The key from the environment, else from a Prefect Secret block; local servers need none."""
+    if os.environ.get(llm.api_key_env):
+        return os.environ[llm.api_key_env]
+    if llm.api_key_secret_block:
+        from prefect.blocks.system import Secret
+
+        return Secret.load(llm.api_key_secret_block).get()
+    return "not-needed"
+
+
 def make_client(llm: LLMConfig) -> openai.OpenAI:
     # Our own retry loop (not the SDK's) so every attempt passes the rate limit.
     return openai.OpenAI(
         base_url=llm.base_url,
-        api_key=os.environ.get(llm.api_key_env) or "not-needed",
+        api_key=api_key(llm),
         timeout=llm.timeout_s,
         max_retries=0,
     )

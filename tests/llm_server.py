@@ -485,7 +485,7 @@ class _Handler(BaseHTTPRequestHandler):
                 fault = None
         else:
             fault = owner.faults.decide(attrs) if owner.faults is not None else None
-        owner._record(fault, body, attrs)
+        owner._record(fault, body, attrs, self.headers)
 
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
             self._error(400, "Request body must be JSON with a 'messages' list",
@@ -642,11 +642,12 @@ class FakeLLMServer:
         return f"http://{self.host}:{self.port}/v1"
 
     # -- bookkeeping -----------------------------------------------------------
-    def _record(self, fault: str | None, body: Any, attrs: dict) -> None:
+    def _record(self, fault: str | None, body: Any, attrs: dict, headers: Mapping[str, str] | None = None) -> None:
         with self._cond:
             self._requests += 1
             self._log.append(
-                {"time": time.monotonic(), "fault": fault, "body": body, "attrs": attrs}
+                {"time": time.monotonic(), "fault": fault, "body": body, "attrs": attrs,
+                 "headers": {k.lower(): v for k, v in (headers or {}).items()}}
             )
             self._cond.notify_all()
 

