@@ -28,12 +28,14 @@ def _table(n=4, overrides=None):
 
 
 def test_csv_has_the_original_columns_and_neutralises_formulas(tmp_path):
-    table = _table(2, {(0, "title"): "=HYPERLINK(\"http://x\")", (1, "description"): "-5 % off", (1, "image"): "@a.jpg"})
+    table = _table(3, {(0, "title"): "=HYPERLINK(\"http://x\")", (1, "description"): "-5 % off", (1, "image"): "@a.jpg",
+                       (2, "image"): 'sub dir/tröja, "röd" 👚.jpg'})
     paths = write_outputs(table, pl.DataFrame({"image": ["+bad.jpg"], "reason": ["empty file (0 bytes)"]}), tmp_path)
     rows = list(csv.reader(open(paths["catalog_csv"], newline="")))
     assert tuple(rows[0]) == CSV_COLUMNS
     assert rows[1][7] == "'=HYPERLINK(\"http://x\")"
     assert rows[2][9] == "'-5 % off" and rows[2][0] == "'@a.jpg"
+    assert rows[3][0] == 'sub dir/tröja, "röd" 👚.jpg' and len(rows) == 4  # quoted, not split
     assert rows[1][8] == "Black; Round neck" and rows[1][11] == "black top; round neck top; women top"
     assert list(csv.reader(open(paths["rejects_csv"]))) == [["image", "reason"], ["'+bad.jpg", "empty file (0 bytes)"]]
     back = pl.read_parquet(paths["catalog_parquet"])

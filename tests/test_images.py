@@ -92,11 +92,13 @@ def test_exif_orientation_is_applied(tmp_path):
     assert out.size == (40, 80)
 
 
-def test_animated_gif_gives_its_first_frame(tmp_path):
+@pytest.mark.parametrize("fmt", ["GIF", "WEBP"])
+def test_animated_image_gives_its_first_frame(tmp_path, fmt):
     frames = [Image.new("RGB", (16, 16), c) for c in [(0, 255, 0), (255, 0, 0)]]
     buf = io.BytesIO()
-    frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:], duration=100)
-    out = load_rgb(_write(tmp_path, "anim.gif", buf.getvalue()), LIMIT)
+    frames[0].save(buf, fmt, save_all=True, append_images=frames[1:], duration=100, lossless=True)
+    assert Image.open(io.BytesIO(buf.getvalue())).n_frames == 2
+    out = load_rgb(_write(tmp_path, f"anim.{fmt.lower()}", buf.getvalue()), LIMIT)
     r, g, b = out.getpixel((8, 8))
     assert g > 200 and r < 50
 
