@@ -41,11 +41,39 @@ def _add_models_parser(sub) -> None:
         p.add_argument("--cache-dir")
 
 
+def _add_evaluate_parser(sub) -> None:
+    ev = sub.add_parser("evaluate", help="score predicted attributes against a labelled image set")
+    ev.add_argument("--pred", required=True, help="OUT_DIR/catalog.parquet (or catalog.csv: no garment_type, no confidences)")
+    ev.add_argument("--labels", required=True, help="labels.csv with a file column, e.g. ../shared/data/hm-tops/labels.csv")
+    ev.add_argument("--json", help="also write the full result (confusion matrices, calibration curve) here")
+    ev.add_argument("--config", help="TOML configuration file: its vocabulary and current thresholds are used")
+    ev.add_argument("--calibrate", action="store_true",
+                    help="propose per-attribute min_confidence values (needs catalog.parquet)")
+    ev.add_argument("--target-precision", type=float, default=0.9,
+                    help="accuracy on covered (non-abstained) rows to reach when calibrating (default 0.9)")
+    ev.add_argument("--min-covered", type=int, default=20,
+                    help="ignore thresholds that leave fewer covered rows than this (default 20)")
+    ev.add_argument("--step", type=float, default=0.01, help="threshold grid step (default 0.01)")
+
+
+def _add_copy_quality_parser(sub) -> None:
+    cq = sub.add_parser("copy-quality", help="schema validity, contradictions, title length and SEO tags of the copy")
+    cq.add_argument("output", help="catalog.parquet, catalog.csv, or the original tool's reference_output.csv")
+    cq.add_argument("--reference", help="a second output to print side by side, e.g. "
+                    "../shared/data/seed-samples/reference_output.csv")
+    cq.add_argument("--json", help="also write the full result (every flagged row with its reasons) here")
+    cq.add_argument("--config", help="TOML configuration file: vocabulary and validation limits")
+    cq.add_argument("--list-sep", default="auto",
+                    help="how CSV list cells are split: 'auto' (';' if present, else ',') or an exact separator")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="catalog-intel", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     _add_run_parser(sub)
     _add_models_parser(sub)
+    _add_evaluate_parser(sub)
+    _add_copy_quality_parser(sub)
     return parser
 
 
@@ -88,17 +116,64 @@ def _models(args) -> int:
     return 0
 
 
+def _write_json(path: str, data: dict) -> None:
+    import json
+
+    from catalog_intel.storage import atomic_write_text
+
+    atomic_write_text(path, json.dumps(data, indent=1, ensure_ascii=False) + "\n")
+    print(f"\nwrote {path}")
+
+
+def _evaluate(args) -> int:
+    from catalog_intel import evaluate as ev
+    from catalog_intel.config import load_config
+
+    config = load_config(args.config)
+    pred, labels = ev.load_predictions(args.pred), ev.load_labels(args.labels)
+    result = ev.evaluate(pred, labels, config.attributes, pred_name=args.pred, labels_name=args.labels)
+    print(ev.format_report(result))
+    if args.calibrate:
+        cal = ev.calibrate(pred, labels, config.attributes, args.target_precision, step=args.step,
+                           min_covered=args.min_covered, pred_name=args.pred, labels_name=args.labels)
+        result["calibration"] = cal
+        result["calibration"]["toml"] = ev.calibration_toml(cal, args.labels)
+        print()
+        print(ev.format_calibration(cal))
+        print()
+        print(result["calibration"]["toml"], end="")
+    if args.json:
+        _write_json(args.json, result)
+    return 0
+
+
+def _copy_quality(args) -> int:
+    from catalog_intel.config import load_config
+    from catalog_intel.copy_quality import assess_file, format_report
+
+    config = load_config(args.config)
+    results = [assess_file(args.output, config, args.list_sep)]
+    if args.reference:
+        results.append(assess_file(args.reference, config, "auto"))
+    print(format_report(results))
+    if args.json:
+        _write_json(args.json, {"output": results[0], "reference": results[1] if args.reference else None})
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     from catalog_intel.clip_model import ModelUnavailableError
     from catalog_intel.config import ConfigError
+    from catalog_intel.copy_quality import CopyQualityError
+    from catalog_intel.evaluate import EvaluationError
     from catalog_intel.ingest import SourceError
     from catalog_intel.runlock import OutputLocked
     from catalog_intel.summary import RunFailed
 
     args = build_parser().parse_args(argv)
     try:
-        return {"run": _run, "models": _models}[args.command](args)
-    except (ModelUnavailableError, ConfigError, SourceError, OutputLocked) as exc:
+        return {"run": _run, "models": _models, "evaluate": _evaluate, "copy-quality": _copy_quality}[args.command](args)
+    except (ModelUnavailableError, ConfigError, SourceError, OutputLocked, EvaluationError, CopyQualityError) as exc:
         print(f"catalog-intel: error: {exc}", file=sys.stderr)
         return 2
     except RunFailed as exc:
