@@ -20,7 +20,8 @@ def _add_run_parser(sub) -> None:
     run.add_argument("--clip-model", help="open_clip architecture, e.g. ViT-B-32")
     run.add_argument("--clip-pretrained", help="open_clip pretrained tag, e.g. laion2b_s34b_b79k")
     run.add_argument("--clip-checkpoint", help="local open_clip weights file (replaces the pretrained tag)")
-    run.add_argument("--llm-base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:1234/v1")
+    run.add_argument("--llm-base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:1234/v1 "
+                     "(default: an embedded llama.cpp server started for the run)")
     run.add_argument("--llm-model", help="model name to request from the endpoint")
     run.add_argument("--no-llm", action="store_true", help="attributes only; copy columns stay empty")
     run.add_argument("--cache-dir", help="cache folder for embeddings and copy (default ~/.cache/catalog-intel)")
@@ -79,12 +80,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _run(args) -> int:
     from catalog_intel.clip_model import resolve_weights
+    from catalog_intel.llm_service import prepare_embedded, uses_embedded
     from flows.catalog import catalog_flow, resolve_config
 
     config = resolve_config(args.config, args.clip_model, args.clip_pretrained, args.clip_checkpoint,
                             args.llm_base_url, args.llm_model, args.no_llm, args.cache_dir, args.shard_size,
                             args.color_policy)
     resolve_weights(config.clip, config.paths.cache_path)  # fail before starting Prefect
+    if uses_embedded(config):
+        prepare_embedded(config)
     result = catalog_flow(
         source=args.source, out_dir=args.out, config_path=args.config, clip_model=args.clip_model,
         clip_pretrained=args.clip_pretrained, clip_checkpoint=args.clip_checkpoint,
@@ -163,6 +167,7 @@ def _copy_quality(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     from catalog_intel.clip_model import ModelUnavailableError
+    from catalog_intel.local_llm import EmbeddedServerError
     from catalog_intel.config import ConfigError
     from catalog_intel.copy_quality import CopyQualityError
     from catalog_intel.evaluate import EvaluationError
@@ -173,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return {"run": _run, "models": _models, "evaluate": _evaluate, "copy-quality": _copy_quality}[args.command](args)
-    except (ModelUnavailableError, ConfigError, SourceError, OutputLocked, EvaluationError, CopyQualityError) as exc:
+    except (ModelUnavailableError, EmbeddedServerError, ConfigError, SourceError, OutputLocked, EvaluationError,
+            CopyQualityError) as exc:
         print(f"catalog-intel: error: {exc}", file=sys.stderr)
         return 2
     except RunFailed as exc:

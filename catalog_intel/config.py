@@ -70,6 +70,9 @@ class LLMConfig(_Strict):
     rate_limit_name: str
     temperature: float = Field(ge=0)
     max_tokens: int = Field(gt=0)
+    embedded_threads: int = Field(0, ge=0)
+    embedded_parallel: int = Field(2, ge=1)
+    embedded_context: int = Field(4096, ge=512)
     prompt_version: str
     system_prompt: str
     user_prompt: str

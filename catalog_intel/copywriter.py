@@ -81,11 +81,12 @@ def response_schema() -> dict:
     return {
         "type": "object",
         "properties": {
-            "title": {"type": "string", "maxLength": 120},
-            "bullet_points": {"type": "array", "items": {"type": "string", "maxLength": 200}, "minItems": 2, "maxItems": 6},
-            "description": {"type": "string", "maxLength": 1200},
-            "style_summary": {"type": "string", "maxLength": 300},
-            "seo_tags": {"type": "array", "items": {"type": "string", "maxLength": 60}, "minItems": 3, "maxItems": 5},
+            # Lengths well inside max_tokens: a reply cut at max_tokens is broken JSON.
+            "title": {"type": "string", "maxLength": 90},
+            "bullet_points": {"type": "array", "items": {"type": "string", "maxLength": 120}, "minItems": 2, "maxItems": 6},
+            "description": {"type": "string", "maxLength": 500},
+            "style_summary": {"type": "string", "maxLength": 200},
+            "seo_tags": {"type": "array", "items": {"type": "string", "maxLength": 40}, "minItems": 3, "maxItems": 5},
         },
         "required": list(COPY_COLUMNS),
         "additionalProperties": False,
@@ -97,8 +98,10 @@ class InvalidCopy(Exception):
 
 
 def prompt_attributes(row: dict) -> dict:
-    """The attributes the LLM may use: known values only ("unknown" is never shown)."""
-    return {a: row[a] for a in ATTRIBUTE_ORDER if row.get(a) not in (None, "", UNKNOWN)}
+    """The attributes the LLM may use: known values only ("unknown" is never shown),
+    plus the one fact true of every product (so a missing garment type is not filled in)."""
+    known = {a: row[a] for a in ATTRIBUTE_ORDER if row.get(a) not in (None, "", UNKNOWN)}
+    return {"product": "women's top", **known}
 
 
 def copy_key(attributes: dict, llm: LLMConfig) -> str:

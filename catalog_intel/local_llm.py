@@ -84,8 +84,9 @@ DEFAULT_GGUF = GGUFSpec(
 )
 
 
-class ModelUnavailableError(RuntimeError):
-    """The local model (or the runtime to serve it) is not installed; the message says what to install."""
+# One error type for every model the run cannot get (CLIP weights, the local LLM):
+# the CLI reports it in one line, naming the model and the fix.
+from .clip_model import ModelUnavailableError  # noqa: E402
 
 
 class ModelIntegrityError(ModelUnavailableError):
@@ -357,12 +358,10 @@ def _child_main(cfg_json: str) -> None:
 
 
 _CHILD_CODE = """
-import importlib.util, sys
-spec = importlib.util.spec_from_file_location("_catalog_intel_local_llm_child", sys.argv[1])
-mod = importlib.util.module_from_spec(spec)
-sys.modules[spec.name] = mod
-spec.loader.exec_module(mod)
-mod._child_main(sys.argv[2])
+import sys
+sys.path.insert(0, sys.argv[1])
+from catalog_intel.local_llm import _child_main
+_child_main(sys.argv[2])
 """
 
 
@@ -545,7 +544,7 @@ class EmbeddedLLMServer:
         self._child_addr = None
         self._child_event.clear()
         self._proc = subprocess.Popen(
-            [sys.executable, "-c", _CHILD_CODE, str(Path(__file__).resolve()), json.dumps(cfg)],
+            [sys.executable, "-c", _CHILD_CODE, str(Path(__file__).resolve().parents[1]), json.dumps(cfg)],
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

@@ -12,8 +12,14 @@ MODEL_SUFFIXES = {".bin", ".pt", ".pth", ".safetensors", ".gguf"}
 
 
 def pull_models(config: Config) -> list[str]:
+    """CLIP weights (download) and, when the embedded LLM is used, its GGUF (assembled from the installed parts)."""
+    from .llm_service import prepare_embedded, uses_embedded
+
     path = pull_pretrained(config.clip, config.paths.cache_path)
-    return [f"CLIP {config.clip.model} ({config.clip.checkpoint or config.clip.pretrained}): {path}"]
+    lines = [f"CLIP {config.clip.model} ({config.clip.checkpoint or config.clip.pretrained}): {path}"]
+    if uses_embedded(config):
+        lines.append(f"LLM (embedded llama.cpp): {prepare_embedded(config)}")
+    return lines
 
 
 def list_models(config: Config) -> list[dict]:

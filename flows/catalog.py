@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import time
+from contextlib import ExitStack
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from catalog_intel.assemble import (abstention_counts, assemble, copy_failures, 
 from catalog_intel.clip_model import model_id as clip_model_id
 from catalog_intel.clip_model import resolve_weights
 from catalog_intel.config import Config, load_config
+from catalog_intel.llm_service import llm_endpoint
 from catalog_intel.runlock import RunLock
 from catalog_intel.summary import RunFailed, RunSummary
 from tasks.caches import compact_caches
@@ -73,12 +75,13 @@ def catalog_flow(
     config = resolve_config(config_path, clip_model, clip_pretrained, clip_checkpoint, llm_base_url, llm_model,
                             no_llm, cache_dir, shard_size, color_policy)
     out = Path(out_dir)
-    with RunLock(out):
+    with RunLock(out), ExitStack() as services:
         # Fail fast, before any work, if the weights are not here.
         resolve_weights(config.clip, config.paths.cache_path)
         model_id = clip_model_id(config.clip)
         with_copy = config.llm.enabled
         if with_copy:
+            config = services.enter_context(llm_endpoint(config))  # embedded server when no base_url
             ensure_rate_limit(config.llm)
 
         inventory, rejected_at_ingest = ingest_images(source, config)
@@ -126,8 +129,11 @@ def catalog_flow(
             export_catalog(_empty_table(), rejects, out_dir)
             raise RunFailed(f"no usable images: all {summary.inputs} inputs were rejected (see {out / 'rejects.csv'})")
 
-        validation, rejected_by_checks = validate_catalog(table, config, with_copy, out_dir)
-        rejects = merge_rejects(rejected_at_ingest, rejected_at_decode, copy_failures(table), rejected_by_checks)
+        # Rows whose copy failed are already rejected with the LLM's error; the checks see the rest.
+        failed_copy = copy_failures(table)
+        checked = table.filter(~pl.col("image").is_in(failed_copy["image"].implode()))
+        validation, rejected_by_checks = validate_catalog(checked, config, with_copy, out_dir)
+        rejects = merge_rejects(rejected_at_ingest, rejected_at_decode, failed_copy, rejected_by_checks)
         final = table.filter(~pl.col("image").is_in(rejects["image"].implode())).drop("copy_error")
         paths = export_catalog(final, rejects, out_dir)
         compact_caches(config, model_id)

@@ -193,14 +193,27 @@ def test_server_reports_unloadable_model(tmp_path: Path, isolate: bool) -> None:
 
 # --------------------------------------------------------------------------- real model (slow)
 
+# The free-text fields carry maxLength bounds too: without them a talkative answer can run
+# past max_tokens and come back as truncated, unparseable JSON (finish_reason "length").
+# With them the worst case (~1,300 characters of content) fits in MAX_TOKENS.
 SCHEMA = {
     "type": "object",
     "properties": {
         "title": {"type": "string", "maxLength": 80},
-        "bullet_points": {"type": "array", "items": {"type": "string"}, "minItems": 2, "maxItems": 6},
-        "description": {"type": "string"},
-        "style_summary": {"type": "string"},
-        "seo_tags": {"type": "array", "items": {"type": "string"}, "minItems": 3, "maxItems": 5},
+        "bullet_points": {
+            "type": "array",
+            "items": {"type": "string", "maxLength": 80},
+            "minItems": 2,
+            "maxItems": 6,
+        },
+        "description": {"type": "string", "maxLength": 400},
+        "style_summary": {"type": "string", "maxLength": 150},
+        "seo_tags": {
+            "type": "array",
+            "items": {"type": "string", "maxLength": 30},
+            "minItems": 3,
+            "maxItems": 5,
+        },
     },
     "required": ["title", "bullet_points", "description", "style_summary", "seo_tags"],
     "additionalProperties": False,
@@ -216,6 +229,13 @@ PRODUCTS = [
 ]
 
 SYSTEM = "You write e-commerce product copy for women's tops. Use only facts implied by the attributes."
+USER = (
+    "Write catalog copy for this product. Title: a short product name (at most 12 words). "
+    "Bullet points: 2 to 6 short factual points. Description: 2-3 sentences. "
+    "Style summary: one sentence. SEO tags: 3 to 5 lowercase search phrases.\n"
+    "Product attributes (JSON): {attributes}"
+)
+MAX_TOKENS = 400
 
 
 def _cache_dir() -> Path:
@@ -244,17 +264,20 @@ def _copy(client, model: str, attrs: dict) -> tuple[dict, object, float]:
     resp = client.chat.completions.create(
         model=model,
         temperature=0.2,
-        max_tokens=300,
+        max_tokens=MAX_TOKENS,
         messages=[
             {"role": "system", "content": SYSTEM},
-            {"role": "user", "content": "Write product copy for this product. Attributes (JSON): " + json.dumps(attrs)},
+            {"role": "user", "content": USER.format(attributes=json.dumps(attrs))},
         ],
         response_format={
             "type": "json_schema",
             "json_schema": {"name": "catalog_copy", "strict": True, "schema": SCHEMA},
         },
     )
-    return json.loads(resp.choices[0].message.content), resp, time.monotonic() - t0
+    seconds = time.monotonic() - t0
+    content = resp.choices[0].message.content
+    assert resp.choices[0].finish_reason == "stop", f"cut off at max_tokens: {content!r}"
+    return json.loads(content), resp, seconds
 
 
 @pytest.mark.slow
@@ -279,10 +302,11 @@ def test_json_schema_copy_for_three_products(real_gguf: Path) -> None:
         assert isinstance(copy["title"], str) and 0 < len(copy["title"]) <= 80
         assert 2 <= len(copy["bullet_points"]) <= 6
         assert all(isinstance(b, str) and b.strip() for b in copy["bullet_points"])
-        assert isinstance(copy["description"], str) and copy["description"].strip()
-        assert isinstance(copy["style_summary"], str) and copy["style_summary"].strip()
+        assert all(len(b) <= 80 for b in copy["bullet_points"])
+        assert isinstance(copy["description"], str) and 0 < len(copy["description"].strip()) <= 400
+        assert isinstance(copy["style_summary"], str) and 0 < len(copy["style_summary"].strip()) <= 150
         assert 3 <= len(copy["seo_tags"]) <= 5
-        assert all(isinstance(t, str) and t.strip() for t in copy["seo_tags"])
+        assert all(isinstance(t, str) and t.strip() and len(t) <= 30 for t in copy["seo_tags"])
         assert resp.usage.completion_tokens > 0 and resp.usage.prompt_tokens > 0
         print(
             f"{attrs['garment_type']}: {seconds:.1f}s, {resp.usage.completion_tokens} tokens "

@@ -1,0 +1,47 @@
+"""The default path: no LLM URL configured -> a real embedded llama.cpp model writes the copy."""
+
+import importlib.util
+
+import polars as pl
+import pytest
+
+from catalog_intel.config import load_config
+from catalog_intel.copy_quality import copy_quality
+from catalog_intel.synthetic import draw_top
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def three_products(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("three")
+    for color, pattern, sleeve in [("red", "solid", "short sleeve"), ("navy", "striped", "long sleeve"),
+                                   ("green", "solid", "sleeveless")]:
+        draw_top(color, pattern, sleeve, size=(480, 600), seed=1).save(folder / f"{color}.jpg", quality=90)
+    return folder
+
+
+def test_embedded_llm_writes_schema_valid_copy(prefect_server, three_products, tmp_path, tiny_clip, cache_dir):
+    if importlib.util.find_spec("xllamacpp") is None:
+        pytest.skip("the llm extra is not installed (pip install -e '.[dev,llm]')")
+    from flows.catalog import catalog_flow
+
+    config_file = tmp_path / "embedded.toml"  # no llm.base_url: the embedded server is the default
+    config_file.write_text(
+        f'[clip]\nmodel = "tiny-clip"\nmodel_config = "{tiny_clip["clip.model_config"]}"\n'
+        f'checkpoint = "{tiny_clip["clip.checkpoint"]}"\ndecode_workers = 0\n'
+        "[llm]\ntimeout_s = 300\n"
+    )
+    out = tmp_path / "out"
+    summary = catalog_flow(source=str(three_products), out_dir=str(out), config_path=str(config_file),
+                           cache_dir=str(cache_dir), color_policy="ensemble")
+    table = pl.read_parquet(out / "catalog.parquet").sort("image")
+    assert summary["rows"] == 3 and summary["rejects"] == 0
+    assert table["color"].to_list() == ["green", "navy", "red"]  # from the pixels: three distinct products
+    assert summary["llm_calls"] >= 3 and summary["llm_failed"] == 0
+    assert table["llm_model"][0] == "qwen2.5-coder-1.5b-instruct-q4_k_m"
+    quality = copy_quality(table, load_config(), name="embedded")
+    assert quality["schema_valid"]["share"] == 1.0, quality["schema_valid"]
+    for row in table.iter_rows(named=True):
+        assert 2 <= len(row["bullet_points"]) <= 6 and 3 <= len(row["seo_tags"]) <= 5
+        assert 1 <= len(row["title"].split()) <= 12
