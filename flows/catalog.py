@@ -104,10 +104,12 @@ def catalog_flow(
             if with_copy:  # runs while the next shard embeds
                 copy_futures.append(describe_shard.submit(attributes, config, shard_no))
 
-        embed_status = pl.concat(statuses) if statuses else None
+        # Content shared by images in different shards is embedded once, classified per shard: keep one row per sha.
+        embed_status = pl.concat(statuses).unique(subset="sha256", keep="first", maintain_order=True) if statuses else None
         summary.count_embeddings(embed_status)
         decoded, rejected_at_decode = split_decoded(inventory, embed_status)
-        attributes = pl.concat(attribute_parts) if attribute_parts else None
+        attributes = pl.concat(attribute_parts).unique(subset="sha256", keep="first", maintain_order=True) \
+            if attribute_parts else None
         if with_copy and copy_futures:
             results = [f.result() for f in copy_futures]
             copy = pl.concat([c for c, _ in results])

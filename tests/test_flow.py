@@ -91,8 +91,26 @@ def test_bad_images_and_llm_failures_go_to_rejects(prefect_server, tmp_path, cac
     table = pl.read_parquet(out / "catalog.parquet")
     assert summary["inputs"] == 9 == table.height + len(rejects)
     assert summary["embeddings_computed"] == 6  # the renamed copy shares its twin's embedding
-    assert "copy of data (1).jpg" in set(table["image"]) | failed_llm
+    assert {"copy of data (1).jpg", "data (1).jpg"} <= set(table["image"]) | failed_llm
     assert summary["llm_failed"] >= 1 and len(failed_llm) >= 1
+
+
+@pytest.mark.slow
+def test_same_content_in_different_shards_gives_one_row_per_image(prefect_server, tmp_path, cache_dir, config_file,
+                                                                   seed_images):
+    src = tmp_path / "src"
+    src.mkdir()
+    names = sorted(p.name for p in seed_images.iterdir())[:3]
+    for name in names:
+        (src / name).write_bytes((seed_images / name).read_bytes())
+    (src / "zz twin.jpg").write_bytes((seed_images / names[0]).read_bytes())  # sorts last: another shard
+    summary = _run_flow(src, tmp_path / "out", cache_dir, config_file, no_llm=True, shard_size=1)
+    table = pl.read_parquet(tmp_path / "out" / "catalog.parquet")
+    assert summary["rows"] == 4 and summary["rejects"] == 0
+    assert sorted(table["image"]) == sorted(names + ["zz twin.jpg"])
+    assert summary["embeddings_computed"] == 3
+    twin = table.filter(pl.col("image").is_in([names[0], "zz twin.jpg"]))
+    assert twin["sha256"].n_unique() == 1 and twin["color"].n_unique() == 1
 
 
 def test_cli_without_weights_fails_at_once_with_a_clear_message(tmp_path, seed_images):
