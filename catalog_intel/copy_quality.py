@@ -73,6 +73,11 @@ SLEEVE_SYNONYMS: dict[str, tuple[str, ...]] = {
     "short sleeve": ("short sleeves", "short-sleeved", "cap sleeves", "cap sleeve", "sleeve length: short"),
     "long sleeve": ("long sleeves", "long-sleeved", "full sleeves", "full-length sleeves", "sleeve length: long"),
 }
+FABRIC_SYNONYMS: dict[str, tuple[str, ...]] = {
+    "cotton": ("cotton",), "polyester": ("polyester",), "denim": ("denim",), "silk": ("silk", "silky", "satin"),
+    "knit": ("knit", "knitted", "jersey", "wool", "woollen", "cashmere"), "linen": ("linen",),
+    "chiffon": ("chiffon",),
+}
 GARMENT_SYNONYMS: dict[str, tuple[str, ...]] = {
     "t-shirt": ("t-shirt", "t shirt", "tee", "tee shirt", "tshirt"),
     "top": ("top",),
@@ -155,6 +160,7 @@ def _termset(entries: dict[str, set[str]], plural: bool) -> TermSet:
 class Terms:
     colour: TermSet
     sleeve: TermSet
+    fabric: TermSet
     garment: TermSet  # values of the vocabulary + "non-top:<word>"
     gender: re.Pattern
     styling_after: re.Pattern  # "<colour> [word] jeans": a styling suggestion
@@ -186,6 +192,7 @@ def build_terms(config: Config) -> Terms:
     return Terms(
         colour=_termset(colour, plural=False),
         sleeve=_termset(entries("sleeve", SLEEVE_SYNONYMS), plural=True),
+        fabric=_termset(entries("fabric", FABRIC_SYNONYMS), plural=False),
         garment=garment_set,
         gender=re.compile(r"(?<![\w\-])(?:" + "|".join(GENDER_TERMS) + r")(?![\w\-])", re.IGNORECASE),
         styling_after=re.compile(r"^[\s\-]+(?:[\w\-]+\s+)?(?:" + styling + r")\b", re.IGNORECASE),
@@ -265,6 +272,23 @@ def contradictions(row: dict, terms: Terms) -> list[str]:
             m = terms.gender.search(text)
             if m:
                 reasons.append(f"gender: says '{m.group(0)}' ({field}) for a women's item")
+                break
+    return reasons
+
+
+def unsupported_claims(row: dict, terms: Terms) -> list[str]:
+    """Facts the copy asserts that its attributes do not support: a colour, sleeve
+    length or material named while that attribute is unknown (or absent). These are
+    invented, not contradicted, so contradictions() cannot see them."""
+    reasons = []
+    texts = _field_texts(row, TEXT_FIELDS)
+    for attribute, termset in (("color", terms.colour), ("sleeve", terms.sleeve), ("fabric", terms.fabric)):
+        if _known(row.get(attribute)) is not None:
+            continue
+        for field, text in texts:
+            found = next(iter(termset.find(text)), None)
+            if found:
+                reasons.append(f"{attribute}: names {found[0]} ({field}: '{found[1]}') but {attribute} is not known")
                 break
     return reasons
 
@@ -371,6 +395,14 @@ def copy_quality(frame: pl.DataFrame, config: Config, name: str = "output",
             flagged.append({"image": r.get("image"), "reasons": reasons})
             kinds.update({reason.split(":", 1)[0] for reason in reasons})
 
+    invented = []
+    invented_kinds: Counter = Counter()
+    for r in with_copy:
+        reasons = unsupported_claims(r, terms)
+        if reasons:
+            invented.append({"image": r.get("image"), "reasons": reasons})
+            invented_kinds.update({reason.split(":", 1)[0] for reason in reasons})
+
     words = [len(str(r["title"]).split()) for r in with_copy if r.get("title")]
     tags = [r["seo_tags"] for r in with_copy if r.get("seo_tags") is not None]
     counts = Counter(len(t) for t in tags)
@@ -389,6 +421,9 @@ def copy_quality(frame: pl.DataFrame, config: Config, name: str = "output",
         "contradictions": {"rows": len(flagged), "share": _share(len(flagged), m),
                            "by_kind": {k: kinds.get(k, 0) for k in ("colour", "sleeve", "garment", "gender")},
                            "rows_flagged": flagged},
+        "unsupported_claims": {"rows": len(invented), "share": _share(len(invented), m),
+                               "by_kind": {k: invented_kinds.get(k, 0) for k in ("color", "sleeve", "fabric")},
+                               "rows_flagged": invented},
         "title_words": {
             "limit": limit,
             "mean": statistics.fmean(words) if words else None,
@@ -448,6 +483,10 @@ def format_report(results: list[dict]) -> str:
         ("  sleeve", lambda r: r["contradictions"]["by_kind"]["sleeve"], "raw"),
         ("  garment", lambda r: r["contradictions"]["by_kind"]["garment"], "raw"),
         ("  gender", lambda r: r["contradictions"]["by_kind"]["gender"], "raw"),
+        ("names unknown attribute", lambda r: r["unsupported_claims"]["share"], "pct"),
+        ("  colour", lambda r: r["unsupported_claims"]["by_kind"]["color"], "raw"),
+        ("  sleeve", lambda r: r["unsupported_claims"]["by_kind"]["sleeve"], "raw"),
+        ("  fabric", lambda r: r["unsupported_claims"]["by_kind"]["fabric"], "raw"),
         ("title words mean", lambda r: r["title_words"]["mean"], "num"),
         ("title words median", lambda r: r["title_words"]["median"], "num"),
         ("title words max", lambda r: r["title_words"]["max"], "num"),

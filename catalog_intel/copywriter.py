@@ -97,11 +97,18 @@ class InvalidCopy(Exception):
     """The server answered, but not with copy that fits the schema."""
 
 
+UNKNOWN_WORDING = {"color": "colour", "neckline": "neckline", "sleeve": "sleeves or sleeve length",
+                   "pattern": "pattern", "fabric": "fabric or material", "fit": "fit", "garment_type": "garment type"}
+
+
 def prompt_attributes(row: dict) -> dict:
     """The attributes the LLM may use: known values only ("unknown" is never shown),
     plus the one fact true of every product (so a missing garment type is not filled in)."""
     known = {a: row[a] for a in ATTRIBUTE_ORDER if row.get(a) not in (None, "", UNKNOWN)}
-    return {"product": "women's top", **known}
+    # Small models fill gaps ("long sleeves", "cotton"); naming the gaps curbs that (measured
+    # with `catalog-intel copy-quality`: "names unknown attribute").
+    unknown = [UNKNOWN_WORDING[a] for a in ATTRIBUTE_ORDER if a not in known and a in row]
+    return {"product": "women's top", **known, **({"do_not_mention": unknown} if unknown else {})}
 
 
 def copy_key(attributes: dict, llm: LLMConfig) -> str:

@@ -187,3 +187,18 @@ def test_cli_copy_quality_side_by_side(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "catalog_intel.cli", "copy-quality", str(tmp_path / "none.csv")],
                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "none.csv" in bad.stderr
+
+
+def test_unsupported_claims_flag_invented_facts():
+    from catalog_intel.copy_quality import build_terms, unsupported_claims
+    from catalog_intel.config import load_config
+
+    terms = build_terms(load_config())
+    row = {"color": "black", "sleeve": "unknown", "fabric": "unknown",
+           "title": "Black Top", "bullet_points": ["Long sleeves for warmth", "Soft cotton feel"],
+           "description": "A black top.", "style_summary": "Easy.", "seo_tags": ["black top", "top", "women top"]}
+    reasons = unsupported_claims(row, terms)
+    assert [r.split(":")[0] for r in reasons] == ["sleeve", "fabric"]
+    assert "names long sleeve" in reasons[0] and "names cotton" in reasons[1]
+    row.update(sleeve="long sleeve", fabric="cotton")
+    assert unsupported_claims(row, terms) == []

@@ -46,7 +46,8 @@ def test_copy_is_schema_valid_deduplicated_and_cached(tmp_path):
                 for m in r["body"]["messages"] if m["role"] == "user"]
         assert all("unknown" not in s.values() for s in sent)
         assert {"product": "women's top", "color": "navy", "neckline": "collared", "sleeve": "long sleeve",
-                "fit": "loose", "garment_type": "shirt"} in sent
+                "fit": "loose", "garment_type": "shirt",
+                "do_not_mention": ["pattern", "fabric or material"]} in sent
 
         again, stats2 = describe(PRODUCTS, _llm(cfg, server), cfg.validation, tmp_path)
         assert server.requests == 3 and stats2.calls == 0 and stats2.cached == 3
