@@ -68,6 +68,22 @@ def _add_copy_quality_parser(sub) -> None:
                     help="how CSV list cells are split: 'auto' (';' if present, else ',') or an exact separator")
 
 
+def _add_search_parsers(sub) -> None:
+    for name, query_help, k, text in (
+        ("similar", "an image file, or an image id / sha256 from OUT/catalog.parquet", 5,
+         "catalog images most similar to an image (the image itself first, if it is in the catalog)"),
+        ("search", "text, e.g. \"red floral blouse\"", 10, "catalog images matching a text description"),
+    ):
+        p = sub.add_parser(name, help=text, description=f"{text}. Prints one result per line, best first: "
+                                                        "image, a tab, cosine similarity.")
+        p.add_argument("query", help=query_help)
+        p.add_argument("-k", type=int, default=k, help=f"number of results (default {k})")
+        p.add_argument("--out", required=True, help="output folder of a run (catalog.parquet, search/, run_config.json)")
+        p.add_argument("--config", help="TOML configuration file; its [clip] keys override what the run recorded")
+        p.add_argument("--clip-checkpoint", help="local open_clip weights file (default: the one the run used)")
+        p.add_argument("--cache-dir", help="cache folder holding pulled CLIP weights (default: the run's)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="catalog-intel", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -75,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_models_parser(sub)
     _add_evaluate_parser(sub)
     _add_copy_quality_parser(sub)
+    _add_search_parsers(sub)
     return parser
 
 
@@ -100,6 +117,7 @@ def _run(args) -> int:
     summary = RunSummary(**result)
     print(summary.one_line())
     print(f"outputs: {', '.join(summary.outputs.values())}; data docs: {summary.validation.get('data_docs')}")
+    print(f"review report: {summary.outputs.get('report')}")
     return 0
 
 
@@ -165,6 +183,32 @@ def _copy_quality(args) -> int:
     return 0
 
 
+def _search(args) -> int:
+    from pathlib import Path
+
+    from catalog_intel.clip_model import load_clip
+    from catalog_intel.config import load_config
+    from catalog_intel.search import read_run_config, similar_to, text_search
+
+    if args.k < 1:
+        raise SystemExit("catalog-intel: error: -k must be at least 1")
+    out = Path(args.out)
+    config = load_config(args.config, {"clip.checkpoint": args.clip_checkpoint, "paths.cache_dir": args.cache_dir},
+                         base=read_run_config(out))
+
+    def load_model():  # only when the query needs embedding
+        return load_clip(config.clip, config.paths.cache_path)
+
+    if args.command == "similar":
+        results = similar_to(out, args.query, args.k, load_model, config.run.max_image_pixels,
+                             config.search.hnsw_ef_search)
+    else:
+        results = text_search(out, args.query, args.k, load_model, config.search.hnsw_ef_search)
+    for image, score in results.iter_rows():
+        print(f"{image}\t{score:.4f}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     from catalog_intel.clip_model import ModelUnavailableError
     from catalog_intel.local_llm import EmbeddedServerError
@@ -173,13 +217,15 @@ def main(argv: list[str] | None = None) -> int:
     from catalog_intel.evaluate import EvaluationError
     from catalog_intel.ingest import SourceError
     from catalog_intel.runlock import OutputLocked
+    from catalog_intel.search import SearchError
     from catalog_intel.summary import RunFailed
 
     args = build_parser().parse_args(argv)
     try:
-        return {"run": _run, "models": _models, "evaluate": _evaluate, "copy-quality": _copy_quality}[args.command](args)
+        return {"run": _run, "models": _models, "evaluate": _evaluate, "copy-quality": _copy_quality,
+                "similar": _search, "search": _search}[args.command](args)
     except (ModelUnavailableError, EmbeddedServerError, ConfigError, SourceError, OutputLocked, EvaluationError,
-            CopyQualityError) as exc:
+            CopyQualityError, SearchError) as exc:
         print(f"catalog-intel: error: {exc}", file=sys.stderr)
         return 2
     except RunFailed as exc:

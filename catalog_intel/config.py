@@ -98,6 +98,23 @@ class ValidationConfig(_Strict):
     seo_tags_max: int
 
 
+class SearchConfig(_Strict):
+    top_k: int = Field(ge=1)
+    exact_max: int = Field(ge=0)
+    hnsw_m: int = Field(ge=4)
+    hnsw_ef_construction: int = Field(ge=8)
+    hnsw_ef_search: int = Field(ge=8)
+    group_threshold: float = Field(gt=0, le=1)
+    group_neighbors: int = Field(ge=1)
+    max_retired_share: float = Field(ge=0, le=1)
+
+
+class ReportConfig(_Strict):
+    max_cards: int = Field(ge=1)
+    thumb_size: int = Field(ge=32, le=1024)
+    low_confidence_margin: float = Field(ge=0, le=1)
+
+
 class AttributeConfig(_Strict):
     values: tuple[str, ...]
     templates: tuple[str, ...]
@@ -127,6 +144,8 @@ class Config(_Strict):
     llm: LLMConfig
     color: ColorConfig
     validation: ValidationConfig
+    search: SearchConfig
+    report: ReportConfig
     attributes: dict[str, AttributeConfig]
 
     @model_validator(mode="after")
@@ -156,10 +175,14 @@ def default_config_dict() -> dict[str, Any]:
     return tomllib.loads(resources.files("catalog_intel").joinpath("defaults.toml").read_text())
 
 
-def load_config(path: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None) -> Config:
-    """Defaults, then the TOML file at `path`, then `overrides` (nested dict,
-    or dotted keys such as {"clip.model": "ViT-B-16"}); None values are ignored."""
+def load_config(path: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None,
+                base: dict[str, Any] | None = None) -> Config:
+    """Defaults, then `base` (dotted keys; e.g. what a run recorded), then the TOML file
+    at `path`, then `overrides` (nested dict, or dotted keys such as
+    {"clip.model": "ViT-B-16"}); None values are ignored."""
     data = default_config_dict()
+    if base:
+        data = _deep_merge(data, _expand_dotted({k: v for k, v in base.items() if v is not None}))
     if path:
         p = Path(path)
         if not p.is_file():

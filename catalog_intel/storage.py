@@ -12,7 +12,7 @@ import os
 import tempfile
 import uuid
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import polars as pl
 
@@ -68,6 +68,29 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_with(path: str | os.PathLike, writer: Callable[[str], None]) -> None:
+    """For libraries that write files themselves (FAISS): `writer(tmp_path)` writes a
+    temp file in the target folder, which is then fsynced and renamed over `path`."""
+    target = Path(path)
+    ensure_dir(target.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    try:
+        writer(tmp)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def remove_files(paths: Iterable[str | os.PathLike]) -> None:
+    for p in paths:
+        Path(p).unlink(missing_ok=True)
 
 
 def write_parquet(frame: pl.DataFrame, path: str | os.PathLike) -> None:

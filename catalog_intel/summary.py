@@ -25,6 +25,7 @@ class RunSummary:
     seconds: float = 0.0
     abstentions: dict = field(default_factory=dict)
     validation: dict = field(default_factory=dict)
+    search: dict = field(default_factory=dict)
     outputs: dict = field(default_factory=dict)
 
     def count_embeddings(self, status: pl.DataFrame | None) -> None:
@@ -59,11 +60,23 @@ class RunSummary:
             f"| embeddings computed / cached | {self.embeddings_computed} / {self.embeddings_cached} |",
             f"| LLM calls / cached / failed / retries | {self.llm_calls} / {self.llm_cached} / {self.llm_failed} / {self.llm_retries} |",
             f"| data-quality checks passed | {self.validation.get('successful_expectations', 0)} of {self.validation.get('evaluated_expectations', 0)} |",
+            *self._search_lines(),
             f"| wall time | {self.seconds:.1f} s |", "",
             "Abstentions (`unknown`) per attribute: " + ", ".join(f"{k} {v}" for k, v in self.abstentions.items()), "",
             "Outputs: " + ", ".join(f"`{p}`" for p in self.outputs.values()),
         ]
         return "\n".join(lines)
+
+    def _search_lines(self) -> list[str]:
+        if not self.search:
+            return []
+        s = self.search
+        return [
+            f"| search index | {s.get('kind')}, {s.get('size', 0)} distinct images, {s.get('added', 0)} added"
+            f"{' (rebuilt)' if s.get('rebuilt') else ''} |",
+            f"| product groups / exact duplicates | {s.get('groups', 0)} ({s.get('grouped_images', 0)} images) / "
+            f"{s.get('exact_duplicates', 0)} |",
+        ]
 
     def raise_if_too_many_rejects(self, max_share: float) -> None:
         share = self.rejects / self.inputs if self.inputs else 0.0

@@ -1,7 +1,8 @@
-"""The catalog enrichment flow: images -> attributes -> copy -> checks -> CSV + Parquet.
+"""The catalog enrichment flow: images -> attributes -> copy -> checks -> CSV + Parquet -> review report.
 
     ingest -> embed (per shard) -> classify (per shard) -> describe (per shard,
-    overlapping the next shard's embedding) -> assemble -> validate -> export
+    overlapping the next shard's embedding) -> assemble -> validate -> search index
+    -> similar products + groups -> export -> review report
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import polars as pl
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from prefect.runtime import flow_run
 
 from catalog_intel.assemble import (abstention_counts, assemble, copy_failures, empty_copy, merge_rejects, shards,
@@ -22,7 +23,9 @@ from catalog_intel.clip_model import model_id as clip_model_id
 from catalog_intel.clip_model import resolve_weights
 from catalog_intel.config import Config, load_config
 from catalog_intel.llm_service import llm_endpoint
+from catalog_intel.report import review_rows
 from catalog_intel.runlock import RunLock
+from catalog_intel.search import write_run_config
 from catalog_intel.summary import RunFailed, RunSummary
 from tasks.caches import compact_caches
 from tasks.color import pixel_color_shard
@@ -31,6 +34,8 @@ from tasks.describe import describe_shard, ensure_rate_limit
 from tasks.embed import embed_shard
 from tasks.export import export_catalog
 from tasks.ingest import ingest_images
+from tasks.report import write_review_report
+from tasks.search import relate_products, update_search_index
 from tasks.validate import validate_catalog
 
 
@@ -128,7 +133,9 @@ def catalog_flow(
         table = assemble(decoded, attributes, copy, meta) if attributes is not None else None
         if table is None or table.is_empty():
             rejects = merge_rejects(rejected_at_ingest, rejected_at_decode)
-            export_catalog(_empty_table(), rejects, out_dir)
+            paths = export_catalog(_empty_table(), rejects, out_dir)
+            summary.finish(rejects=rejects.height, outputs=paths, seconds=time.monotonic() - started)
+            _publish(summary, _empty_table(), rejects, config, with_copy, out_dir)
             raise RunFailed(f"no usable images: all {summary.inputs} inputs were rejected (see {out / 'rejects.csv'})")
 
         # Rows whose copy failed are already rejected with the LLM's error; the checks see the rest.
@@ -137,15 +144,35 @@ def catalog_flow(
         validation, rejected_by_checks = validate_catalog(checked, config, with_copy, out_dir)
         rejects = merge_rejects(rejected_at_ingest, rejected_at_decode, failed_copy, rejected_by_checks)
         final = table.filter(~pl.col("image").is_in(rejects["image"].implode())).drop("copy_error")
+
+        # Visual search: index the catalog's embeddings, then similar products and groups per row.
+        search = update_search_index(final.select("image", "sha256"), config, model_id, out_dir)
+        related, group_counts = relate_products(final.select("image", "sha256"), config, out_dir)
+        final = final.join(related, on="image", how="left")
         paths = export_catalog(final, rejects, out_dir)
+        paths["run_config"] = str(write_run_config(out, config.clip.model_dump(by_alias=True), model_id,
+                                                   config.paths.cache_path))
         compact_caches(config, model_id)
 
         summary.finish(rows=final.height, rejects=rejects.height, abstentions=abstention_counts(final),
-                       validation=validation, outputs=paths, seconds=time.monotonic() - started)
-        print(summary.one_line())
-        create_markdown_artifact(key="catalog-run-summary", markdown=summary.markdown(), description="catalog-intel run summary")
+                       validation=validation, search={**search, **group_counts}, outputs=paths,
+                       seconds=time.monotonic() - started)
+        _publish(summary, table.join(related, on="image", how="left"), rejects, config, with_copy, out_dir)
         summary.raise_if_too_many_rejects(config.run.max_reject_share)
         return summary.as_dict()
+
+
+def _publish(summary: RunSummary, table: pl.DataFrame, rejects: pl.DataFrame, config: Config, with_copy: bool,
+             out_dir: str) -> None:
+    """The review report, the accounting line, and the run's Prefect artifacts (summary + link to the report)."""
+    review = review_rows(table, rejects, config, with_copy)
+    report = Path(write_review_report(review, rejects, summary.as_dict(), config, out_dir)).resolve()
+    summary.outputs["report"] = str(report)
+    print(summary.one_line())
+    print(f"review report: {report.as_uri()}")
+    create_markdown_artifact(key="catalog-run-summary", markdown=summary.markdown(), description="catalog-intel run summary")
+    create_link_artifact(key="catalog-review-report", link=report.as_uri(), link_text=f"review report ({report})",
+                         description="catalog-intel review report: gallery, data quality, rejects (static HTML)")
 
 
 def _empty_table() -> pl.DataFrame:

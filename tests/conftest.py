@@ -102,3 +102,49 @@ def prefect_server():
 
     with prefect_test_harness(server_startup_timeout=90):
         yield
+
+
+@pytest.fixture(scope="session")
+def catalog_run(prefect_server, tiny_clip, seed_images, tmp_path_factory):
+    """One real run for the search, CLI and report tests: 12 seed photos, a byte-identical
+    copy, an empty file and a text file posing as a PNG, fake LLM copy, top_k = 3.
+
+    The tiny random model's confidences cannot be predicted, so a first run (no LLM,
+    every threshold 0) measures them, and the real run sets fit's threshold to their
+    median: about half of the rows abstain on fit and need review, the rest do not."""
+    import statistics
+    from types import SimpleNamespace
+
+    import polars as pl
+
+    from flows.catalog import catalog_flow
+    from llm_server import FakeLLMServer
+
+    root = tmp_path_factory.mktemp("catalog-run")
+    src, out, cache = root / "src", root / "out", root / "cache"
+    src.mkdir()
+    for p in sorted(seed_images.iterdir())[:12]:
+        (src / p.name).write_bytes(p.read_bytes())
+    (src / "copy of data (1).jpg").write_bytes((seed_images / "data (1).jpg").read_bytes())
+    (src / "empty.jpg").write_bytes(b"")
+    (src / "readme.png").write_text("not a picture")
+    attributes = ["color", "neckline", "sleeve", "pattern", "fabric", "fit", "garment_type"]
+
+    def write_config(fit_threshold: float) -> Path:
+        path = root / "catalog-intel.toml"
+        path.write_text(
+            "[clip]\n" + "".join(f'{k.split(".")[1]} = {json.dumps(v)}\n' for k, v in tiny_clip.items())
+            + "[llm]\nrequests_per_second = 50.0\nconcurrency = 4\nbackoff_initial_s = 0.05\nbackoff_max_s = 2.0\n"
+            + "timeout_s = 5\n[search]\ntop_k = 3\n[report]\nlow_confidence_margin = 0.0\n"
+            + "".join(f"[attributes.{a}]\nmin_confidence = {fit_threshold if a == 'fit' else 0.0}\n" for a in attributes)
+        )
+        return path
+
+    config = write_config(0.0)
+    catalog_flow(source=str(src), out_dir=str(out), config_path=str(config), cache_dir=str(cache), no_llm=True)
+    fit_threshold = statistics.median(pl.read_parquet(out / "catalog.parquet")["fit_confidence"].to_list())
+    config = write_config(fit_threshold)
+    with FakeLLMServer() as llm:
+        summary = catalog_flow(source=str(src), out_dir=str(out), config_path=str(config), cache_dir=str(cache),
+                               llm_base_url=llm.base_url)
+    return SimpleNamespace(src=src, out=out, cache=cache, config=config, summary=summary, fit_threshold=fit_threshold)

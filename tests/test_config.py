@@ -50,3 +50,16 @@ def test_vocabulary_digest_changes_with_the_vocabulary():
     b = load_config(None, {"attributes.color.values": ["red", "blue"]})
     assert a.vocabulary_digest() == load_config().vocabulary_digest()
     assert a.vocabulary_digest() != b.vocabulary_digest()
+
+
+def test_a_recorded_run_config_sits_between_defaults_and_the_file(tmp_path):
+    """`similar` / `search`: what the run recorded, then --config, then flags."""
+    recorded = {"clip.model": "ViT-B-16", "clip.checkpoint": "/models/run.pt", "paths.cache_dir": "/cache/run"}
+    assert load_config(None, None, base=recorded).clip.checkpoint == "/models/run.pt"
+    path = tmp_path / "c.toml"
+    path.write_text('[clip]\ncheckpoint = "/models/file.pt"\n[search]\ntop_k = 7\n')
+    cfg = load_config(path, None, base=recorded)
+    assert (cfg.clip.model, cfg.clip.checkpoint, cfg.search.top_k) == ("ViT-B-16", "/models/file.pt", 7)
+    assert load_config(path, {"clip.checkpoint": "/models/flag.pt"}, base=recorded).clip.checkpoint == "/models/flag.pt"
+    with pytest.raises(ConfigError, match="search.group_threshold"):
+        load_config(None, {"search.group_threshold": 1.5})

@@ -52,9 +52,30 @@ def test_flow_writes_all_outputs_and_a_rerun_costs_nothing(prefect_server, seed_
     assert result["success"] is True and result["statistics"]["evaluated_expectations"] > 40
     assert (out / "data_docs" / "index.html").is_file()
 
+    # Similar products, groups, the search index, the run record and the review report.
+    assert table.schema["similar_images"] == pl.List(pl.Utf8) and table.schema["similar_scores"] == pl.List(pl.Float32)
+    for row in table.iter_rows(named=True):
+        assert len(row["similar_images"]) == 5 and row["image"] not in row["similar_images"]
+        assert row["similar_scores"] == sorted(row["similar_scores"], reverse=True)
+    smallest = table.group_by("group_id").agg(pl.col("image").min(), pl.len())
+    assert all(g == i for g, i, _ in smallest.iter_rows())  # group id = smallest image id of the group
+    assert dict(zip(smallest["group_id"], smallest["len"])) == dict(zip(table["group_id"], table["group_size"]))
+    assert table["duplicate_of"].null_count() == 30
+    assert first["search"]["kind"] == "exact" and first["search"]["size"] == 30 and first["search"]["added"] == 30
+    assert json.loads((out / "search" / "index.json").read_text())["ntotal"] == 30
+    run_config = json.loads((out / "run_config.json").read_text())
+    assert run_config["clip_model_id"] == table["clip_model_id"][0]
+    assert Path(run_config["clip"]["checkpoint"]).is_absolute()
+    report = out / "report" / "index.html"
+    assert first["outputs"]["report"] == str(report.resolve())
+    assert report.read_text().count('<article class="card') == 30 and len(list((out / "report" / "thumbs").iterdir())) == 30
+    assert _artifact("catalog-review-report").data.endswith(f"({report.resolve().as_uri()})")  # [text](file://...)
+    assert "| search index | exact, 30 distinct images, 30 added (rebuilt) |" in _artifact("catalog-run-summary").data
+
     second = _run_flow(seed_images, out, cache_dir, config_file, llm_base_url=fake_llm.base_url)
     assert second["embeddings_computed"] == 0 and second["embeddings_cached"] == 30
     assert second["llm_calls"] == 0 and fake_llm.requests == calls_first
+    assert second["search"]["added"] == 0 and not second["search"]["rebuilt"]
     again = pl.read_parquet(out / "catalog.parquet")
     stable = [c for c in table.columns if c not in ("run_id", "processed_at")]
     assert again.select(stable).equals(table.select(stable))
@@ -65,6 +86,51 @@ def test_flow_writes_all_outputs_and_a_rerun_costs_nothing(prefect_server, seed_
     assert written and not [p for p in written if secret.encode() in p.read_bytes()]
     captured = capfd.readouterr()
     assert secret not in captured.out + captured.err + caplog.text
+
+
+def _artifact(key: str):
+    """The latest Prefect artifact with this key, read back from the server."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])),
+                                      sort=ArtifactSort.CREATED_DESC, limit=1)
+    assert found, f"no artifact {key}"
+    return found[0]
+
+
+@pytest.mark.slow
+def test_search_index_grows_incrementally_across_runs(prefect_server, seed_images, tmp_path, cache_dir, config_file):
+    import polars as pl
+
+    src = tmp_path / "src"
+    src.mkdir()
+    images = sorted(seed_images.iterdir())
+    for p in images[:10]:
+        (src / p.name).write_bytes(p.read_bytes())
+    out = tmp_path / "out"
+    first = _run_flow(src, out, cache_dir, config_file, no_llm=True)
+    assert first["search"]["added"] == 10 and first["search"]["rebuilt"]
+    manifest = json.loads((out / "search" / "index.json").read_text())
+    before = pl.read_parquet(out / "search" / manifest["ids_file"])["sha256"].to_list()
+
+    for p in images[10:]:  # twenty new photos arrive; one old one leaves
+        (src / p.name).write_bytes(p.read_bytes())
+    (src / images[0].name).unlink()
+    second = _run_flow(src, out, cache_dir, config_file, no_llm=True)
+    assert second["search"] | {"reason": ""} == {"kind": "exact", "size": 29, "added": 20, "retired": 1,
+                                                 "reactivated": 0, "rebuilt": False, "reason": "",
+                                                 "groups": second["search"]["groups"],
+                                                 "grouped_images": second["search"]["grouped_images"],
+                                                 "exact_duplicates": 0}
+    manifest = json.loads((out / "search" / "index.json").read_text())
+    ids = pl.read_parquet(out / "search" / manifest["ids_file"])
+    assert ids.height == manifest["ntotal"] == 30 and ids["sha256"].to_list()[:10] == before  # old ids kept
+    assert ids.filter(~pl.col("active"))["sha256"].to_list() == [before[0]]
+    table = pl.read_parquet(out / "catalog.parquet")
+    assert table.height == 29 and images[0].name not in set(table["similar_images"].explode())
 
 
 @pytest.mark.slow
@@ -93,6 +159,13 @@ def test_bad_images_and_llm_failures_go_to_rejects(prefect_server, tmp_path, cac
     assert summary["embeddings_computed"] == 6  # the renamed copy shares its twin's embedding
     assert {"copy of data (1).jpg", "data (1).jpg"} <= set(table["image"]) | failed_llm
     assert summary["llm_failed"] >= 1 and len(failed_llm) >= 1
+    if "copy of data (1).jpg" in set(table["image"]) and "data (1).jpg" in set(table["image"]):
+        twins = table.filter(pl.col("image").str.contains("data \\(1\\)")).sort("image")
+        # the smallest id is the original: "copy of data (1).jpg" sorts before "data (1).jpg"
+        assert twins["duplicate_of"].to_list() == [None, "copy of data (1).jpg"] and twins["group_id"].n_unique() == 1
+    report = (out / "report" / "index.html").read_text()
+    assert report.count('<article class="card') == 7  # every decoded image, LLM failures included
+    assert all(f">{name}</td>" in report for name in ("empty.jpg", "readme.png", *failed_llm))
 
 
 @pytest.mark.slow
