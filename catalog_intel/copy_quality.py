@@ -293,6 +293,18 @@ def unsupported_claims(row: dict, terms: Terms) -> list[str]:
     return reasons
 
 
+def copy_check(config: Config):
+    """The same rules as a gate for fresh copy (copywriter.describe(check=...)):
+    contradictions of the attributes and facts they do not give."""
+    terms = build_terms(config)
+
+    def check(attributes: dict, copy) -> tuple[list[str], list[str]]:
+        row = {**attributes, **copy.model_dump()}
+        return contradictions(row, terms), unsupported_claims(row, terms)
+
+    return check
+
+
 # --------------------------------------------------------------------------- reading outputs
 
 

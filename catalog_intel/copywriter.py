@@ -93,6 +93,10 @@ def response_schema() -> dict:
     }
 
 
+# (attributes, copy) -> (contradictions, unsupported claims)
+CopyCheck = Callable[[dict, "CatalogCopy"], tuple[list[str], list[str]]]
+
+
 class InvalidCopy(Exception):
     """The server answered, but not with copy that fits the schema."""
 
@@ -218,22 +222,40 @@ def request_copy(
     limits: ValidationConfig | None,
     throttle: Callable[[], None],
     stats: CallStats,
-) -> CatalogCopy:
-    """One product's copy, retried on transient faults; raises the last error."""
-    messages = build_messages(attributes, llm)
-    fmt = {"type": "json_schema", "json_schema": {"name": "catalog_copy", "strict": True, "schema": response_schema()}}
+    check: CopyCheck | None = None,
+) -> tuple[CatalogCopy, list[str]]:
+    """One product's copy and its warnings, retried on transient faults; raises the last error.
 
-    def attempt() -> CatalogCopy:
+    `check(attributes, copy)` returns (contradictions, unsupported) for schema-valid
+    copy. Either kind is retried with the problems fed back to the model. Copy that
+    still contradicts its attributes at the last attempt is rejected; copy that still
+    names a fact the attributes do not give is kept, with the warnings, for review."""
+    base = build_messages(attributes, llm)
+    fmt = {"type": "json_schema", "json_schema": {"name": "catalog_copy", "strict": True, "schema": response_schema()}}
+    feedback: list[dict] = []
+    attempts = 0
+
+    def attempt() -> tuple[CatalogCopy, list[str]]:
+        nonlocal attempts
+        attempts += 1
         throttle()
         stats.add(calls=1)
         reply = client.chat.completions.create(
-            model=llm.model, messages=messages, response_format=fmt,
+            model=llm.model, messages=base + feedback, response_format=fmt,
             temperature=llm.temperature, max_tokens=llm.max_tokens,
         )
         choice = reply.choices[0] if reply.choices else None
         if choice is not None and choice.finish_reason == "length":
             raise InvalidCopy("response cut off at max_tokens (raise llm.max_tokens)")
-        return parse_copy(choice.message.content if choice else None, limits)
+        copy = parse_copy(choice.message.content if choice else None, limits)
+        contradicted, unsupported = check(attributes, copy) if check else ([], [])
+        if contradicted or (unsupported and attempts < llm.max_attempts):
+            problems = contradicted + unsupported
+            feedback[:] = [{"role": "assistant", "content": choice.message.content},
+                           {"role": "user", "content": "That copy breaks the rules: " + "; ".join(problems)
+                            + ". Write it again without those words, using only the given attributes."}]
+            raise InvalidCopy("copy contradicts its attributes: " + "; ".join(problems))
+        return copy, unsupported
 
     retrying = Retrying(
         stop=stop_after_attempt(llm.max_attempts),
@@ -267,6 +289,7 @@ def describe(
     throttle: Callable[[], None] = lambda: None,
     progress=None,
     client: openai.OpenAI | None = None,
+    check: CopyCheck | None = None,
 ) -> tuple[pl.DataFrame, CallStats]:
     """attributes[sha256, <attribute columns>] -> [sha256, copy_key, title,
     bullet_points, description, style_summary, seo_tags, copy_error].
@@ -292,7 +315,8 @@ def describe(
 
         def work(key: str) -> tuple[str, dict | None, str | None]:
             try:
-                return key, request_copy(client, by_key[key], llm, limits, throttle, stats).model_dump(), None
+                copy, warnings = request_copy(client, by_key[key], llm, limits, throttle, stats, check)
+                return key, {**copy.model_dump(), "warnings": warnings}, None
             except Exception as exc:  # a row that exhausts its retries is rejected, the run goes on
                 stats.add(failed=1)
                 return key, None, _error_text(exc)
@@ -324,6 +348,7 @@ def describe(
             "description": data["description"] if data else None,
             "style_summary": data["style_summary"] if data else None,
             "seo_tags": data["seo_tags"] if data else None,
+            "copy_warnings": data.get("warnings", []) if data else None,
             "copy_error": None if data else errors.get(key, "no copy produced"),
         })
     return pl.DataFrame(out, schema=COPY_FRAME_SCHEMA), stats
@@ -331,5 +356,6 @@ def describe(
 
 COPY_FRAME_SCHEMA = {
     "sha256": pl.Utf8, "copy_key": pl.Utf8, "title": pl.Utf8, "bullet_points": pl.List(pl.Utf8),
-    "description": pl.Utf8, "style_summary": pl.Utf8, "seo_tags": pl.List(pl.Utf8), "copy_error": pl.Utf8,
+    "description": pl.Utf8, "style_summary": pl.Utf8, "seo_tags": pl.List(pl.Utf8), "copy_warnings": pl.List(pl.Utf8),
+    "copy_error": pl.Utf8,
 }

@@ -53,6 +53,7 @@ def review_rows(table: pl.DataFrame, rejects: pl.DataFrame, config: Config, with
     - `unknown_attributes`: attributes that abstained;
     - `low_attributes`: confidence below the attribute's min_confidence + report.low_confidence_margin;
     - `copy_failed`: the LLM gave no usable copy (when copy was asked for);
+    - `copy_warnings`: the copy names facts its attributes do not give;
     - `reject_reason`: why the row is not in the catalog;
     - `needs_review`: any of these."""
     margin = config.report.low_confidence_margin
@@ -60,7 +61,7 @@ def review_rows(table: pl.DataFrame, rejects: pl.DataFrame, config: Config, with
     rows = table
     for column, dtype in (("similar_images", pl.List(pl.Utf8)), ("similar_scores", pl.List(pl.Float32)),
                           ("group_id", pl.Utf8), ("group_size", pl.UInt32), ("duplicate_of", pl.Utf8),
-                          ("copy_error", pl.Utf8), ("title", pl.Utf8),
+                          ("copy_error", pl.Utf8), ("copy_warnings", pl.List(pl.Utf8)), ("title", pl.Utf8),
                           ("sha256", pl.Utf8), ("path", pl.Utf8)):
         if column not in rows.columns:
             rows = rows.with_columns(pl.lit(None, dtype=dtype).alias(column))
@@ -84,7 +85,8 @@ def review_rows(table: pl.DataFrame, rejects: pl.DataFrame, config: Config, with
     )
     return rows.with_columns(
         ((pl.col("unknown_attributes").list.len() > 0) | (pl.col("low_attributes").list.len() > 0)
-         | pl.col("copy_failed") | pl.col("reject_reason").is_not_null()).alias("needs_review")
+         | pl.col("copy_failed") | (pl.col("copy_warnings").list.len().fill_null(0) > 0)
+         | pl.col("reject_reason").is_not_null()).alias("needs_review")
     ).sort(["needs_review", "image"], descending=[True, False])
 
 
@@ -310,6 +312,8 @@ def _card(row: dict, names: list[str], config: Config, card_ids: dict, thumbs: d
         flags.append(f'<span class="pill warn">low confidence: {e(", ".join(row["low_attributes"]))}</span>')
     if row["copy_failed"]:
         flags.append('<span class="pill bad">copy failed</span>')
+    if row.get("copy_warnings"):
+        flags.append(f'<span class="pill warn">check copy: {e("; ".join(row["copy_warnings"]))}</span>')
     if row.get("duplicate_of"):
         flags.append(f'<span class="pill">exact duplicate of {e(row["duplicate_of"])}</span>')
     if (row.get("group_size") or 0) > 1:

@@ -121,3 +121,52 @@ def test_retry_after_is_honoured_and_throttle_gates_every_attempt(tmp_path):
         times = [r["time"] for r in server.request_log]
     assert len(times) == 2 and len(gate) == 2
     assert times[1] - times[0] >= 0.95  # waited the server's Retry-After, not the 10 ms backoff
+
+
+def test_copy_breaking_the_rules_is_retried_with_feedback_then_rejected(tmp_path):
+    from catalog_intel.copy_quality import copy_check
+
+    cfg = load_config()
+    strict = copy_check(cfg)
+    seen = []
+
+    def check(attributes, copy):  # the real rules, plus one invented break on the first answer
+        seen.append(copy.title)
+        contradicted, unsupported = strict(attributes, copy)
+        return contradicted + (["gender: says 'men's' (title) for a women's item"] if len(seen) == 1 else []), unsupported
+
+    with FakeLLMServer() as server:
+        copy, stats = describe(PRODUCTS.slice(0, 1), _llm(cfg, server), cfg.validation, tmp_path, check=check)
+        second = server.request_log[1]["body"]["messages"]
+    assert copy["copy_error"][0] is None and stats.calls == 2 and stats.retries == 1
+    assert second[-2]["role"] == "assistant" and "breaks the rules: gender" in second[-1]["content"]
+
+    with FakeLLMServer() as server:
+        copy, stats = describe(PRODUCTS.slice(1, 1), _llm(cfg, server, max_attempts=2), cfg.validation,
+                               tmp_path, check=lambda a, c: (["colour: says green"], []))
+    assert copy["copy_error"][0] == "copy contradicts its attributes: colour: says green"
+    assert stats.calls == 2 and stats.failed == 1
+
+    # an invented fact the model keeps repeating: kept at the last attempt, with the warning
+    with FakeLLMServer() as server:
+        copy, stats = describe(PRODUCTS.slice(3, 1), _llm(cfg, server, max_attempts=3), cfg.validation,
+                               tmp_path, check=lambda a, c: ([], ["fabric: names cotton but fabric is not known"]))
+    assert copy["copy_error"][0] is None and copy["title"][0]
+    assert copy["copy_warnings"].to_list() == [["fabric: names cotton but fabric is not known"]]
+    assert stats.calls == 3 and stats.failed == 0
+
+
+def test_real_rules_accept_faithful_copy_and_catch_invented_facts():
+    from catalog_intel.copy_quality import copy_check
+    from catalog_intel.copywriter import CatalogCopy
+
+    check = copy_check(load_config())
+    attrs = {"product": "women's top", "color": "red", "garment_type": "t-shirt"}
+    good = CatalogCopy(title="Red T-Shirt", bullet_points=["Red", "Classic t-shirt"], description="A red t-shirt.",
+                       style_summary="Simple and red.", seo_tags=["red t-shirt", "red top", "women t-shirt"])
+    assert check(attrs, good) == ([], [])
+    bad = good.model_copy(update={"description": "A red cotton dress with long sleeves."})
+    contradicted, problems = check(attrs, bad)
+    assert contradicted == []
+    assert any(p.startswith("sleeve: names long sleeve") for p in problems)
+    assert any(p.startswith("fabric: names cotton") for p in problems)
