@@ -399,21 +399,17 @@ def copy_quality(frame: pl.DataFrame, config: Config, name: str = "output",
     problems = [_schema_problem(r, limit) for r in with_copy]
     schema_reasons = Counter(p for p in problems if p)
 
-    flagged = []
-    kinds: Counter = Counter()
-    for r in with_copy:
-        reasons = contradictions(r, terms)
-        if reasons:
-            flagged.append({"image": r.get("image"), "reasons": reasons})
-            kinds.update({reason.split(":", 1)[0] for reason in reasons})
+    def flag(rule) -> tuple[list[dict], Counter]:
+        rows_flagged, kinds = [], Counter()
+        for r in with_copy:
+            reasons = rule(r, terms)
+            if reasons:
+                rows_flagged.append({"image": r.get("image"), "reasons": reasons})
+                kinds.update({reason.split(":", 1)[0] for reason in reasons})
+        return rows_flagged, kinds
 
-    invented = []
-    invented_kinds: Counter = Counter()
-    for r in with_copy:
-        reasons = unsupported_claims(r, terms)
-        if reasons:
-            invented.append({"image": r.get("image"), "reasons": reasons})
-            invented_kinds.update({reason.split(":", 1)[0] for reason in reasons})
+    flagged, kinds = flag(contradictions)
+    invented, invented_kinds = flag(unsupported_claims)
 
     words = [len(str(r["title"]).split()) for r in with_copy if r.get("title")]
     tags = [r["seo_tags"] for r in with_copy if r.get("seo_tags") is not None]
