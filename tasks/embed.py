@@ -18,8 +18,7 @@ def embed_shard(shard: pl.DataFrame, config: Config, model_id: str, shard_no: in
     Content seen before (any run, any file name) is not embedded again."""
     store = embedding_store(config.paths.cache_path, model_id)
     unique = shard.unique(subset="sha256", keep="first", maintain_order=True)
-    have = store.lookup(unique["sha256"])
-    cached = set(have["sha256"]) if have is not None else set()
+    cached = store.existing(unique["sha256"])  # keys only: the vectors are read by classify
     todo = unique.filter(~pl.col("sha256").is_in(list(cached)))
     statuses = {sha: ("cached", None) for sha in cached}
     if todo.height:
@@ -27,7 +26,9 @@ def embed_shard(shard: pl.DataFrame, config: Config, model_id: str, shard_no: in
         with progress_bar(todo.height, f"embed shard {shard_no}") as bar:
             vectors, reasons = compute_embeddings(
                 todo["path"].to_list(), clip, config.clip.batch_size, config.clip.decode_workers,
-                config.run.max_image_pixels, progress=bar,
+                config.run.max_image_pixels, progress=bar, prefetch_batches=config.clip.prefetch_batches,
+                torch_threads=config.clip.torch_threads, precision=config.clip.precision,
+                gpu_decode=config.clip.gpu_decode,
             )
         ok = [i for i, r in enumerate(reasons) if not r]
         shas = todo["sha256"].to_list()
