@@ -206,15 +206,31 @@ def bench_decode(report: Report, clip, files: list[str], args, max_pixels: int) 
 
     files = files[: args.decode_images]
     size = clip.image_size
-    rates = {}
-    for label, min_side in (("no draft", None), ("draft", size)):
-        with Window() as w:
-            for p in files:
-                clip.preprocess(load_rgb(p, max_pixels, min_side))
-        rates[label] = len(files) / w.wall
-        report.add(f"decode+preprocess, 1 proc, {label}", rates[label], "img/s", window=w,
-                   note=f"{len(files)} imgs" + (f"; draft gain x{rates['draft'] / rates['no draft']:.2f}"
-                                                if label == "draft" else ""))
+    # Without and with draft alternate in chunks, so that bursts of other load on the
+    # machine hit both alike; each reports the median chunk rate.
+    chunk = 50
+    chunk_rates: dict = {"no draft": [], "draft": []}
+    windows = []
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in a decode worker (the preprocess runs torch ops)
+    for start in range(0, len(files), chunk):
+        part = files[start:start + chunk]
+        for label, min_side in (("no draft", None), ("draft", size)):
+            with Window() as w:
+                for p in part:
+                    clip.preprocess(load_rgb(p, max_pixels, min_side))
+            chunk_rates[label].append(len(part) / w.wall)
+            windows.append(w)
+    torch.set_num_threads(threads)
+    rates = {k: float(np.median(v)) for k, v in chunk_rates.items()}
+    foreign = round(sum(w.foreign_cores * w.wall for w in windows) / sum(w.wall for w in windows), 2)
+    img = load_rgb(files[0], max_pixels, size)
+    report.add("decode+preprocess, 1 proc, no draft", rates["no draft"], "img/s", foreign_cores=foreign,
+               note=f"median of {len(chunk_rates['draft'])} chunks of {chunk}; full 800x1000 decode")
+    report.add("decode+preprocess, 1 proc, draft", rates["draft"], "img/s", foreign_cores=foreign,
+               note=f"draft decodes at {img.size[0]}x{img.size[1]}; gain x{rates['draft'] / rates['no draft']:.2f}")
     if args.decode_workers > 0:
         import torch
         from torch.utils.data import DataLoader
@@ -278,7 +294,7 @@ def bench_forward_and_embed(report: Report, clip, files: list[str], args, max_pi
     kwargs = embed_kwargs(args)
     fwd_s = emb_s = 0.0
     fwd_w, emb_w, rejected = [], [], 0
-    per_shard = []
+    per_shard, waits = [], []
     for start in range(0, len(files), args.shard_size):
         shard = files[start:start + args.shard_size]
         if "forward" not in skip:
@@ -287,10 +303,14 @@ def bench_forward_and_embed(report: Report, clip, files: list[str], args, max_pi
             fwd_s += w.wall
             fwd_w.append(w)
         if "embed" not in skip:
+            timings: dict = {}
+            extra = {"timings": timings} if "timings" in inspect.signature(compute_embeddings).parameters else {}
             with Window() as w:
-                _, reasons = compute_embeddings(shard, clip, args.batch_size, args.decode_workers, max_pixels, **kwargs)
+                _, reasons = compute_embeddings(shard, clip, args.batch_size, args.decode_workers, max_pixels,
+                                                **kwargs, **extra)
             emb_s += w.wall
             emb_w.append(w)
+            waits.append(timings.get("wait_s"))
             rejected += sum(1 for r in reasons if r)
         if fwd_w and emb_w:
             per_shard.append(round((len(shard) / emb_w[-1].wall) / (len(shard) / fwd_w[-1].wall), 3))
@@ -302,11 +322,15 @@ def bench_forward_and_embed(report: Report, clip, files: list[str], args, max_pi
         report.add("model forward alone", fwd_rate, "img/s", note=f"random input; {shape}",
                    foreign_cores=round(sum(w.foreign_cores * w.wall for w in fwd_w) / fwd_s, 2), wall_s=round(fwd_s, 1))
     if emb_s:
+        waited = sum(x for x in waits if x is not None) if any(x is not None for x in waits) else None
+        wait_note = f"; the model waited for decoding {waited / emb_s:.1%} of the time" if waited is not None else ""
         report.add("embed (compute_embeddings)", len(files) / emb_s, "img/s", "model forward alone", fwd_rate,
                    note=f"{len(files)} files in shards of {args.shard_size}; {args.decode_workers} decode workers, "
-                        f"prefetch {args.prefetch}; {rejected} rejected",
+                        f"prefetch {args.prefetch}; {rejected} rejected{wait_note}",
                    foreign_cores=round(sum(w.foreign_cores * w.wall for w in emb_w) / emb_s, 2),
-                   wall_s=round(emb_s, 1), per_shard_ratio=per_shard)
+                   wall_s=round(emb_s, 1), per_shard_ratio=per_shard,
+                   median_shard_ratio=float(np.median(per_shard)) if per_shard else None,
+                   decode_wait_share=round(waited / emb_s, 4) if waited is not None else None)
 
 
 def bench_classify(report: Report, clip, config, n: int) -> None:
@@ -773,7 +797,14 @@ def targets(report: Report, args) -> dict:
     out = {}
     embed = rows.get("embed (compute_embeddings)")
     if embed and embed["ratio"]:
-        out["embed >= 85% of model forward"] = {"value": f"{embed['ratio']:.1%}", "pass": embed["ratio"] >= 0.85}
+        extra = []
+        if embed.get("median_shard_ratio"):
+            extra.append(f"median per shard {embed['median_shard_ratio']:.1%}")
+        if embed.get("decode_wait_share") is not None:
+            extra.append(f"model waited for decoding {embed['decode_wait_share']:.1%} of the time")
+        extra.append(f"other load on the machine {embed.get('foreign_cores', 0):.1f} cores")
+        out["embed >= 85% of model forward"] = {"value": f"{embed['ratio']:.1%} ({'; '.join(extra)})",
+                                                "pass": embed["ratio"] >= 0.85}
     flows = report.extra.get("flows", {})
     if "rerun" in flows:
         r = flows["rerun"]

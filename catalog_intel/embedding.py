@@ -15,8 +15,10 @@ corrupt files) goes through the CPU path, which also gives the reject reasons.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import re
+import time
 import warnings
 from pathlib import Path
 
@@ -171,16 +173,23 @@ def preprocess_tensors(images: list, preprocess, device: str):
     return torch.stack(out)
 
 
+@functools.lru_cache(maxsize=4)
 def gpu_decode_available(device: str) -> bool:
-    """nvjpeg decoding is possible: a CUDA device and torchvision's image ops."""
+    """nvjpeg decoding works here: a CUDA device, and torchvision decodes a tiny
+    JPEG on it (checked once per device: builds without nvjpeg fail only then)."""
     if not str(device).startswith("cuda"):
         return False
     try:
         import torch
-        import torchvision.io  # noqa: F401
+        from PIL import Image
 
-        return torch.cuda.is_available() and hasattr(torch.ops.image, "decode_jpegs_cuda")
-    except Exception:
+        if not torch.cuda.is_available():
+            return False
+        buf = io.BytesIO()
+        Image.new("RGB", (16, 16), (200, 30, 30)).save(buf, "JPEG")
+        probe = decode_jpegs([torch.frombuffer(bytearray(buf.getvalue()), dtype=torch.uint8)], device)
+        return probe[0] is not None and probe[0].shape == (3, 16, 16)
+    except Exception:  # noqa: BLE001 - any failure means: decode on the CPU
         return False
 
 
@@ -206,13 +215,13 @@ def decode_jpegs(blobs: list, device: str) -> list:
         warnings.simplefilter("ignore", DeprecationWarning)  # torchvision 0.29+: "use TorchCodec"
         try:
             return list(decode_jpeg(blobs, mode=ImageReadMode.RGB, device=device))
-        except RuntimeError:
+        except (RuntimeError, ValueError):
             pass  # one bad image fails the whole batch: redo one by one
         out = []
         for blob in blobs:
             try:
                 out.append(decode_jpeg(blob, mode=ImageReadMode.RGB, device=device))
-            except RuntimeError:
+            except (RuntimeError, ValueError):
                 out.append(None)
         if str(device).startswith("cuda"):
             torch.cuda.synchronize()
@@ -254,6 +263,7 @@ def compute_embeddings(
     torch_threads: int | None = None,
     precision: str = "fp32",
     gpu_decode: str = "auto",
+    timings: dict | None = None,
 ) -> tuple[np.ndarray, list[str]]:
     """Embed images. Returns (vectors[n, d] L2-normalised float32, reasons[n]):
     a non-empty reason marks a rejected image whose vector row is zeros.
@@ -262,7 +272,9 @@ def compute_embeddings(
     each keeping `prefetch_batches` batches ready; `torch_threads` sets the
     forward's intra-op threads for this call (None/0 = leave as is);
     `precision` "bf16"/"fp16" runs the forward under autocast;
-    `gpu_decode` "auto"/"on"/"off": nvjpeg decoding on CUDA (see module doc)."""
+    `gpu_decode` "auto"/"on"/"off": nvjpeg decoding on CUDA (see module doc).
+    `timings`: a dict that gets wait_s (the model waiting for decoded batches,
+    worker start-up included), model_s (forward, GPU decode included) and wall_s."""
     import torch
     from torch.utils.data import DataLoader
 
@@ -281,8 +293,17 @@ def compute_embeddings(
         pin_memory=on_gpu,
         prefetch_factor=prefetch_batches if decode_workers > 0 else None,
     )
+    started = time.perf_counter()
+    batches = iter(loader)  # starts the decode workers
+    waited = time.perf_counter() - started
     with torch.inference_mode(), _torch_threads(None if on_gpu else torch_threads):
-        for index, pixels, batch_reasons, pixel_index, raw in loader:
+        while True:
+            t0 = time.perf_counter()
+            batch = next(batches, None)
+            waited += time.perf_counter() - t0
+            if batch is None:
+                break
+            index, pixels, batch_reasons, pixel_index, raw = batch
             for i, r in zip(index, batch_reasons):
                 reasons[i] = r
             rows = list(pixel_index)
@@ -302,6 +323,9 @@ def compute_embeddings(
                 out[rows] = feats
             if progress is not None:
                 progress.update(len(index))
+    if timings is not None:
+        wall = time.perf_counter() - started
+        timings.update(wait_s=waited, model_s=wall - waited, wall_s=wall)
     if out is None:
         out = np.zeros((len(paths), dim or 0), dtype=np.float32)
     return out, reasons

@@ -23,20 +23,22 @@ def embed_shard(shard: pl.DataFrame, config: Config, model_id: str, shard_no: in
     statuses = {sha: ("cached", None) for sha in cached}
     if todo.height:
         clip = load_clip(config.clip, config.paths.cache_path)
+        timings: dict = {}
         with progress_bar(todo.height, f"embed shard {shard_no}") as bar:
             vectors, reasons = compute_embeddings(
                 todo["path"].to_list(), clip, config.clip.batch_size, config.clip.decode_workers,
                 config.run.max_image_pixels, progress=bar, prefetch_batches=config.clip.prefetch_batches,
                 torch_threads=config.clip.torch_threads, precision=config.clip.precision,
-                gpu_decode=config.clip.gpu_decode,
+                gpu_decode=config.clip.gpu_decode, timings=timings,
             )
         ok = [i for i, r in enumerate(reasons) if not r]
         shas = todo["sha256"].to_list()
         store.append(embeddings_frame([shas[i] for i in ok], vectors[ok], model_id))
         for sha, reason in zip(shas, reasons):
             statuses[sha] = ("rejected", reason) if reason else ("computed", None)
-        get_run_logger().info("shard %d: %d embedded, %d cached, %d rejected", shard_no, len(ok),
-                              len(cached), len(shas) - len(ok))
+        get_run_logger().info("shard %d: %d embedded, %d cached, %d rejected; %.1f img/s, the model waited %.1f s "
+                              "of %.1f s for decoding", shard_no, len(ok), len(cached), len(shas) - len(ok),
+                              len(shas) / max(timings["wall_s"], 1e-9), timings["wait_s"], timings["wall_s"])
     return pl.DataFrame(
         {"sha256": list(statuses), "status": [s for s, _ in statuses.values()], "reason": [r for _, r in statuses.values()]},
         schema={"sha256": pl.Utf8, "status": pl.Utf8, "reason": pl.Utf8},
