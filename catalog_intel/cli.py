@@ -95,10 +95,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _start_prefect_server_early():
+    """Without PREFECT_API_URL, Prefect starts a temporary server (a subprocess
+    that takes seconds to come up) when the flow begins, and waits for it. Start
+    it now in a thread instead, so it comes up while this process imports the
+    pipeline; the flow then finds it running (Prefect keeps one per process).
+    Any failure here is ignored: Prefect then starts it itself, as before."""
+    import threading
+
+    def start() -> None:
+        try:
+            from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
+
+            if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
+                return
+            from prefect.server.api.server import SubprocessASGIServer
+
+            SubprocessASGIServer().start()
+        except Exception:  # noqa: BLE001
+            pass
+
+    thread = threading.Thread(target=start, name="prefect-server-start", daemon=True)
+    thread.start()
+    return thread
+
+
 def _run(args) -> int:
     from catalog_intel.clip_model import resolve_weights
+    from catalog_intel.config import resolve_config
     from catalog_intel.llm_service import prepare_embedded, uses_embedded
-    from flows.catalog import catalog_flow, resolve_config
 
     config = resolve_config(args.config, args.clip_model, args.clip_pretrained, args.clip_checkpoint,
                             args.llm_base_url, args.llm_model, args.no_llm, args.cache_dir, args.shard_size,
@@ -106,6 +131,12 @@ def _run(args) -> int:
     resolve_weights(config.clip, config.paths.cache_path)  # fail before starting Prefect
     if uses_embedded(config):
         prepare_embedded(config)
+    server = _start_prefect_server_early()
+    from flows.catalog import catalog_flow
+
+    import great_expectations  # noqa: F401  # every run validates; import it while the server starts
+
+    server.join()
     result = catalog_flow(
         source=args.source, out_dir=args.out, config_path=args.config, clip_model=args.clip_model,
         clip_pretrained=args.clip_pretrained, clip_checkpoint=args.clip_checkpoint,
@@ -123,7 +154,7 @@ def _run(args) -> int:
 
 def _models(args) -> int:
     from catalog_intel.models import list_models, pull_models
-    from flows.catalog import resolve_config
+    from catalog_intel.config import resolve_config
 
     config = resolve_config(args.config, args.clip_model, args.clip_pretrained, cache_dir=args.cache_dir)
     if args.models_command == "pull":

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.util
+import json
 import os
 import threading
 from dataclasses import dataclass
@@ -43,17 +45,61 @@ def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
     return digest.hexdigest()
 
 
-def checkpoint_digest(path: str) -> str:
+def checkpoint_digest(path: str, cache_root: Path | None = None) -> str:
+    """sha256 of a weights file; with `cache_root`, remembered across runs by the
+    file's stat (hashing a 600 MB checkpoint costs ~1 s per run otherwise)."""
     st = os.stat(path)
-    return _file_sha256(os.path.abspath(path), st.st_size, st.st_mtime_ns)
+    if cache_root is None:
+        return _file_sha256(os.path.abspath(path), st.st_size, st.st_mtime_ns)
+    from .storage import FileHashCache, stat_key
+
+    cache = FileHashCache(cache_root / "file_hashes")
+    key = stat_key(path)
+    known = cache.get([key]).get(key) if key else None
+    if known:
+        return known
+    digest = _file_sha256(os.path.abspath(path), st.st_size, st.st_mtime_ns)
+    if key:
+        cache.put({key: digest})
+    return digest
 
 
-def model_id(cfg: ClipConfig) -> str:
+def model_id(cfg: ClipConfig, cache_root: Path | None = None) -> str:
     """Identity of the weights, used as part of every embedding cache key."""
+    # Reduced-precision embeddings differ slightly from fp32 ones: keep them apart.
+    suffix = "" if cfg.precision == "fp32" else f"+{cfg.precision}"
     if cfg.checkpoint:
         _require_checkpoint(cfg)
-        return f"{cfg.model}@sha256:{checkpoint_digest(cfg.checkpoint)[:16]}"
-    return f"{cfg.model}@{cfg.pretrained}"
+        return f"{cfg.model}@sha256:{checkpoint_digest(cfg.checkpoint, cache_root)[:16]}{suffix}"
+    return f"{cfg.model}@{cfg.pretrained}{suffix}"
+
+
+def _bundled_architectures() -> set[str] | None:
+    """open_clip's own model-config names, read from its package folder without
+    importing it (importing open_clip, and with it torch, takes seconds: a run
+    whose embeddings are all cached never needs it)."""
+    try:
+        spec = importlib.util.find_spec("open_clip")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.origin:
+        return None
+    folder = Path(spec.origin).parent / "model_configs"
+    names = {p.stem for p in folder.glob("*.json")}
+    return names or None
+
+
+def _check_architecture(cfg: ClipConfig) -> None:
+    """Fail fast on an unknown architecture, cheaply where possible."""
+    if cfg.model_config_path:
+        path = Path(cfg.model_config_path)
+        if not path.is_file():
+            raise ModelUnavailableError(f"clip.model_config file not found: {path}")
+        if path.stem == cfg.model:  # open_clip registers a config file under its stem
+            return
+    elif cfg.model in (_bundled_architectures() or ()):
+        return
+    _register_model_config(cfg)  # the full check (imports open_clip), with its message
 
 
 def _register_model_config(cfg: ClipConfig) -> None:
@@ -131,13 +177,46 @@ def pull_pretrained(cfg: ClipConfig, cache_root: Path) -> Path:
         ) from None
 
 
+def _resolved_memo(cache_root: Path) -> Path:
+    return clip_cache_dir(cache_root) / "resolved.json"
+
+
+def _memo_lookup(cfg: ClipConfig, cache_root: Path) -> Path | None:
+    try:
+        memo = json.loads(_resolved_memo(cache_root).read_text())
+    except (OSError, ValueError):
+        return None
+    found = memo.get(f"{cfg.model}@{cfg.pretrained}")
+    return Path(found) if found and os.path.isfile(found) else None
+
+
+def _memo_store(cfg: ClipConfig, cache_root: Path, path: Path) -> None:
+    from .storage import atomic_write_text
+
+    try:
+        memo = json.loads(_resolved_memo(cache_root).read_text())
+    except (OSError, ValueError):
+        memo = {}
+    memo[f"{cfg.model}@{cfg.pretrained}"] = str(path)
+    try:
+        atomic_write_text(_resolved_memo(cache_root), json.dumps(memo, indent=1, sort_keys=True))
+    except OSError:
+        pass  # a read-only cache still works, just slower
+
+
 def resolve_weights(cfg: ClipConfig, cache_root: Path) -> Path:
-    """The local weights file for this config, or ModelUnavailableError. Never downloads."""
-    _register_model_config(cfg)
+    """The local weights file for this config, or ModelUnavailableError. Never downloads.
+    Does not import open_clip when it can tell without (see _bundled_architectures)."""
+    _check_architecture(cfg)
     if cfg.checkpoint:
         _require_checkpoint(cfg)
         return Path(cfg.checkpoint)
+    found = _memo_lookup(cfg, cache_root)  # open_clip's pretrained registry, remembered
+    if found is not None:
+        return found
     found = cached_pretrained_file(cfg, cache_root)
+    if found is not None:
+        _memo_store(cfg, cache_root, found)
     if found is None:
         raise ModelUnavailableError(
             f"CLIP weights {cfg.model} (pretrained '{cfg.pretrained}') are not in the local cache "
@@ -182,5 +261,6 @@ def _load(model_name: str, weights: str, model_config: str, device: str, ident: 
 def load_clip(cfg: ClipConfig, cache_root: Path) -> LoadedClip:
     """The model for this config, loaded once per process."""
     weights = resolve_weights(cfg, cache_root)
+    _register_model_config(cfg)
     with _load_lock:
-        return _load(cfg.model, str(weights), cfg.model_config_path, pick_device(cfg.device), model_id(cfg))
+        return _load(cfg.model, str(weights), cfg.model_config_path, pick_device(cfg.device), model_id(cfg, cache_root))

@@ -41,6 +41,7 @@ class RunConfig(_Strict):
     image_extensions: tuple[str, ...]
     max_image_pixels: int = Field(gt=0)
     max_reject_share: float = Field(ge=0, le=1)
+    hash_cache: bool = True
 
 
 class ClipConfig(_Strict):
@@ -51,6 +52,10 @@ class ClipConfig(_Strict):
     device: str = "auto"
     batch_size: int = Field(gt=0)
     decode_workers: int = Field(ge=0)
+    prefetch_batches: int = Field(2, ge=1)
+    torch_threads: int = Field(0, ge=0)
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    gpu_decode: Literal["auto", "on", "off"] = "auto"
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -199,6 +204,26 @@ def load_config(path: str | os.PathLike | None = None, overrides: dict[str, Any]
         where = f" in {path}" if path else ""
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise ConfigError(f"invalid configuration{where}: {problems}") from exc
+
+
+def resolve_config(
+    config_path: str | None = None,
+    clip_model: str | None = None,
+    clip_pretrained: str | None = None,
+    clip_checkpoint: str | None = None,
+    llm_base_url: str | None = None,
+    llm_model: str | None = None,
+    no_llm: bool = False,
+    cache_dir: str | None = None,
+    shard_size: int | None = None,
+    color_policy: str | None = None,
+) -> Config:
+    """A run's config: the file, then explicit parameters (None = keep the file's value)."""
+    return load_config(config_path, {
+        "clip.model": clip_model, "clip.pretrained": clip_pretrained, "clip.checkpoint": clip_checkpoint,
+        "llm.base_url": llm_base_url, "llm.model": llm_model, "llm.enabled": False if no_llm else None,
+        "paths.cache_dir": cache_dir, "run.shard_size": shard_size, "color.policy": color_policy,
+    })
 
 
 def _expand_dotted(flat: dict[str, Any]) -> dict[str, Any]:

@@ -10,6 +10,7 @@ import hashlib
 import io
 import os
 import tempfile
+import time
 import uuid
 from pathlib import Path
 from typing import Callable, Iterable
@@ -133,17 +134,43 @@ class ParquetStore:
         return sorted(str(p) for p in self.folder.glob("part-*.parquet"))
 
     def lookup(self, keys: Iterable[str]) -> pl.DataFrame | None:
-        """Stored rows whose key is in `keys` (one row per key), or None if the store is empty."""
+        """Stored rows whose key is in `keys` (one row per key), or None if the store is empty.
+
+        Two passes, so that a lookup costs what it finds, not the size of the store:
+        the key column of every part (small), then whole rows only from the parts
+        that hold a wanted key. A shard's rows were mostly written together, so its
+        lookup reads one or two parts however many there are."""
         parts = self._parts()
         if not parts:
             return None
-        wanted = pl.DataFrame({self.key: list(keys)}, schema={self.key: pl.Utf8})
+        wanted = pl.DataFrame({self.key: list(keys)}, schema={self.key: pl.Utf8}).lazy()
+        holding = (
+            pl.scan_parquet(parts, include_file_paths="_part")
+            .select(self.key, "_part")
+            .join(wanted, on=self.key, how="semi")
+            .select(pl.col("_part").unique())
+            .collect()["_part"]
+            .to_list()
+        )
+        holding = set(holding)
+        hit_parts = [p for p in parts if p in holding]  # keep the store's part order
+        if not hit_parts:
+            return pl.scan_parquet(parts[:1]).head(0).collect()
         return (
-            pl.scan_parquet(parts)
-            .join(wanted.lazy(), on=self.key, how="semi")
+            pl.scan_parquet(hit_parts)
+            .join(wanted, on=self.key, how="semi")
             .unique(subset=[self.key], keep="first", maintain_order=True)
             .collect()
         )
+
+    def existing(self, keys: Iterable[str]) -> set[str]:
+        """The subset of `keys` that is stored (reads the key column only)."""
+        parts = self._parts()
+        if not parts:
+            return set()
+        wanted = pl.DataFrame({self.key: list(keys)}, schema={self.key: pl.Utf8}).lazy()
+        found = pl.scan_parquet(parts).select(self.key).join(wanted, on=self.key, how="semi").collect()
+        return set(found[self.key].to_list())
 
     def append(self, frame: pl.DataFrame) -> None:
         if frame.height:
@@ -166,3 +193,61 @@ class ParquetStore:
     def count(self) -> int:
         parts = self._parts()
         return 0 if not parts else pl.scan_parquet(parts).select(pl.col(self.key).n_unique()).collect().item()
+
+
+RACY_WINDOW_S = 2.0
+
+
+def stat_key(path: str, racy_window_s: float | None = None) -> str | None:
+    """What identifies a file's content without reading it: path, size, mtime,
+    ctime and inode (git's index uses the same). None if the file cannot be
+    stat'ed, or was modified in the last `racy_window_s` seconds (it may still
+    change within the same timestamp tick, so it must be read)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    window = RACY_WINDOW_S if racy_window_s is None else racy_window_s
+    if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) < window * 1e9:
+        return None
+    return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}:{os.path.abspath(path)}"
+
+
+class FileHashCache:
+    """sha256 of files remembered by their stat_key, in a ParquetStore: a re-run
+    over an unchanged catalog stats the files instead of reading them all.
+    A changed file has a new key (size, mtime or ctime differ) and is hashed
+    again; stale entries are harmless. `hits` counts the hashes served."""
+
+    COMPACT_PARTS = 64
+
+    def __init__(self, folder: str | os.PathLike):
+        self.store = ParquetStore(folder, key="stat_key")
+        self.hits = 0
+
+    def get(self, keys: Iterable[str]) -> dict[str, str]:
+        keys = list(keys)
+        if not keys:
+            return {}
+        try:
+            found = self.store.lookup(keys)
+        except (OSError, pl.exceptions.PolarsError):
+            found = None  # e.g. a part compacted away by a concurrent run: hash instead
+        hits = {} if found is None else dict(zip(found["stat_key"].to_list(), found["sha256"].to_list()))
+        self.hits += len(hits)
+        return hits
+
+    def put(self, entries: dict[str, str]) -> None:
+        if entries:
+            self.store.append(pl.DataFrame({"stat_key": list(entries), "sha256": list(entries.values())},
+                                           schema={"stat_key": pl.Utf8, "sha256": pl.Utf8}))
+        parts = self.store._parts()
+        if len(parts) > self.COMPACT_PARTS:
+            self._compact(parts)
+
+    def _compact(self, parts: list[str]) -> None:
+        """Merge the parts into one (new part first, then the old ones go)."""
+        merged = pl.read_parquet(parts).unique(subset=["stat_key"], keep="last")
+        self.store.append(merged)
+        for p in parts:
+            Path(p).unlink(missing_ok=True)

@@ -21,7 +21,7 @@ from catalog_intel.assemble import (abstention_counts, assemble, copy_failures, 
                                     split_decoded)
 from catalog_intel.clip_model import model_id as clip_model_id
 from catalog_intel.clip_model import resolve_weights
-from catalog_intel.config import Config, load_config
+from catalog_intel.config import Config, resolve_config
 from catalog_intel.llm_service import llm_endpoint
 from catalog_intel.report import review_rows
 from catalog_intel.runlock import RunLock
@@ -39,24 +39,6 @@ from tasks.search import relate_products, update_search_index
 from tasks.validate import validate_catalog
 
 
-def resolve_config(
-    config_path: str | None = None,
-    clip_model: str | None = None,
-    clip_pretrained: str | None = None,
-    clip_checkpoint: str | None = None,
-    llm_base_url: str | None = None,
-    llm_model: str | None = None,
-    no_llm: bool = False,
-    cache_dir: str | None = None,
-    shard_size: int | None = None,
-    color_policy: str | None = None,
-) -> Config:
-    """Config file, then explicit parameters (None = keep the file's value)."""
-    return load_config(config_path, {
-        "clip.model": clip_model, "clip.pretrained": clip_pretrained, "clip.checkpoint": clip_checkpoint,
-        "llm.base_url": llm_base_url, "llm.model": llm_model, "llm.enabled": False if no_llm else None,
-        "paths.cache_dir": cache_dir, "run.shard_size": shard_size, "color.policy": color_policy,
-    })
 
 
 @flow(name="catalog", log_prints=True)
@@ -83,7 +65,7 @@ def catalog_flow(
     with RunLock(out), ExitStack() as services:
         # Fail fast, before any work, if the weights are not here.
         resolve_weights(config.clip, config.paths.cache_path)
-        model_id = clip_model_id(config.clip)
+        model_id = clip_model_id(config.clip, config.paths.cache_path)
         with_copy = config.llm.enabled
         if with_copy:
             config = services.enter_context(llm_endpoint(config))  # embedded server when no base_url

@@ -54,3 +54,74 @@ def test_compact_merges_parts_and_keeps_every_key_once(tmp_path):
     merged = store.lookup([f"a{i}" for i in range(5)] + ["dup"])
     assert merged.height == 6 and store.count() == 6
     assert merged.filter(pl.col("k") == "dup")["v"].to_list() == [merged.filter(pl.col("k") == "dup")["v"][0]]
+
+
+def test_lookup_reads_only_parts_holding_the_keys_and_existing_reads_keys(tmp_path, monkeypatch):
+    store = ParquetStore(tmp_path / "s", key="k")
+    for start in range(0, 40, 10):  # four parts, as four shards would write them
+        store.append(pl.DataFrame({"k": [f"{i:03d}" for i in range(start, start + 10)], "v": list(range(start, start + 10))}))
+    read = []
+    real_scan = pl.scan_parquet
+
+    def spying_scan(source, **kwargs):
+        read.append(list(source))
+        return real_scan(source, **kwargs)
+
+    monkeypatch.setattr(pl, "scan_parquet", spying_scan)
+    found = store.lookup(["012", "015", "nope"]).sort("k")
+    assert found["v"].to_list() == [12, 15]
+    assert len(read[-1]) == 1  # the rows come from the one part that holds them
+    assert store.lookup(["nope"]).height == 0
+    assert store.existing(["001", "039", "nope"]) == {"001", "039"}
+
+
+def test_hash_cache_rehashes_changed_files_only(tmp_path, monkeypatch):
+    from catalog_intel import ingest, storage
+
+    monkeypatch.setattr(storage, "RACY_WINDOW_S", 0.0)  # files written just now may be cached
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for name in ("a.jpg", "b.jpg", "c.jpg"):
+        (folder / name).write_bytes(name.encode() * 100)
+    reads = []
+    real_sha = ingest.sha256_file
+    monkeypatch.setattr(ingest, "sha256_file", lambda p: reads.append(os.path.basename(p)) or real_sha(p))
+
+    cache = storage.FileHashCache(tmp_path / "cache" / "file_hashes")
+    first, _ = ingest.build_inventory(str(folder), [".jpg"], hash_cache=cache)
+    assert sorted(reads) == ["a.jpg", "b.jpg", "c.jpg"] and cache.hits == 0
+
+    reads.clear()
+    cache = storage.FileHashCache(tmp_path / "cache" / "file_hashes")
+    again, _ = ingest.build_inventory(str(folder), [".jpg"], hash_cache=cache)
+    assert reads == [] and cache.hits == 3
+    assert again["sha256"].to_list() == first["sha256"].to_list()
+
+    (folder / "b.jpg").write_bytes(b"new content of b")  # new size and mtime
+    reads.clear()
+    cache = storage.FileHashCache(tmp_path / "cache" / "file_hashes")
+    changed, _ = ingest.build_inventory(str(folder), [".jpg"], hash_cache=cache)
+    assert reads == ["b.jpg"] and cache.hits == 2
+    by_image = dict(zip(changed["image"], changed["sha256"]))
+    assert by_image["b.jpg"] == storage.sha256_file(str(folder / "b.jpg")) != dict(zip(first["image"], first["sha256"]))["b.jpg"]
+
+
+def test_recently_modified_files_are_hashed_not_cached(tmp_path):
+    from catalog_intel import storage
+
+    path = tmp_path / "fresh.jpg"
+    path.write_bytes(b"x" * 10)
+    assert storage.stat_key(str(path)) is None  # may still change within the same timestamp tick
+    assert storage.stat_key(str(path), racy_window_s=0) is not None
+    assert storage.stat_key(str(tmp_path / "missing.jpg"), racy_window_s=0) is None
+
+
+def test_hash_cache_compacts_many_parts(tmp_path, monkeypatch):
+    from catalog_intel import storage
+
+    monkeypatch.setattr(storage.FileHashCache, "COMPACT_PARTS", 3)
+    cache = storage.FileHashCache(tmp_path / "h")
+    for i in range(5):
+        cache.put({f"key-{i}": f"sha-{i}", "key-0": "sha-0"})
+    assert len(list((tmp_path / "h").glob("part-*.parquet"))) <= 3
+    assert storage.FileHashCache(tmp_path / "h").get([f"key-{i}" for i in range(5)]) == {f"key-{i}": f"sha-{i}" for i in range(5)}

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# GPU benchmark: bench/run.py --device cuda, in well under 5 minutes. Installs nothing.
+#
+#   bench/gpu.sh [OUT_DIR]        (default: $OUT, else bench/results)
+#
+# Env: PYTHON (default .venv/bin/python, else python3), IMAGES (default 20000),
+#      WORKERS (decode workers, default cores - 2), BATCH (default 256),
+#      WHEELS (a folder of wheels to install offline first, for missing light packages).
+# Writes OUT_DIR/gpu.json (bf16, nvjpeg decode), gpu-cpu-decode.json (bf16, PIL decode
+# in workers), gpu-fp32.json (fp32, nvjpeg) and gpu.log.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT_DIR=${1:-${OUT:-bench/results}}
+mkdir -p "$OUT_DIR"
+LOG="$OUT_DIR/gpu.log"
+PY=${PYTHON:-}
+if [ -z "$PY" ]; then
+  if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python3; fi
+fi
+CORES=$(nproc)
+IMAGES=${IMAGES:-20000}
+WORKERS=${WORKERS:-$(( CORES > 3 ? CORES - 2 : 1 ))}
+BATCH=${BATCH:-256}
+START=$(date +%s)
+exec > >(tee -a "$LOG") 2>&1
+echo "== catalog-intel GPU benchmark: $(date -u +%FT%TZ), $CORES cores, python: $PY"
+
+if [ -n "${WHEELS:-}" ]; then
+  echo "installing from $WHEELS (offline) ..."
+  "$PY" -m pip install --no-index --find-links "$WHEELS" -q "$WHEELS"/*.whl || echo "WARNING: offline install failed"
+fi
+
+# 1. What is there? (never installs; says what is missing)
+"$PY" - <<'EOF' || { echo "== stopping: fix the missing packages above (pip install -e '.[dev]' in a venv with network, or WHEELS=dir)"; exit 2; }
+import importlib, sys
+need = {"torch": "torch (CUDA build)", "torchvision": "torchvision (matching torch)", "open_clip": "open_clip_torch",
+        "polars": "polars", "numpy": "numpy", "PIL": "pillow", "pydantic": "pydantic"}
+missing = []
+for mod, pkg in need.items():
+    try:
+        importlib.import_module(mod)
+    except Exception as exc:  # noqa: BLE001
+        missing.append(f"  {pkg:<28} import {mod}: {type(exc).__name__}: {exc}")
+if missing:
+    print("MISSING python packages:\n" + "\n".join(missing))
+    sys.exit(1)
+import torch, torchvision
+print(f"torch {torch.__version__}, torchvision {torchvision.__version__}, CUDA build {torch.version.cuda}")
+if not torch.cuda.is_available():
+    print("MISSING: torch.cuda.is_available() is False (no GPU visible, or a CPU-only torch build)")
+    sys.exit(1)
+print(f"GPU: {torch.cuda.get_device_name(0)}, bf16 supported: {torch.cuda.is_bf16_supported()}")
+nvjpeg = hasattr(torch.ops.image, "decode_jpegs_cuda")
+print(f"nvjpeg decode (torchvision.io.decode_jpeg on cuda): {'yes' if nvjpeg else 'NO - the GPU-decode rows will be missing'}")
+EOF
+
+CKPT=${CKPT:-${TMPDIR:-/tmp}/vitb32-random.pt}
+COMMON=(--device cuda --images "$IMAGES" --drawn 2000 --batch-size "$BATCH" --decode-workers "$WORKERS"
+        --shard-size 4096 --decode-images 2000 --checkpoint "$CKPT" --rerun-images 0
+        --catalog-dir "${TMPDIR:-/tmp}/catalog-intel-bench-catalog")
+
+# 2. Full stage table: bf16 autocast, nvjpeg decode (generates the catalog: ~10 s on 16 cores).
+echo "== run 1/3: bf16, gpu_decode=auto"
+timeout 200 "$PY" bench/run.py "${COMMON[@]}" --precision bf16 --gpu-decode auto \
+  --skip llm,prefect,rerun,rss --json "$OUT_DIR/gpu.json" || echo "run 1 failed or timed out (rc=$?)"
+
+# 3. Same embed stage with PIL decoding in the workers, and fp32: the forward/embed rows only.
+echo "== run 2/3: bf16, gpu_decode=off (CPU decode in $WORKERS workers)"
+timeout 60 "$PY" bench/run.py "${COMMON[@]}" --precision bf16 --gpu-decode off --embed-images 8192 \
+  --skip decode,classify,store,hash,llm,prefect,rerun,rss --json "$OUT_DIR/gpu-cpu-decode.json" \
+  || echo "run 2 failed or timed out (rc=$?)"
+echo "== run 3/3: fp32, gpu_decode=auto"
+timeout 60 "$PY" bench/run.py "${COMMON[@]}" --precision fp32 --gpu-decode auto --embed-images 8192 \
+  --skip decode,classify,store,hash,llm,prefect,rerun,rss --json "$OUT_DIR/gpu-fp32.json" \
+  || echo "run 3 failed or timed out (rc=$?)"
+nvidia-smi --query-gpu=name,memory.used,memory.total,utilization.gpu --format=csv 2>/dev/null || true
+echo "== done in $(( $(date +%s) - START )) s; results in $OUT_DIR"

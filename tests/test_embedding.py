@@ -1,0 +1,178 @@
+"""The embed stage's decode paths. The GPU path (raw JPEG bytes from the workers,
+batched decode, preprocess on tensors) runs here on the CPU with torchvision's CPU
+decoder: only nvjpeg itself is left for a machine with a GPU."""
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+
+from catalog_intel import embedding
+from catalog_intel.embedding import (apply_orientation, compute_embeddings, decode_jpegs, jpeg_header_orientation,
+                                     preprocess_tensors, resolve_gpu_decode, tensor_preprocess_supported)
+from catalog_intel.images import load_rgb
+from catalog_intel.synthetic import draw_top, jpeg_with_comment
+
+LIMIT = 89_478_485
+
+
+def _frombytes(data: bytes):
+    import torch
+
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8)
+
+
+def _packshot(size=(400, 500), orientation: int | None = None, quality=90) -> bytes:
+    img = draw_top("red", "striped", "long sleeve", size, seed=3)
+    buf = io.BytesIO()
+    if orientation:
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        img.save(buf, "JPEG", quality=quality, exif=exif.tobytes())
+    else:
+        img.save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def preprocess():
+    import open_clip
+
+    return open_clip.image_transform(224, is_train=False)
+
+
+def test_tensor_preprocess_matches_the_pil_path(tmp_path, preprocess):
+    assert tensor_preprocess_supported(preprocess)
+    path = tmp_path / "p.jpg"
+    path.write_bytes(_packshot())
+    pil = preprocess(load_rgb(str(path), LIMIT, 224)).numpy()
+    tensor = preprocess_tensors(decode_jpegs([_frombytes(path.read_bytes())], "cpu"), preprocess, "cpu")[0].numpy()
+    assert tensor.shape == pil.shape == (3, 224, 224)
+    # Different decoders and resamplers (DCT draft + PIL bicubic vs full decode + torch
+    # bicubic): about one grey level apart on average (1/255/0.27 ~ 0.015 here).
+    assert np.abs(tensor - pil).mean() < 0.03
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_on_tensors_matches_pil(orientation):
+    data = _packshot((120, 80), orientation)
+    assert jpeg_header_orientation(data, LIMIT) == orientation
+    expected = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(data)).convert("RGB"))).astype(np.int16)
+    got = apply_orientation(decode_jpegs([_frombytes(data)], "cpu")[0], orientation).permute(1, 2, 0).numpy()
+    assert got.shape == expected.shape
+    assert np.abs(got.astype(np.int16) - expected).mean() < 1.0
+
+
+def test_only_plain_jpegs_take_the_raw_path():
+    cmyk = io.BytesIO()
+    Image.new("CMYK", (32, 32), (0, 255, 255, 0)).save(cmyk, "JPEG")
+    png = io.BytesIO()
+    Image.new("RGB", (32, 32)).save(png, "PNG")
+    grey = io.BytesIO()
+    Image.new("L", (32, 32), 128).save(grey, "JPEG")
+    assert jpeg_header_orientation(cmyk.getvalue(), LIMIT) is None
+    assert jpeg_header_orientation(png.getvalue(), LIMIT) is None
+    assert jpeg_header_orientation(b"\xff\xd8garbage", LIMIT) is None
+    assert jpeg_header_orientation(b"", LIMIT) is None
+    assert jpeg_header_orientation(_packshot((64, 64)), max_pixels=1000) is None  # bomb guard: CPU path rejects it
+    assert jpeg_header_orientation(grey.getvalue(), LIMIT) == 1
+
+
+def test_a_failing_item_does_not_fail_the_batch():
+    good = _frombytes(_packshot((64, 80)))
+    bad = _frombytes(_packshot((64, 80))[:300])
+    out = decode_jpegs([good, bad, good], "cpu")
+    assert out[0] is not None and out[2] is not None and out[1] is None
+
+
+def test_gpu_decode_is_never_used_without_cuda(preprocess):
+    for setting in ("auto", "on", "off"):
+        assert resolve_gpu_decode(setting, "cpu", preprocess) is False
+
+
+def _mixed_catalog(tmp_path) -> tuple[list[str], list[bool]]:
+    """Plain, rotated, greyscale and commented JPEGs, a PNG, and broken files."""
+    files = {
+        "plain.jpg": _packshot((200, 250)),
+        "rotated.jpg": _packshot((250, 200), orientation=6),
+        "copy.jpg": jpeg_with_comment(_packshot((200, 250)), b"copy 2"),
+        "truncated.jpg": _packshot((200, 250))[:2000],
+        "empty.jpg": b"",
+    }
+    grey, png = io.BytesIO(), io.BytesIO()
+    Image.new("L", (90, 120), 100).save(grey, "JPEG")
+    draw_top("blue", "solid", "sleeveless", (200, 250), seed=1).save(png, "PNG")
+    files["grey.jpg"], files["pack.png"] = grey.getvalue(), png.getvalue()
+    paths = []
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+        paths.append(str(tmp_path / name))
+    return paths, [name not in ("truncated.jpg", "empty.jpg") for name in files]
+
+
+def test_raw_jpeg_path_embeds_like_the_pil_path(tmp_path, tiny_clip, monkeypatch):
+    """The whole GPU-decode code path with the CPU standing in for the GPU."""
+    from catalog_intel.clip_model import load_clip
+    from catalog_intel.config import load_config
+
+    cfg = load_config(None, {**tiny_clip, "clip.device": "cpu"})
+    clip = load_clip(cfg.clip, cfg.paths.cache_path)
+    paths, usable = _mixed_catalog(tmp_path)
+
+    pil_vectors, pil_reasons = compute_embeddings(paths, clip, 3, 0, LIMIT, gpu_decode="on")  # CPU: PIL path
+    monkeypatch.setattr(embedding, "resolve_gpu_decode", lambda *a: True)
+    raw_vectors, raw_reasons = compute_embeddings(paths, clip, 3, 0, LIMIT)
+
+    assert [not r for r in pil_reasons] == usable
+    assert [not r for r in raw_reasons] == usable
+    assert "truncated" in raw_reasons[paths.index(str(tmp_path / "truncated.jpg"))]
+    assert "empty" in raw_reasons[paths.index(str(tmp_path / "empty.jpg"))]
+    cos = (pil_vectors * raw_vectors).sum(axis=1)
+    assert (cos[usable] > 0.98).all(), cos
+    assert (raw_vectors[[not u for u in usable]] == 0).all()
+
+
+def test_bf16_autocast_on_cpu_is_close_to_fp32(tmp_path, tiny_clip):
+    from catalog_intel.clip_model import load_clip, model_id
+    from catalog_intel.config import load_config
+
+    cfg = load_config(None, {**tiny_clip, "clip.device": "cpu"})
+    cfg16 = load_config(None, {**tiny_clip, "clip.device": "cpu", "clip.precision": "bf16"})
+    assert model_id(cfg16.clip) == model_id(cfg.clip) + "+bf16"  # kept apart in the embedding cache
+    clip = load_clip(cfg.clip, cfg.paths.cache_path)
+    paths, usable = _mixed_catalog(tmp_path)
+    fp32, _ = compute_embeddings(paths, clip, 4, 0, LIMIT)
+    bf16, _ = compute_embeddings(paths, clip, 4, 0, LIMIT, precision="bf16")
+    assert ((fp32 * bf16).sum(axis=1)[usable] > 0.98).all()
+
+
+def test_decode_workers_and_threads_do_not_change_results(tmp_path, tiny_clip):
+    import torch
+
+    from catalog_intel.clip_model import load_clip
+    from catalog_intel.config import load_config
+
+    cfg = load_config(None, {**tiny_clip, "clip.device": "cpu"})
+    clip = load_clip(cfg.clip, cfg.paths.cache_path)
+    paths, _ = _mixed_catalog(tmp_path)
+    threads = torch.get_num_threads()
+    inline, reasons = compute_embeddings(paths, clip, 2, 0, LIMIT)
+    workers, reasons2 = compute_embeddings(paths, clip, 2, 1, LIMIT, prefetch_batches=3, torch_threads=1)
+    assert torch.get_num_threads() == threads  # restored
+    assert reasons == reasons2
+    np.testing.assert_allclose(inline, workers, atol=1e-5)
+
+
+def test_catalog_copies_differ_in_bytes_only():
+    import hashlib
+
+    data = _packshot((64, 80))
+    copy = jpeg_with_comment(data, b"catalog-intel bench copy 7")
+    assert hashlib.sha256(copy).digest() != hashlib.sha256(data).digest()
+    assert Image.open(io.BytesIO(copy)).info["comment"] == b"catalog-intel bench copy 7"
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(copy))), np.asarray(Image.open(io.BytesIO(data))))
+    np.testing.assert_array_equal(decode_jpegs([_frombytes(copy)], "cpu")[0].numpy(),
+                                  decode_jpegs([_frombytes(data)], "cpu")[0].numpy())
+    with pytest.raises(ValueError):
+        jpeg_with_comment(b"\x89PNG", b"x")
