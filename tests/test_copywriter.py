@@ -170,3 +170,17 @@ def test_real_rules_accept_faithful_copy_and_catch_invented_facts():
     assert contradicted == []
     assert any(p.startswith("sleeve: names long sleeve") for p in problems)
     assert any(p.startswith("fabric: names cotton") for p in problems)
+
+
+def test_concurrent_describe_steps_share_one_request_per_attribute_set(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    cfg = load_config()
+    with FakeLLMServer(latency_s=0.5) as server:  # slow answers: both steps ask while the other waits
+        llm = _llm(cfg, server)
+        with ThreadPoolExecutor(2) as pool:
+            runs = list(pool.map(lambda frame: describe(frame, llm, cfg.validation, tmp_path), [PRODUCTS, PRODUCTS]))
+        assert server.requests == 3  # three distinct attribute sets, asked once across both steps
+    assert sum(stats.calls for _, stats in runs) == 3
+    assert all(copy["copy_error"].null_count() == 4 for copy, _ in runs)
+    assert runs[0][0].drop("copy_key").equals(runs[1][0].drop("copy_key"))
