@@ -29,7 +29,7 @@ from .storage import ParquetStore
 MAX_RETRY_AFTER_S = 120.0
 _IN_FLIGHT: dict[str, Future] = {}  # copy key -> the answer being fetched in this process
 _IN_FLIGHT_LOCK = threading.Lock()
-FLUSH_EVERY = 8
+FLUSH_EVERY = 1  # answers take seconds; one small part each costs nothing and a kill loses none
 _STORE_SCHEMA = {"copy_key": pl.Utf8, "copy_json": pl.Utf8, "model": pl.Utf8, "prompt_version": pl.Utf8,
                  "created_at": pl.Float64}
 COPY_COLUMNS = ("title", "bullet_points", "description", "style_summary", "seo_tags")
