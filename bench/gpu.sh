@@ -4,8 +4,11 @@
 #   bench/gpu.sh [OUT_DIR]        (default: $OUT, else bench/results)
 #
 # Env: PYTHON (default .venv/bin/python, else python3), IMAGES (default 20000),
-#      WORKERS (decode workers, default cores - 2), BATCH (default 256),
-#      WHEELS (a folder of wheels to install offline first, for missing light packages).
+#      WORKERS (decode workers, default cores - 2), BATCH (default 256), SHARD (default 4096),
+#      WHEELS (a folder of wheels to install offline first, for missing light packages),
+#      DRAWN (distinct drawn images, default 2000), T_FULL / T_SHORT (time limits of the runs),
+#      DEVICE=cpu to smoke-test this script on a machine without a GPU, e.g.
+#      DEVICE=cpu IMAGES=64 DRAWN=32 BATCH=8 SHARD=32 WORKERS=1 T_FULL=600 T_SHORT=300 bench/gpu.sh /tmp/gpu-smoke
 # Writes OUT_DIR/gpu.json (bf16, nvjpeg decode), gpu-cpu-decode.json (bf16, PIL decode
 # in workers), gpu-fp32.json (fp32, nvjpeg) and gpu.log.
 set -uo pipefail
@@ -21,6 +24,11 @@ CORES=$(nproc)
 IMAGES=${IMAGES:-20000}
 WORKERS=${WORKERS:-$(( CORES > 3 ? CORES - 2 : 1 ))}
 BATCH=${BATCH:-256}
+SHARD=${SHARD:-4096}
+DRAWN=${DRAWN:-2000}
+T_FULL=${T_FULL:-180}   # seconds for run 1; runs 2 and 3 get T_SHORT each: 290 s at most in all
+T_SHORT=${T_SHORT:-55}
+DEVICE=${DEVICE:-cuda}
 START=$(date +%s)
 exec > >(tee -a "$LOG") 2>&1
 echo "== catalog-intel GPU benchmark: $(date -u +%FT%TZ), $CORES cores, python: $PY"
@@ -31,7 +39,7 @@ if [ -n "${WHEELS:-}" ]; then
 fi
 
 # 1. What is there? (never installs; says what is missing)
-"$PY" - <<'EOF' || { echo "== stopping: fix the missing packages above (pip install -e '.[dev]' in a venv with network, or WHEELS=dir)"; exit 2; }
+DEVICE="$DEVICE" "$PY" - <<'EOF' || { echo "== stopping: see MISSING above (packages: pip install -e '.[dev]' where there is network, or WHEELS=dir)"; exit 2; }
 import importlib, sys
 need = {"torch": "torch (CUDA build)", "torchvision": "torchvision (matching torch)", "open_clip": "open_clip_torch",
         "polars": "polars", "numpy": "numpy", "PIL": "pillow", "pydantic": "pydantic"}
@@ -46,6 +54,10 @@ if missing:
     sys.exit(1)
 import torch, torchvision
 print(f"torch {torch.__version__}, torchvision {torchvision.__version__}, CUDA build {torch.version.cuda}")
+import os
+if os.environ["DEVICE"] == "cpu":
+    print("DEVICE=cpu: smoke test of this script, no GPU figures")
+    sys.exit(0)
 if not torch.cuda.is_available():
     print("MISSING: torch.cuda.is_available() is False (no GPU visible, or a CPU-only torch build)")
     sys.exit(1)
@@ -55,22 +67,22 @@ print(f"nvjpeg decode (torchvision.io.decode_jpeg on cuda): {'yes' if nvjpeg els
 EOF
 
 CKPT=${CKPT:-${TMPDIR:-/tmp}/vitb32-random.pt}
-COMMON=(--device cuda --images "$IMAGES" --drawn 2000 --batch-size "$BATCH" --decode-workers "$WORKERS"
-        --shard-size 4096 --decode-images 2000 --checkpoint "$CKPT" --rerun-images 0
+COMMON=(--device "$DEVICE" --images "$IMAGES" --drawn "$DRAWN" --batch-size "$BATCH" --decode-workers "$WORKERS"
+        --shard-size "$SHARD" --decode-images 2000 --checkpoint "$CKPT" --rerun-images 0
         --catalog-dir "${TMPDIR:-/tmp}/catalog-intel-bench-catalog")
 
 # 2. Full stage table: bf16 autocast, nvjpeg decode (generates the catalog: ~10 s on 16 cores).
 echo "== run 1/3: bf16, gpu_decode=auto"
-timeout 200 "$PY" bench/run.py "${COMMON[@]}" --precision bf16 --gpu-decode auto \
+timeout "$T_FULL" "$PY" bench/run.py "${COMMON[@]}" --precision bf16 --gpu-decode auto \
   --skip llm,prefect,rerun,rss --json "$OUT_DIR/gpu.json" || echo "run 1 failed or timed out (rc=$?)"
 
 # 3. Same embed stage with PIL decoding in the workers, and fp32: the forward/embed rows only.
 echo "== run 2/3: bf16, gpu_decode=off (CPU decode in $WORKERS workers)"
-timeout 60 "$PY" bench/run.py "${COMMON[@]}" --precision bf16 --gpu-decode off --embed-images 8192 \
+timeout "$T_SHORT" "$PY" bench/run.py "${COMMON[@]}" --precision bf16 --gpu-decode off --embed-images $(( 2 * SHARD )) \
   --skip decode,classify,store,hash,llm,prefect,rerun,rss --json "$OUT_DIR/gpu-cpu-decode.json" \
   || echo "run 2 failed or timed out (rc=$?)"
 echo "== run 3/3: fp32, gpu_decode=auto"
-timeout 60 "$PY" bench/run.py "${COMMON[@]}" --precision fp32 --gpu-decode auto --embed-images 8192 \
+timeout "$T_SHORT" "$PY" bench/run.py "${COMMON[@]}" --precision fp32 --gpu-decode auto --embed-images $(( 2 * SHARD )) \
   --skip decode,classify,store,hash,llm,prefect,rerun,rss --json "$OUT_DIR/gpu-fp32.json" \
   || echo "run 3 failed or timed out (rc=$?)"
 nvidia-smi --query-gpu=name,memory.used,memory.total,utilization.gpu --format=csv 2>/dev/null || true

@@ -1,0 +1,61 @@
+"""Offline model resolution stays cheap on cached runs (no open_clip/torch import)
+and still fails fast, with the same messages, on a bad configuration."""
+
+import subprocess
+import sys
+
+import pytest
+
+from catalog_intel import clip_model
+from catalog_intel.clip_model import ModelUnavailableError, model_id, resolve_weights
+from catalog_intel.config import load_config
+
+
+def test_unknown_architecture_still_fails_fast(tmp_path):
+    cfg = load_config(None, {"clip.model": "ViT-Nope-99", "clip.checkpoint": str(tmp_path / "w.pt")})
+    with pytest.raises(ModelUnavailableError, match="unknown CLIP architecture 'ViT-Nope-99'"):
+        resolve_weights(cfg.clip, tmp_path)
+
+
+def test_pretrained_weights_are_found_once_then_remembered(tmp_path, monkeypatch):
+    weights = tmp_path / "open_clip_model.safetensors"
+    weights.write_bytes(b"w")
+    calls = []
+    monkeypatch.setattr(clip_model, "cached_pretrained_file", lambda cfg, root: calls.append(1) or weights)
+    cfg = load_config(None, {"paths.cache_dir": str(tmp_path / "cache")})
+    assert resolve_weights(cfg.clip, cfg.paths.cache_path) == weights
+    assert resolve_weights(cfg.clip, cfg.paths.cache_path) == weights
+    assert len(calls) == 1
+    weights.unlink()  # gone: looked up again, and missing weights are reported as before
+    monkeypatch.setattr(clip_model, "cached_pretrained_file", lambda cfg, root: None)
+    with pytest.raises(ModelUnavailableError, match="catalog-intel models pull"):
+        resolve_weights(cfg.clip, cfg.paths.cache_path)
+
+
+def test_checkpoint_digest_is_remembered_by_stat(tmp_path, monkeypatch):
+    from catalog_intel import storage
+
+    monkeypatch.setattr(storage, "RACY_WINDOW_S", 0.0)
+    ckpt = tmp_path / "w.pt"
+    ckpt.write_bytes(b"weights" * 1000)
+    cfg = load_config(None, {"clip.checkpoint": str(ckpt)})
+    first = model_id(cfg.clip, tmp_path / "cache")
+    clip_model._file_sha256.cache_clear()
+    monkeypatch.setattr(clip_model, "_file_sha256", lambda *a: pytest.fail("hashed the checkpoint again"))
+    assert model_id(cfg.clip, tmp_path / "cache") == first == model_id(cfg.clip, tmp_path / "cache")
+
+
+def test_resolving_a_checkpoint_imports_neither_open_clip_nor_torch(tmp_path, tiny_clip):
+    code = (
+        "import sys\n"
+        "from catalog_intel.config import load_config\n"
+        "from catalog_intel.clip_model import model_id, resolve_weights\n"
+        f"cfg = load_config(None, {dict(tiny_clip)!r})\n"
+        f"resolve_weights(cfg.clip, __import__('pathlib').Path({str(tmp_path)!r}))\n"
+        f"model_id(cfg.clip, __import__('pathlib').Path({str(tmp_path)!r}))\n"
+        "print(sorted(m for m in ('open_clip', 'torch') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         cwd=str(__import__("pathlib").Path(__file__).resolve().parents[1]))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
