@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 from .clip_model import clip_cache_dir, pull_pretrained
 from .config import Config
