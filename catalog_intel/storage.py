@@ -176,19 +176,35 @@ class ParquetStore:
         if frame.height:
             write_parquet(frame, self.folder / f"part-{uuid.uuid4().hex}.parquet")
 
-    def compact(self, max_parts: int = 16) -> int:
-        """Merge the parts into one when there are more than `max_parts`.
-        The merged part is written before the old ones are removed, so a crash
-        in between only leaves duplicates, which lookups already ignore.
-        Returns the number of parts removed."""
-        parts = self._parts()
+    def compact(self, max_parts: int = 16, part_rows: int = 2048) -> int:
+        """When there are more than `max_parts` parts, merge consecutive small
+        parts (in write order) into parts of about `part_rows` rows. Rows written
+        together stay together, so a shard's lookup still reads one or two parts
+        (lookup prunes by part); one giant part would be read whole by every lookup.
+        Merged parts are written before the old ones are removed: a crash in
+        between only leaves duplicates, which lookups ignore. Returns parts removed."""
+        parts = sorted(self._parts(), key=lambda p: (os.stat(p).st_mtime_ns, p))
         if len(parts) <= max_parts:
             return 0
-        merged = pl.scan_parquet(parts).unique(subset=[self.key], keep="first", maintain_order=True).collect()
-        self.append(merged)
+        sizes = {p: pl.scan_parquet(p).select(pl.len()).collect().item() for p in parts}
+        groups, current, rows = [], [], 0
         for part in parts:
-            Path(part).unlink(missing_ok=True)
-        return len(parts)
+            if sizes[part] >= part_rows:  # already big enough: leave it
+                continue
+            current.append(part)
+            rows += sizes[part]
+            if rows >= part_rows:
+                groups.append(current)
+                current, rows = [], 0
+        if len(current) > 1:
+            groups.append(current)
+        removed = 0
+        for group in (g for g in groups if len(g) > 1):
+            self.append(pl.scan_parquet(group).unique(subset=[self.key], keep="first", maintain_order=True).collect())
+            for part in group:
+                Path(part).unlink(missing_ok=True)
+            removed += len(group)
+        return removed
 
     def count(self) -> int:
         parts = self._parts()

@@ -6,6 +6,7 @@ from catalog_intel.config import Config
 from catalog_intel.copywriter import copy_store
 from catalog_intel.embedding import embedding_store
 
+from .color import pixel_color_store
 from .common import TASK_DEFAULTS
 
 
@@ -14,4 +15,5 @@ def compact_caches(config: Config, model_id: str) -> int:
     """Merge the many small parts written during the run (one per batch, so a
     killed run loses little) into one file per store, keeping lookups fast."""
     cache = config.paths.cache_path
-    return embedding_store(cache, model_id).compact() + copy_store(cache).compact()
+    stores = [embedding_store(cache, model_id), copy_store(cache), pixel_color_store(config)]
+    return sum(store.compact() for store in stores)

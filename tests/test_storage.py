@@ -56,6 +56,21 @@ def test_compact_merges_parts_and_keeps_every_key_once(tmp_path):
     assert merged.filter(pl.col("k") == "dup")["v"].to_list() == [merged.filter(pl.col("k") == "dup")["v"][0]]
 
 
+def test_compact_keeps_parts_bounded_and_rows_written_together_together(tmp_path):
+    import time
+
+    store = ParquetStore(tmp_path / "s", key="k")
+    for batch in range(10):
+        store.append(pl.DataFrame({"k": [f"b{batch}-{i}" for i in range(100)], "v": [batch] * 100}))
+        time.sleep(0.002)  # distinct write times: compaction follows write order
+    assert store.compact(max_parts=4, part_rows=250) == 9  # three groups of three parts; the tenth stays
+    parts = sorted((tmp_path / "s").glob("part-*.parquet"))
+    sizes = sorted(pl.read_parquet(p).height for p in parts)
+    assert sizes == [100, 300, 300, 300] and store.count() == 1000
+    holding = [p for p in parts if pl.read_parquet(p).filter(pl.col("k") == "b4-7").height]
+    assert len(holding) == 1 and set(pl.read_parquet(holding[0])["v"]) == {3, 4, 5}  # neighbours in write order
+
+
 def test_lookup_reads_only_parts_holding_the_keys_and_existing_reads_keys(tmp_path, monkeypatch):
     store = ParquetStore(tmp_path / "s", key="k")
     for start in range(0, 40, 10):  # four parts, as four shards would write them
