@@ -74,6 +74,7 @@ class LLMConfig(_Strict):
     requests_per_second: float = Field(gt=0)
     rate_limit_name: str
     temperature: float = Field(ge=0)
+    seed: int = -1
     max_tokens: int = Field(gt=0)
     embedded_threads: int = Field(0, ge=0)
     embedded_parallel: int = Field(2, ge=1)

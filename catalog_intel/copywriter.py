@@ -242,9 +242,12 @@ def request_copy(
         attempts += 1
         throttle()
         stats.add(calls=1)
+        # A seed per attempt: the same product gets the same copy on any machine running
+        # the same model, while a retry still gets a different sample.
+        seed = None if llm.seed < 0 else llm.seed + attempts
         reply = client.chat.completions.create(
             model=llm.model, messages=base + feedback, response_format=fmt,
-            temperature=llm.temperature, max_tokens=llm.max_tokens,
+            temperature=llm.temperature, max_tokens=llm.max_tokens, seed=seed,
         )
         choice = reply.choices[0] if reply.choices else None
         if choice is not None and choice.finish_reason == "length":
