@@ -17,17 +17,9 @@ def _add_run_parser(sub) -> None:
     run.add_argument("source", help="folder of images (recursive) or CSV/Parquet manifest with an image path column")
     run.add_argument("--out", required=True, help="output folder (catalog.csv, catalog.parquet, rejects.csv, data_docs/)")
     run.add_argument("--config", help="TOML configuration file (defaults: catalog_intel/defaults.toml)")
-    run.add_argument("--clip-model", help="open_clip architecture, e.g. ViT-B-32")
-    run.add_argument("--clip-pretrained", help="open_clip pretrained tag, e.g. laion2b_s34b_b79k")
-    run.add_argument("--clip-checkpoint", help="local open_clip weights file (replaces the pretrained tag)")
-    run.add_argument("--llm-base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:1234/v1 "
-                     "(default: an embedded llama.cpp server started for the run)")
-    run.add_argument("--llm-model", help="model name to request from the endpoint")
-    run.add_argument("--no-llm", action="store_true", help="attributes only; copy columns stay empty")
-    run.add_argument("--cache-dir", help="cache folder for embeddings and copy (default ~/.cache/catalog-intel)")
-    run.add_argument("--shard-size", type=int, help="images per pipeline shard")
-    run.add_argument("--color-policy", choices=["clip", "pixels", "ensemble"],
-                     help="colour from CLIP, from the garment's pixels, or both (default: config color.policy)")
+    from catalog_intel.settings import add_override_flags
+
+    add_override_flags(run)  # one flag per declared run override (catalog_intel/settings.py)
 
 
 def _add_models_parser(sub) -> None:
@@ -122,13 +114,14 @@ def _start_prefect_server_early():
 
 def _run(args) -> int:
     from catalog_intel.clip_model import resolve_weights
-    from catalog_intel.config import resolve_config
     from catalog_intel.llm_service import prepare_embedded, uses_embedded
+    from catalog_intel.runners import check_runner
+    from catalog_intel.settings import overrides_from_args, resolve_settings
 
-    config = resolve_config(args.config, args.clip_model, args.clip_pretrained, args.clip_checkpoint,
-                            args.llm_base_url, args.llm_model, args.no_llm, args.cache_dir, args.shard_size,
-                            args.color_policy)
+    overrides = overrides_from_args(args)
+    config = resolve_settings(args.config, **overrides)
     resolve_weights(config.clip, config.paths.cache_path)  # fail before starting Prefect
+    check_runner(config, uses_embedded(config))
     if uses_embedded(config):
         prepare_embedded(config)
     server = _start_prefect_server_early()
@@ -137,12 +130,8 @@ def _run(args) -> int:
     import great_expectations  # noqa: F401  # every run validates; import it while the server starts
 
     server.join()
-    result = catalog_flow(
-        source=args.source, out_dir=args.out, config_path=args.config, clip_model=args.clip_model,
-        clip_pretrained=args.clip_pretrained, clip_checkpoint=args.clip_checkpoint,
-        llm_base_url=args.llm_base_url, llm_model=args.llm_model, no_llm=args.no_llm,
-        cache_dir=args.cache_dir, shard_size=args.shard_size, color_policy=args.color_policy,
-    )
+    with _api_url_for_workers(config):
+        result = catalog_flow(source=args.source, out_dir=args.out, config_path=args.config, **overrides)
     from catalog_intel.summary import RunSummary
 
     summary = RunSummary(**result)
@@ -152,11 +141,30 @@ def _run(args) -> int:
     return 0
 
 
+def _api_url_for_workers(config):
+    """Dask workers are other processes: they reach this run's temporary Prefect server (task
+    states, the LLM rate limit) by its URL, which the flow hands them in its settings."""
+    import contextlib
+
+    if config.runner.task_runner != "dask":
+        return contextlib.nullcontext()
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    if PREFECT_API_URL.value():
+        return contextlib.nullcontext()
+    from prefect.server.api.server import SubprocessASGIServer
+
+    server = SubprocessASGIServer()
+    server.start()  # the one already started by _start_prefect_server_early (one per process)
+    return temporary_settings(updates={PREFECT_API_URL: server.api_url})
+
+
 def _models(args) -> int:
     from catalog_intel.models import list_models, pull_models
     from catalog_intel.config import resolve_config
 
-    config = resolve_config(args.config, args.clip_model, args.clip_pretrained, cache_dir=args.cache_dir)
+    config = resolve_config(args.config, clip_model=args.clip_model, clip_pretrained=args.clip_pretrained,
+                            cache_dir=args.cache_dir)
     if args.models_command == "pull":
         for line in pull_models(config):
             print(line)

@@ -30,10 +30,22 @@ class _Strict(BaseModel):
 
 class PathsConfig(_Strict):
     cache_dir: str
+    # Set by settings.resolve_settings: cache_dir is then absolute and final, so a
+    # worker on another machine or with another environment reads the same one.
+    resolved: bool = Field(False, exclude=True)
 
     @property
     def cache_path(self) -> Path:
+        if self.resolved:
+            return Path(self.cache_dir)
         return Path(os.path.expanduser(os.environ.get("CATALOG_INTEL_CACHE", self.cache_dir)))
+
+
+class RunnerConfig(_Strict):
+    task_runner: Literal["local", "dask"] = "local"
+    dask_address: str = ""
+    workers: int = Field(2, ge=1)
+    threads_per_worker: int = Field(1, ge=1)
 
 
 class RunConfig(_Strict):
@@ -73,6 +85,7 @@ class LLMConfig(_Strict):
     concurrency: int = Field(ge=1)
     requests_per_second: float = Field(gt=0)
     rate_limit_name: str
+    describe_batch: int = Field(64, ge=1)
     temperature: float = Field(ge=0)
     seed: int = -1
     max_tokens: int = Field(gt=0)
@@ -146,6 +159,7 @@ class AttributeConfig(_Strict):
 class Config(_Strict):
     paths: PathsConfig
     run: RunConfig
+    runner: RunnerConfig = RunnerConfig()
     clip: ClipConfig
     llm: LLMConfig
     color: ColorConfig
@@ -207,24 +221,12 @@ def load_config(path: str | os.PathLike | None = None, overrides: dict[str, Any]
         raise ConfigError(f"invalid configuration{where}: {problems}") from exc
 
 
-def resolve_config(
-    config_path: str | None = None,
-    clip_model: str | None = None,
-    clip_pretrained: str | None = None,
-    clip_checkpoint: str | None = None,
-    llm_base_url: str | None = None,
-    llm_model: str | None = None,
-    no_llm: bool = False,
-    cache_dir: str | None = None,
-    shard_size: int | None = None,
-    color_policy: str | None = None,
-) -> Config:
-    """A run's config: the file, then explicit parameters (None = keep the file's value)."""
-    return load_config(config_path, {
-        "clip.model": clip_model, "clip.pretrained": clip_pretrained, "clip.checkpoint": clip_checkpoint,
-        "llm.base_url": llm_base_url, "llm.model": llm_model, "llm.enabled": False if no_llm else None,
-        "paths.cache_dir": cache_dir, "run.shard_size": shard_size, "color.policy": color_policy,
-    })
+def resolve_config(config_path: str | None = None, **overrides: Any) -> Config:
+    """A run's config: the file, then the declared run overrides (settings.OVERRIDES;
+    None = keep the file's value), with absolute paths."""
+    from .settings import resolve_settings
+
+    return resolve_settings(config_path, **overrides)
 
 
 def _expand_dotted(flat: dict[str, Any]) -> dict[str, Any]:

@@ -14,10 +14,14 @@ corrupt files) goes through the CPU path, which also gives the reject reasons.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import io
+import itertools
+import multiprocessing
 import re
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -237,18 +241,36 @@ def _autocast(device: str, precision: str):
     return torch.autocast("cuda" if str(device).startswith("cuda") else "cpu", dtype=dtype)
 
 
-@contextlib.contextmanager
-def _torch_threads(n: int | None):
+_threads_lock = threading.Lock()
+
+
+def set_torch_threads(n: int | None) -> None:
+    """The forward's intra-op threads for this process (each Dask worker sets its own).
+    Never restored afterwards: a restore racing another thread's forward is what made it a
+    racy global; the setting belongs to the process, not to one call."""
     import torch
 
-    before = torch.get_num_threads()
-    if n and n != before:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        if n and n != before:
-            torch.set_num_threads(before)
+    with _threads_lock:
+        if n and n != torch.get_num_threads():
+            torch.set_num_threads(n)
+
+
+def _threaded_batches(dataset, batch_size: int, workers: int, prefetch: int):
+    """Collated batches in order, decoded by `workers` threads, `workers * prefetch` batches ahead."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    starts = iter(range(0, len(dataset), batch_size))
+
+    def load(start: int):
+        return _collate([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
+        ahead = collections.deque(pool.submit(load, s) for s in itertools.islice(starts, workers * prefetch))
+        while ahead:
+            batch = ahead.popleft().result()
+            for s in itertools.islice(starts, 1):
+                ahead.append(pool.submit(load, s))
+            yield batch
 
 
 def compute_embeddings(
@@ -270,8 +292,9 @@ def compute_embeddings(
     a non-empty reason marks a rejected image whose vector row is zeros.
 
     `decode_workers` processes decode while the model runs (0 = in this process),
-    each keeping `prefetch_batches` batches ready; `torch_threads` sets the
-    forward's intra-op threads for this call (None/0 = leave as is);
+    each keeping `prefetch_batches` batches ready (threads inside a daemonic process,
+    e.g. a Dask worker); `torch_threads` sets the
+    forward's intra-op threads for this process (None/0 = leave as is);
     `precision` "bf16"/"fp16" runs the forward under autocast;
     `gpu_decode` "auto"/"on"/"off": nvjpeg decoding on CUDA (see module doc).
     `timings`: a dict that gets wait_s (the model waiting for decoded batches,
@@ -288,18 +311,20 @@ def compute_embeddings(
     reasons = [""] * len(paths)
     on_gpu = str(clip.device).startswith("cuda")
     raw_jpeg = resolve_gpu_decode(gpu_decode, clip.device, clip.preprocess)
-    loader = DataLoader(
-        _DecodedImages(paths, clip.preprocess, max_pixels, clip.image_size, raw_jpeg=raw_jpeg),
-        batch_size=batch_size,
-        num_workers=decode_workers,
-        collate_fn=_collate,
-        pin_memory=on_gpu,
-        prefetch_factor=prefetch_batches if decode_workers > 0 else None,
-    )
+    dataset = _DecodedImages(paths, clip.preprocess, max_pixels, clip.image_size, raw_jpeg=raw_jpeg)
     started = time.perf_counter()
-    batches = iter(loader)  # starts the decode workers
+    if decode_workers > 0 and multiprocessing.current_process().daemon:
+        # A Dask worker (or any daemonic process) may not start child processes, so a
+        # DataLoader cannot fork decode workers there: decode in threads (PIL releases the GIL).
+        batches = _threaded_batches(dataset, batch_size, decode_workers, prefetch_batches)
+    else:
+        batches = iter(DataLoader(dataset, batch_size=batch_size, num_workers=decode_workers, collate_fn=_collate,
+                                  pin_memory=on_gpu,
+                                  prefetch_factor=prefetch_batches if decode_workers > 0 else None))
     waited = time.perf_counter() - started
-    with torch.inference_mode(), _torch_threads(None if on_gpu else torch_threads):
+    if not on_gpu:
+        set_torch_threads(torch_threads)
+    with torch.inference_mode():
         while True:
             t0 = time.perf_counter()
             batch = next(batches, None)

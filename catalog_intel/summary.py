@@ -27,6 +27,8 @@ class RunSummary:
     validation: dict = field(default_factory=dict)
     search: dict = field(default_factory=dict)
     outputs: dict = field(default_factory=dict)
+    task_runner: str = "local"
+    workers: dict = field(default_factory=dict)  # worker -> shard numbers it ran
 
     def count_embeddings(self, status: pl.DataFrame | None) -> None:
         if status is not None:
@@ -49,8 +51,14 @@ class RunSummary:
             f"catalog-intel: {self.inputs} inputs = {self.rows} rows + {self.rejects} rejects | "
             f"embeddings {self.embeddings_computed} computed, {self.embeddings_cached} cached | "
             f"LLM {self.llm_calls} calls, {self.llm_cached} cached, {self.llm_failed} failed, {self.llm_retries} retries | "
-            f"{self.seconds:.1f} s"
+            f"{self.seconds:.1f} s | {self.runner_line()}"
         )
+
+    def runner_line(self) -> str:
+        if not self.task_runner.startswith("dask"):
+            return self.task_runner
+        shards = ", ".join(f"{w}: {len(s)} shards" for w, s in sorted(self.workers.items()))
+        return f"{self.task_runner}: {len(self.workers)} workers ({shards})"
 
     def markdown(self) -> str:
         lines = [
@@ -61,6 +69,7 @@ class RunSummary:
             f"| LLM calls / cached / failed / retries | {self.llm_calls} / {self.llm_cached} / {self.llm_failed} / {self.llm_retries} |",
             f"| data-quality checks passed | {self.validation.get('successful_expectations', 0)} of {self.validation.get('evaluated_expectations', 0)} |",
             *self._search_lines(),
+            f"| task runner | {self.runner_line()} |",
             f"| wall time | {self.seconds:.1f} s |", "",
             "Abstentions (`unknown`) per attribute: " + ", ".join(f"{k} {v}" for k, v in self.abstentions.items()), "",
             "Outputs: " + ", ".join(f"`{p}`" for p in self.outputs.values()),

@@ -5,8 +5,8 @@ from prefect import task
 from catalog_intel.config import Config
 from catalog_intel.copywriter import copy_store
 from catalog_intel.embedding import embedding_store
+from catalog_intel.shard import pixel_color_store
 
-from .color import pixel_color_store
 from .common import TASK_DEFAULTS
 
 

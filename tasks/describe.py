@@ -32,15 +32,16 @@ def ensure_rate_limit(llm: LLMConfig) -> None:
                 limit=burst, slot_decay_per_second=llm.requests_per_second, active=True))
 
 
-@task(name="describe-shard", **TASK_DEFAULTS)
-def describe_shard(attributes: pl.DataFrame, config: Config, shard_no: int) -> tuple[pl.DataFrame, dict]:
-    """Copy for the shard's products; identical attribute sets and cached copy cost no call."""
+@task(name="describe-batch", **TASK_DEFAULTS)
+def describe_batch(sets: pl.DataFrame, config: Config, batch_no: int) -> tuple[pl.DataFrame, dict]:
+    """Copy for a batch of distinct attribute sets; cached copy costs no call. Every request,
+    on any worker, passes the run's global rate limit."""
     name = config.llm.rate_limit_name
-    with progress_bar(None, f"describe shard {shard_no}") as bar:
+    with progress_bar(sets.height, f"describe batch {batch_no}") as bar:
         copy, stats = describe(
-            attributes, config.llm, config.validation, config.paths.cache_path,
+            sets, config.llm, config.validation, config.paths.cache_path,
             throttle=lambda: rate_limit(name, occupy=1, strict=True), progress=bar, check=copy_check(config),
         )
     counts = {"llm_calls": stats.calls, "llm_retries": stats.retries, "llm_failed": stats.failed, "llm_cached": stats.cached}
-    get_run_logger().info("shard %d copy: %s", shard_no, counts)
+    get_run_logger().info("copy batch %d: %s", batch_no, counts)
     return copy, counts

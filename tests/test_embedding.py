@@ -158,10 +158,48 @@ def test_decode_workers_and_threads_do_not_change_results(tmp_path, tiny_clip):
     paths, _ = _mixed_catalog(tmp_path)
     threads = torch.get_num_threads()
     inline, reasons = compute_embeddings(paths, clip, 2, 0, LIMIT)
-    workers, reasons2 = compute_embeddings(paths, clip, 2, 1, LIMIT, prefetch_batches=3, torch_threads=1)
-    assert torch.get_num_threads() == threads  # restored
+    try:
+        workers, reasons2 = compute_embeddings(paths, clip, 2, 1, LIMIT, prefetch_batches=3, torch_threads=1)
+        assert torch.get_num_threads() == 1  # a setting of the process (each Dask worker its own), not restored
+    finally:
+        torch.set_num_threads(threads)
     assert reasons == reasons2
     np.testing.assert_allclose(inline, workers, atol=1e-5)
+
+
+def _embed_in_daemon(tiny_clip: dict, paths: list, queue) -> None:
+    from catalog_intel.clip_model import load_clip
+    from catalog_intel.config import load_config
+
+    cfg = load_config(None, {**tiny_clip, "clip.device": "cpu"})
+    try:
+        queue.put(compute_embeddings(paths, load_clip(cfg.clip, cfg.paths.cache_path), 2, 2, LIMIT,
+                                     prefetch_batches=2))
+    except BaseException as exc:  # noqa: BLE001
+        queue.put(repr(exc))
+
+
+def test_decode_workers_inside_a_daemonic_process_use_threads(tmp_path, tiny_clip):
+    """A Dask worker is a daemonic process: a DataLoader there cannot start decode workers
+    ("daemonic processes are not allowed to have children"). Decoding falls back to threads."""
+    import multiprocessing
+
+    from catalog_intel.clip_model import load_clip
+    from catalog_intel.config import load_config
+
+    cfg = load_config(None, {**tiny_clip, "clip.device": "cpu"})
+    paths, _ = _mixed_catalog(tmp_path)
+    inline, reasons = compute_embeddings(paths, load_clip(cfg.clip, cfg.paths.cache_path), 2, 0, LIMIT)
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_embed_in_daemon, args=(tiny_clip, paths, queue), daemon=True)
+    proc.start()
+    result = queue.get(timeout=240)
+    proc.join(30)
+    assert not isinstance(result, str), result
+    vectors, daemon_reasons = result
+    assert daemon_reasons == reasons and any(reasons) and not all(reasons)
+    np.testing.assert_allclose(inline, vectors, atol=1e-5)
 
 
 def test_catalog_copies_differ_in_bytes_only():

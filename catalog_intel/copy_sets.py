@@ -1,0 +1,39 @@
+"""The copy step over a run's distinct attribute sets: identical sets cost one
+request across the whole run, on any number of workers (pure polars)."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from .config import ATTRIBUTE_ORDER, LLMConfig
+from .copywriter import COPY_FRAME_SCHEMA, copy_key, prompt_attributes
+
+
+def keyed(attributes: pl.DataFrame, llm: LLMConfig) -> pl.DataFrame:
+    """attributes[sha256, <attributes>] -> [sha256, copy_key]."""
+    columns = ["sha256", *[a for a in ATTRIBUTE_ORDER if a in attributes.columns]]
+    keys = [copy_key(prompt_attributes(row), llm) for row in attributes.select(columns).iter_rows(named=True)]
+    return pl.DataFrame({"sha256": attributes["sha256"], "copy_key": keys}, schema={"sha256": pl.Utf8, "copy_key": pl.Utf8})
+
+
+def distinct_sets(attributes: pl.DataFrame, keys: pl.DataFrame, batch: int) -> list[pl.DataFrame]:
+    """One representative row per distinct attribute set, in batches of `batch` sets."""
+    firsts = keys.unique(subset="copy_key", keep="first", maintain_order=True)["sha256"]
+    sets = attributes.filter(pl.col("sha256").is_in(firsts.implode()))
+    return [sets.slice(start, batch) for start in range(0, sets.height, batch)]
+
+
+def expand_copy(keys: pl.DataFrame, parts: list[pl.DataFrame]) -> pl.DataFrame:
+    """The representatives' copy given to every image with the same attribute set."""
+    if not parts:
+        return pl.DataFrame(schema=COPY_FRAME_SCHEMA)
+    by_key = pl.concat(parts).drop("sha256").unique(subset="copy_key", keep="first")
+    return keys.join(by_key, on="copy_key", how="left").select(COPY_FRAME_SCHEMA.keys())
+
+
+def sum_counts(counts: list[dict]) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for c in counts:
+        for key, value in c.items():
+            total[key] = total.get(key, 0) + int(value)
+    return total

@@ -1,0 +1,65 @@
+"""One declared table of run overrides drives the flow parameters, the CLI flags and the config merge."""
+
+import inspect
+from pathlib import Path
+
+import pytest
+
+from catalog_intel.settings import OVERRIDES, overrides_to_keys, resolve_settings
+
+SAMPLE = {str: "x-value", int: 7}
+CHOSEN = {"color_policy": "pixels", "task_runner": "dask", "cache_dir": "/tmp/ci-cache",
+          "clip_checkpoint": "/models/w.pt", "dask_address": "tcp://127.0.0.1:8786"}
+
+
+def _value(o):
+    return CHOSEN.get(o.name, True if o.type is bool else SAMPLE[o.type])
+
+
+def test_every_override_is_a_flow_parameter_a_cli_flag_and_a_config_key(tmp_path):
+    from catalog_intel.cli import build_parser
+    from flows.catalog import catalog_flow
+
+    params = inspect.signature(catalog_flow.fn).parameters
+    schema = catalog_flow.parameters.properties
+    argv = ["run", "src", "--out", "o"]
+    for o in OVERRIDES:
+        assert o.name in params and o.name in schema, o.name
+        argv += [o.flag] if o.type is bool else [o.flag, str(_value(o))]
+    args = build_parser().parse_args(argv)
+    config = resolve_settings(None, **{o.name: getattr(args, o.name) for o in OVERRIDES})
+    for o in OVERRIDES:
+        section, key = o.key.split(".")
+        field = {"model_config": "model_config_path"}.get(key, key)
+        expected = False if o.invert else _value(o)
+        assert getattr(getattr(config, section), field) == expected, o.key
+    assert set(params) == {"source", "out_dir", "config_path", *(o.name for o in OVERRIDES)}
+    assert schema["task_runner"]["anyOf"][0]["enum"] == ["local", "dask"]  # choices reach the Prefect UI
+
+
+def test_unset_overrides_keep_the_file_and_unknown_ones_are_refused(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('[runner]\ntask_runner = "dask"\nworkers = 3\n[run]\nshard_size = 9\n')
+    config = resolve_settings(str(path), shard_size=None, no_llm=False, workers=None)
+    assert (config.runner.task_runner, config.runner.workers, config.run.shard_size) == ("dask", 3, 9)
+    assert config.llm.enabled is True
+    assert overrides_to_keys({"no_llm": True}) == {"llm.enabled": False}
+    with pytest.raises(TypeError, match="shard_sise"):
+        overrides_to_keys({"shard_sise": 3})
+
+
+def test_paths_are_resolved_once_so_workers_read_no_environment(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CATALOG_INTEL_CACHE", "rel-cache")
+    config = resolve_settings(None, clip_checkpoint="w.pt")
+    assert config.paths.cache_path == tmp_path / "rel-cache"
+    assert config.clip.checkpoint == str(tmp_path / "w.pt")
+    # A worker with another environment, another home and another working directory sees the same paths.
+    monkeypatch.setenv("CATALOG_INTEL_CACHE", "/elsewhere")
+    monkeypatch.setenv("HOME", "/nowhere")
+    monkeypatch.chdir(Path("/"))
+    import pickle
+
+    shipped = pickle.loads(pickle.dumps(config))
+    assert shipped.paths.cache_path == tmp_path / "rel-cache"
+    assert resolve_settings(None, cache_dir="~/c").paths.cache_path == Path("/elsewhere")  # env still wins, as before
