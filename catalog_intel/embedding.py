@@ -287,6 +287,7 @@ def compute_embeddings(
     gpu_decode: str = "auto",
     timings: dict | None = None,
     on_batch=None,
+    on_decode_started=None,
 ) -> tuple[np.ndarray, list[str]]:
     """Embed images. Returns (vectors[n, d] L2-normalised float32, reasons[n]):
     a non-empty reason marks a rejected image whose vector row is zeros.
@@ -300,7 +301,9 @@ def compute_embeddings(
     `timings`: a dict that gets wait_s (the model waiting for decoded batches,
     worker start-up included), model_s (forward, GPU decode included) and wall_s.
     `on_batch(rows, vectors)`: called after each batch with the input rows it
-    embedded and their vectors (so a caller can store them before the next batch)."""
+    embedded and their vectors (so a caller can store them before the next batch).
+    `on_decode_started()`: called once the decode workers are forked; threads a caller starts
+    after that cannot leave a lock held in a forked child (a fork beside a busy thread can deadlock it)."""
     import torch
     from torch.utils.data import DataLoader
 
@@ -321,6 +324,8 @@ def compute_embeddings(
         batches = iter(DataLoader(dataset, batch_size=batch_size, num_workers=decode_workers, collate_fn=_collate,
                                   pin_memory=on_gpu,
                                   prefetch_factor=prefetch_batches if decode_workers > 0 else None))
+    if on_decode_started is not None:
+        on_decode_started()
     waited = time.perf_counter() - started
     if not on_gpu:
         set_torch_threads(torch_threads)

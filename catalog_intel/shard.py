@@ -90,7 +90,8 @@ def pixel_color_frame(shard: pl.DataFrame, config: Config) -> pl.DataFrame:
     return pl.concat(parts)
 
 
-def embed_frame(shard: pl.DataFrame, config: Config, model_id: str, no: int, log: logging.Logger) -> pl.DataFrame:
+def embed_frame(shard: pl.DataFrame, config: Config, model_id: str, no: int, log: logging.Logger,
+                on_decode_started=None) -> pl.DataFrame:
     """Make sure every image of shard[sha256, path] has an embedding in the store ->
     [sha256, status, reason]. Content seen before (any run, any name) is not embedded again."""
     store = embedding_store(config.paths.cache_path, model_id)
@@ -111,6 +112,7 @@ def embed_frame(shard: pl.DataFrame, config: Config, model_id: str, no: int, log
             config.run.max_image_pixels, prefetch_batches=config.clip.prefetch_batches,
             torch_threads=config.clip.torch_threads, precision=config.clip.precision,
             gpu_decode=config.clip.gpu_decode, timings=timings, on_batch=store_batch,
+            on_decode_started=on_decode_started,
         )
         statuses.update({sha: (("rejected", r) if r else ("computed", None)) for sha, r in zip(shas, reasons)})
         done = sum(1 for r in reasons if not r)
@@ -140,9 +142,17 @@ def enrich(spec: ShardSpec, config: Config, model_id: str, labels: pl.DataFrame,
     started = time.monotonic()
     shard = spec.frame()
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pixel-color") as pool:
-        pixels = pool.submit(pixel_color_frame, shard, config) if config.color.policy != "clip" else None
-        status = embed_frame(shard, config, model_id, spec.no, log)
-        pixels = pixels.result() if pixels is not None else None
+        pending: list = []
+
+        def start_pixels() -> None:
+            # Only once the model is loaded and the decode workers are forked: a fork beside a busy
+            # thread can deadlock the child, and scipy (in that thread) fails on a half-imported torch.
+            if config.color.policy != "clip" and not pending:
+                pending.append(pool.submit(pixel_color_frame, shard, config))
+
+        status = embed_frame(shard, config, model_id, spec.no, log, on_decode_started=start_pixels)
+        start_pixels()  # nothing to embed: nothing was loaded or forked
+        pixels = pending[0].result() if pending else None
     ok = status.filter(pl.col("status") != "rejected")["sha256"].to_list()
     attributes = None
     if ok:

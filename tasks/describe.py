@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextvars
 import math
 
 import polars as pl
@@ -37,10 +38,17 @@ def describe_batch(sets: pl.DataFrame, config: Config, batch_no: int) -> tuple[p
     """Copy for a batch of distinct attribute sets; cached copy costs no call. Every request,
     on any worker, passes the run's global rate limit."""
     name = config.llm.rate_limit_name
+    # The request threads get this task's Prefect context (the API URL a Dask worker was handed):
+    # without it a worker's thread would ask a server of its own for the limit.
+    context = contextvars.copy_context()
+
+    def throttle() -> None:
+        context.copy().run(rate_limit, name, occupy=1, strict=True)
+
     with progress_bar(sets.height, f"describe batch {batch_no}") as bar:
         copy, stats = describe(
             sets, config.llm, config.validation, config.paths.cache_path,
-            throttle=lambda: rate_limit(name, occupy=1, strict=True), progress=bar, check=copy_check(config),
+            throttle=throttle, progress=bar, check=copy_check(config),
         )
     counts = {"llm_calls": stats.calls, "llm_retries": stats.retries, "llm_failed": stats.failed, "llm_cached": stats.cached}
     get_run_logger().info("copy batch %d: %s", batch_no, counts)
