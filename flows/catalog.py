@@ -57,11 +57,8 @@ def catalog_flow(source: str, out_dir: str, config_path: str | None = None, **ov
         config = _start_llm(config, services)
         inventory, rejected_at_ingest = ingest_images(source, config)
         labels = prepare_label_index(config, model_id)
-        with shard_runner(config) as runner, gpu_annotation(runner):
-            results = runner.map(enrich_shard, {"spec": shard_specs(inventory, config.run.shard_size),
-                                                "config": unmapped(config), "model_id": unmapped(model_id),
-                                                "labels": unmapped(labels)}).result()
-            enriched = reduce_shards(inventory, results)
+        with shard_runner(config) as runner:
+            enriched = reduce_shards(inventory, _enrich(runner, inventory, config, model_id, labels))
             with copy_runner(config, runner, embedded) as llm_runner:
                 copy, llm_counts = _describe(enriched, config, llm_runner)
         summary = RunSummary(inputs=inventory.height + rejected_at_ingest.height, **llm_counts,
@@ -94,6 +91,15 @@ def _check_model(config: Config) -> str:
     if note:
         get_run_logger().warning(note)
     return clip_model_id(config.clip, config.paths.cache_path)
+
+
+def _enrich(runner, inventory: pl.DataFrame, config: Config, model_id: str, labels: pl.DataFrame) -> list:
+    """One enrich-shard task per shard; on a cluster with GPU workers only those take them."""
+    with gpu_annotation(runner):
+        futures = runner.map(enrich_shard, {"spec": shard_specs(inventory, config.run.shard_size),
+                                            "config": unmapped(config), "model_id": unmapped(model_id),
+                                            "labels": unmapped(labels)})
+    return futures.result()
 
 
 def _start_llm(config: Config, services: ExitStack) -> Config:

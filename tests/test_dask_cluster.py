@@ -41,7 +41,7 @@ def _free_port() -> int:
 
 
 @contextmanager
-def dask_cluster(logs: Path, workers: int = 2):
+def dask_cluster(logs: Path, workers: int = 2, resources: dict[str, str] | None = None):
     """`dask scheduler` + `dask worker` processes, torn down (whole process groups) on exit."""
     from distributed import Client
 
@@ -61,8 +61,9 @@ def dask_cluster(logs: Path, workers: int = 2):
         spawn("scheduler", "scheduler", "--host", "127.0.0.1", "--port", address.rsplit(":", 1)[1],
               "--no-dashboard")
         for i in range(1, workers + 1):
+            extra = ["--resources", resources[f"w{i}"]] if resources and f"w{i}" in resources else []
             spawn(f"w{i}", "worker", address, "--host", "127.0.0.1", "--name", f"w{i}", "--nthreads", "1",
-                  "--nworkers", "1", "--no-dashboard", "--memory-limit", "0")
+                  "--nworkers", "1", "--no-dashboard", "--memory-limit", "0", *extra)
         with Client(address, timeout=60) as client:
             client.wait_for_workers(workers, timeout=120)
             names = {w["name"]: a for a, w in client.scheduler_info(n_workers=-1)["workers"].items()}
@@ -182,3 +183,21 @@ def test_worker_killed_mid_run_loses_and_duplicates_nothing(prefect_server, cata
     assert summary["rows"] == IMAGES and summary["rejects"] == 0
     assert sorted(s for shards in summary["workers"].values() for s in shards) == list(range(1, SHARDS + 1))
     assert cluster.worker_address["w2"] in summary["workers"]
+
+
+def test_cli_on_a_cluster_whose_gpu_worker_takes_every_shard(prefect_server, catalog, tmp_path):
+    """`catalog-intel run --task-runner dask --dask-address ...` from the command line (its own temporary
+    Prefect server, which the workers reach by URL). w2 advertises a GPU: only it takes shard tasks."""
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("PREFECT_API_URL", None)
+    with dask_cluster(tmp_path / "logs", resources={"w2": "GPU=1"}) as cluster:
+        proc = subprocess.run([sys.executable, "-m", "catalog_intel.cli", "run", str(catalog.src), "--out", str(out),
+                               "--config", str(catalog.config), "--cache-dir", str(tmp_path / "cache"), "--no-llm",
+                               "--shard-size", str(SHARD_SIZE), "--task-runner", "dask", "--dask-address",
+                               cluster.address], capture_output=True, text=True, env=env, cwd=REPO, timeout=900)
+        w2 = cluster.worker_address["w2"]
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert f"{IMAGES} inputs = {IMAGES} rows + 0 rejects" in proc.stdout
+    assert f"| dask {cluster.address}: 1 workers ({w2}: {SHARDS} shards)" in proc.stdout, proc.stdout[-2000:]
+    assert pl.read_parquet(out / "catalog.parquet").height == IMAGES

@@ -63,3 +63,20 @@ def test_paths_are_resolved_once_so_workers_read_no_environment(tmp_path, monkey
     shipped = pickle.loads(pickle.dumps(config))
     assert shipped.paths.cache_path == tmp_path / "rel-cache"
     assert resolve_settings(None, cache_dir="~/c").paths.cache_path == Path("/elsewhere")  # env still wins, as before
+
+
+def test_runner_choice_is_checked_before_any_work():
+    from catalog_intel.config import ConfigError
+    from catalog_intel.runners import check_runner, describe_runner
+
+    local = resolve_settings(None)
+    assert check_runner(local, embedded_llm=True) is None and describe_runner(local) == "local"
+    remote = resolve_settings(None, task_runner="dask", dask_address="tcp://10.0.0.5:8786")
+    assert describe_runner(remote) == "dask tcp://10.0.0.5:8786"
+    note = check_runner(remote, embedded_llm=True)  # the embedded LLM listens on the flow's machine only
+    assert "copy step runs here" in note and "--llm-base-url" in note
+    assert check_runner(remote, embedded_llm=False) is None
+    assert check_runner(resolve_settings(None, task_runner="dask", no_llm=True), embedded_llm=True) is None
+    assert describe_runner(resolve_settings(None, task_runner="dask", workers=3)) == "dask local cluster (3 workers)"
+    with pytest.raises(ConfigError, match="10.0.0.5:8786.*tcp://HOST:8786"):
+        check_runner(resolve_settings(None, task_runner="dask", dask_address="10.0.0.5:8786"), embedded_llm=False)
