@@ -16,7 +16,7 @@ def describe_runner(config: Config) -> str:
     r = config.runner
     if r.task_runner == "local":
         return "local"
-    return f"dask {r.dask_address}" if r.dask_address else f"dask local cluster ({r.workers} workers)"
+    return f"dask {r.dask_address}" if r.dask_address else "dask local cluster"
 
 
 def check_runner(config: Config, embedded_llm: bool) -> str | None:

@@ -77,6 +77,6 @@ def test_runner_choice_is_checked_before_any_work():
     assert "copy step runs here" in note and "--llm-base-url" in note
     assert check_runner(remote, embedded_llm=False) is None
     assert check_runner(resolve_settings(None, task_runner="dask", no_llm=True), embedded_llm=True) is None
-    assert describe_runner(resolve_settings(None, task_runner="dask", workers=3)) == "dask local cluster (3 workers)"
+    assert describe_runner(resolve_settings(None, task_runner="dask", workers=3)) == "dask local cluster"
     with pytest.raises(ConfigError, match="10.0.0.5:8786.*tcp://HOST:8786"):
         check_runner(resolve_settings(None, task_runner="dask", dask_address="10.0.0.5:8786"), embedded_llm=False)
