@@ -89,7 +89,7 @@ def test_review_flags_highlights_and_escaping(tmp_path):
     assert [c["data-neckline"] for c in cards] == ["round neck", "unknown", "round neck"]
     assert len(page.scripts) == 1 and not page.find("img") and not page.find("h1")[1:]  # nothing injected
     assert 'Top <script>alert("x")</script> & "more"' in page.text  # shown as text
-    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &quot;more&quot;" in html
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt; &amp; &#34;more&#34;" in html
     assert "&lt;/article&gt;&lt;h1&gt;injected&lt;/h1&gt;" in html
     assert len(page.find("tr", "borderline")) == 1 and len(page.find("tr", "unknown")) == 1
     assert "broken <i>.jpg" in page.text and "Copy failed: HTTP 500 <b>" in page.text
