@@ -351,8 +351,59 @@ def render_report(review: pl.DataFrame, rejects: pl.DataFrame, run: dict, config
     )
 
 
+PDP_IMAGES = "images"
+
+
+def product_views(table: pl.DataFrame, names: list[str], config: Config, images: set[str], back: str | None) -> list[dict]:
+    """What each product detail page shows: its image, copy, attributes and similar products (linked to their pages)."""
+    pages = set(table["image"].to_list())
+    sha_of = dict(zip(table["image"].to_list(), table["sha256"].to_list()))
+
+    def image_of(image):
+        sha = sha_of.get(image)
+        return f"{PDP_IMAGES}/{thumb_name(sha)}" if sha in images else None
+
+    return [{"image": row["image"], "product_id": row.get("product_id") or "", "image_src": image_of(row["image"]),
+             "content": _copy_view(row), "attrs": _attr_views(row, names, config),
+             "similar": _similar_view(row, lambda o: product_page_name(o) if o in pages else None, image_of)}
+            for row in table.iter_rows(named=True)]
+
+
+def write_product_pages(table: pl.DataFrame, config: Config, folder: Path, back: str | None = None,
+                        progress=None) -> list[Path]:
+    """One static product detail page per row of `table` (image, title, bullets, description, attributes, similar
+    products), written as folder/<product_page_name(image)> with the images in folder/images/ (made from the
+    `path` column, longest side 2 x report.thumb_size). `back` is a link shown at the top (the report).
+    Pages of images no longer in `table` are removed. Returns the pages' paths."""
+    folder = Path(folder)
+    for column, dtype in (("similar_images", pl.List(pl.Utf8)), ("similar_scores", pl.List(pl.Float32)),
+                          ("copy_error", pl.Utf8), ("path", pl.Utf8), ("product_id", pl.Utf8)):
+        if column not in table.columns:
+            table = table.with_columns(pl.lit(None, dtype=dtype).alias(column))
+    names = attribute_names(table, config)
+    if table.height:
+        wanted = set(table["image"].to_list()) | {s for lst in table["similar_images"].to_list() for s in (lst or [])}
+        items = table.filter(pl.col("image").is_in(list(wanted))).select("sha256", "path")
+    else:
+        items = pl.DataFrame(schema={"sha256": pl.Utf8, "path": pl.Utf8})
+    if progress is not None:
+        progress.reset(total=items["sha256"].n_unique())
+    images = make_thumbnails(items, folder / PDP_IMAGES, min(1024, 2 * config.report.thumb_size),
+                             config.run.max_image_pixels, progress)
+    keep = {product_page_name(i) for i in table["image"].to_list()}
+    if folder.is_dir():
+        remove_files(p for p in folder.glob("*.html") if p.name not in keep)
+    paths = []
+    for view in product_views(table, names, config, images, back):
+        path = folder / product_page_name(view["image"])
+        title = view["content"]["title"] or view["image"]
+        atomic_write_text(path, render_page("product.html", title=title, p=view, back=back))
+        paths.append(path)
+    return paths
+
+
 def write_report(review: pl.DataFrame, rejects: pl.DataFrame, run: dict, config: Config, out_dir: Path,
-                 progress=None) -> Path:
+                 progress=None, trend: dict | None = None, alerts: list[str] | None = None) -> Path:
     """OUT/report/index.html plus its thumbnails; returns the page's path."""
     report_dir = Path(out_dir) / REPORT_DIR
     shown = review.head(config.report.max_cards)
@@ -364,6 +415,8 @@ def write_report(review: pl.DataFrame, rejects: pl.DataFrame, run: dict, config:
     thumbs = make_thumbnails(items, report_dir / THUMBS_DIR, config.report.thumb_size, config.run.max_image_pixels,
                              progress)
     checks = expectation_rows(_read_json((run.get("validation") or {}).get("result_file")))
+    write_product_pages(shown, config, report_dir / PRODUCTS_DIR, back="../index.html")
     page = report_dir / "index.html"
-    atomic_write_text(page, render_report(review, rejects, run, config, report_dir, thumbs, checks))
+    atomic_write_text(page, render_report(review, rejects, run, config, report_dir, thumbs, checks, pdp=True,
+                                          trend=trend, alerts=alerts))
     return page
