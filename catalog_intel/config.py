@@ -119,6 +119,10 @@ class ReportConfig(_Strict):
     max_cards: int = Field(ge=1)
     thumb_size: int = Field(ge=32, le=1024)
     low_confidence_margin: float = Field(ge=0, le=1)
+    trend_runs: int = Field(ge=2)
+    history_keep: int = Field(ge=2)
+    alert_min_rejects: int = Field(ge=1)
+    alert_abstention_jump: float = Field(gt=0, le=1)
 
 
 class AttributeConfig(_Strict):

@@ -27,6 +27,7 @@ class RunSummary:
     validation: dict = field(default_factory=dict)
     search: dict = field(default_factory=dict)
     outputs: dict = field(default_factory=dict)
+    alerts: list = field(default_factory=list)  # sudden changes since the previous run (history.py)
 
     def count_embeddings(self, status: pl.DataFrame | None) -> None:
         if status is not None:
@@ -55,6 +56,7 @@ class RunSummary:
     def markdown(self) -> str:
         lines = [
             "# catalog-intel run", "",
+            *[f"**Sudden change:** {a}  " for a in self.alerts], *([""] if self.alerts else []),
             "| | |", "|---|---|",
             f"| inputs | {self.inputs} |", f"| rows written | {self.rows} |", f"| rejects | {self.rejects} |",
             f"| embeddings computed / cached | {self.embeddings_computed} / {self.embeddings_cached} |",

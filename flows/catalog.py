@@ -34,7 +34,7 @@ from tasks.describe import describe_shard, ensure_rate_limit
 from tasks.embed import embed_shard
 from tasks.export import export_catalog
 from tasks.ingest import ingest_images
-from tasks.report import write_review_report
+from tasks.report import record_quality_history, write_review_report
 from tasks.search import relate_products, update_search_index
 from tasks.validate import validate_catalog
 
@@ -148,9 +148,12 @@ def _publish(summary: RunSummary, table: pl.DataFrame, rejects: pl.DataFrame, co
              out_dir: str) -> None:
     """The review report, the accounting line, and the run's Prefect artifacts (summary + link to the report)."""
     review = review_rows(table, rejects, config, with_copy)
-    report = Path(write_review_report(review, rejects, summary.as_dict(), config, out_dir)).resolve()
+    trend, summary.alerts = record_quality_history(summary.as_dict(), review, rejects, config, out_dir)
+    report = Path(write_review_report(review, rejects, summary.as_dict(), config, out_dir, trend, summary.alerts)).resolve()
     summary.outputs["report"] = str(report)
     print(summary.one_line())
+    for alert in summary.alerts:
+        print(f"sudden change: {alert}")
     print(f"review report: {report.as_uri()}")
     create_markdown_artifact(key="catalog-run-summary", markdown=summary.markdown(), description="catalog-intel run summary")
     create_link_artifact(key="catalog-review-report", link=report.as_uri(), link_text=f"review report ({report})",
