@@ -28,6 +28,8 @@ def _add_run_parser(sub) -> None:
     run.add_argument("--shard-size", type=int, help="images per pipeline shard")
     run.add_argument("--color-policy", choices=["clip", "pixels", "ensemble"],
                      help="colour from CLIP, from the garment's pixels, or both (default: config color.policy)")
+    run.add_argument("--facts", help="facts file (CSV/Parquet keyed by image), e.g. the review report's edits.csv: "
+                     "edited values are kept, approved rows are not regenerated, rejected rows go to rejects.csv")
 
 
 def _add_models_parser(sub) -> None:
@@ -141,7 +143,7 @@ def _run(args) -> int:
         source=args.source, out_dir=args.out, config_path=args.config, clip_model=args.clip_model,
         clip_pretrained=args.clip_pretrained, clip_checkpoint=args.clip_checkpoint,
         llm_base_url=args.llm_base_url, llm_model=args.llm_model, no_llm=args.no_llm,
-        cache_dir=args.cache_dir, shard_size=args.shard_size, color_policy=args.color_policy,
+        cache_dir=args.cache_dir, shard_size=args.shard_size, color_policy=args.color_policy, facts=args.facts,
     )
     from catalog_intel.summary import RunSummary
 

@@ -24,6 +24,7 @@ from catalog_intel.clip_model import resolve_weights
 from catalog_intel.config import Config, resolve_config
 from catalog_intel.llm_service import llm_endpoint
 from catalog_intel.report import review_rows
+from catalog_intel.review_edits import apply_review, load_plan, lock_attributes, needs_copy
 from catalog_intel.runlock import RunLock
 from catalog_intel.search import write_run_config
 from catalog_intel.summary import RunFailed, RunSummary
@@ -55,6 +56,7 @@ def catalog_flow(
     cache_dir: str | None = None,
     shard_size: int | None = None,
     color_policy: str | None = None,
+    facts: str | None = None,
 ) -> dict:
     """Enrich the images in `source` (folder or CSV/Parquet manifest) into `out_dir`."""
     started = time.monotonic()
@@ -72,6 +74,7 @@ def catalog_flow(
             ensure_rate_limit(config.llm)
 
         inventory, rejected_at_ingest = ingest_images(source, config)
+        review = load_plan(facts, out, config) if facts else None  # reviewer edits (review_edits.py)
         summary = RunSummary(inputs=inventory.height + rejected_at_ingest.height)
         label_index = prepare_label_index(config, model_id)
 
@@ -87,9 +90,12 @@ def catalog_flow(
             pixels = pixel_color_shard(shard.filter(pl.col("sha256").is_in(ok)), config) \
                 if config.color.policy != "clip" else None
             attributes = classify_shard(ok, config, model_id, label_index, pixels)
+            if review is not None:
+                attributes = lock_attributes(attributes, inventory, review)
             attribute_parts.append(attributes)
-            if with_copy:  # runs while the next shard embeds
-                copy_futures.append(describe_shard.submit(attributes, config, shard_no))
+            wanted = needs_copy(attributes, inventory, review) if review is not None else attributes
+            if with_copy and wanted.height:  # runs while the next shard embeds
+                copy_futures.append(describe_shard.submit(wanted, config, shard_no))
 
         # Content shared by images in different shards is embedded once, classified per shard: keep one row per sha.
         embed_status = pl.concat(statuses).unique(subset="sha256", keep="first", maintain_order=True) if statuses else None
@@ -121,10 +127,12 @@ def catalog_flow(
             raise RunFailed(f"no usable images: all {summary.inputs} inputs were rejected (see {out / 'rejects.csv'})")
 
         # Rows whose copy failed are already rejected with the LLM's error; the checks see the rest.
+        table, rejected_by_reviewer = apply_review(table, review) if review is not None else (table, _no_rejects())
         failed_copy = copy_failures(table)
-        checked = table.filter(~pl.col("image").is_in(failed_copy["image"].implode()))
+        checked = table.filter(~pl.col("image").is_in(pl.concat([failed_copy, rejected_by_reviewer])["image"].implode()))
         validation, rejected_by_checks = validate_catalog(checked, config, with_copy, out_dir)
-        rejects = merge_rejects(rejected_at_ingest, rejected_at_decode, failed_copy, rejected_by_checks)
+        rejects = merge_rejects(rejected_at_ingest, rejected_at_decode, rejected_by_reviewer, failed_copy,
+                                rejected_by_checks)
         final = table.filter(~pl.col("image").is_in(rejects["image"].implode())).drop("copy_error")
 
         # Visual search: index the catalog's embeddings, then similar products and groups per row.
@@ -158,6 +166,12 @@ def _publish(summary: RunSummary, table: pl.DataFrame, rejects: pl.DataFrame, co
     create_markdown_artifact(key="catalog-run-summary", markdown=summary.markdown(), description="catalog-intel run summary")
     create_link_artifact(key="catalog-review-report", link=report.as_uri(), link_text=f"review report ({report})",
                          description="catalog-intel review report: gallery, data quality, rejects (static HTML)")
+
+
+def _no_rejects() -> pl.DataFrame:
+    from catalog_intel.assemble import REJECTS_SCHEMA
+
+    return pl.DataFrame(schema=REJECTS_SCHEMA)
 
 
 def _empty_table() -> pl.DataFrame:
