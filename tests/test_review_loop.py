@@ -52,7 +52,7 @@ def test_edits_in_the_report_are_honoured_by_the_next_run(prefect_server, tiny_c
                      llm_base_url=llm.base_url)
     first = pl.read_parquet(out / "catalog.parquet").sort("image")
     assert first.height == 5 and first["title"].null_count() == 0
-    recolour, retitle, approve = first["image"][0], first["image"][1], first["image"][2]
+    recolour, retitle, approve, reject, bulk = first["image"].to_list()
     new_color = next(c for c in ("turquoise", "purple", "orange", "yellow", "pink", "green")
                      if c not in first["color"].to_list())
 
@@ -73,22 +73,30 @@ def test_edits_in_the_report_are_honoured_by_the_next_run(prefect_server, tiny_c
         browser.send("Input.insertText", text=TITLE)
         browser.click(f"#{ids[retitle]} h3")
         browser.click(f"#{ids[approve]} button[data-act=approve]")
+        browser.click(f"#{ids[reject]} input.reason")
+        browser.send("Input.insertText", text="wrong product, shows a dress")
+        browser.click(f"#{ids[reject]} button[data-act=reject]")
+        # bulk: filter down to one card by text, approve all shown
+        browser.click("#filters input[name=q]")
+        browser.send("Input.insertText", text=bulk.lower())
+        assert browser.evaluate("document.getElementById('shown').textContent") == "1 of 5 shown"
+        browser.click("#approve-shown")
 
         def progress():
             return browser.evaluate("['approved','edited','rejected','pending'].map(k => "
                                     "document.getElementById('n-' + k).textContent)")
 
-        assert progress() == ["1", "2", "0", "2"]
+        assert progress() == ["2", "2", "1", "0"]
         acceptance = browser.evaluate("Object.fromEntries(Array.from(document.querySelectorAll('#acceptance tbody tr'))"
                                       ".map(r => [r.dataset.attr, r.querySelector('td').textContent]))")
-        assert acceptance["color"] == "67% (2 of 3)" and acceptance["fit"] == "100% (3 of 3)"
+        assert acceptance["color"] == "75% (3 of 4)" and acceptance["fit"] == "100% (4 of 4)"
         assert browser.evaluate(f"document.querySelector('#{ids[recolour]} td[data-show=color]').textContent") == new_color
         assert browser.evaluate(f"document.querySelector('#{ids[retitle]} [data-show=title]').textContent") == TITLE
         browser.evaluate("window.scrollTo(0, document.getElementById('gallery').offsetTop)")
         _screenshot(browser, os.environ.get("CATALOG_INTEL_REVIEW_SCREENSHOT", str(tmp_path / "report-review.png")))
 
         browser.open(page)  # edits survive a reload
-        assert progress() == ["1", "2", "0", "2"]
+        assert progress() == ["2", "2", "1", "0"]
         assert browser.evaluate(f"document.querySelector('#{ids[recolour]} select[data-field=color]').value") == new_color
         assert browser.evaluate(f"document.getElementById('{ids[recolour]}').dataset.status") == "edited"
 
@@ -110,12 +118,13 @@ def test_edits_in_the_report_are_honoured_by_the_next_run(prefect_server, tiny_c
 
     with open(downloads / "edits.csv", newline="") as fh:
         rows = {r["image"]: r for r in csv.DictReader(fh)}
-    assert set(rows) == {recolour, retitle, approve}
+    assert set(rows) == {recolour, retitle, approve, reject, bulk}
     assert list(next(iter(rows.values()))) == ["image", "color", "title", "review_status", "review_reason"]
     assert rows[recolour] == {"image": recolour, "color": new_color, "title": "", "review_status": "edited",
                               "review_reason": ""}
     assert rows[retitle]["title"] == TITLE and rows[retitle]["color"] == ""
-    assert rows[approve]["review_status"] == "approved"
+    assert rows[approve]["review_status"] == rows[bulk]["review_status"] == "approved"
+    assert rows[reject]["review_status"] == "rejected" and rows[reject]["review_reason"] == "wrong product, shows a dress"
 
     with FakeLLMServer() as llm:
         catalog_flow(source=str(src), out_dir=str(out), config_path=str(config), cache_dir=str(cache),
@@ -129,8 +138,10 @@ def test_edits_in_the_report_are_honoured_by_the_next_run(prefect_server, tiny_c
     assert by_image[retitle]["description"] == first["description"][1]
     assert by_image[approve]["title"] == first["title"][2]
     assert [by_image[i]["review_status"] for i in (recolour, retitle, approve)] == ["edited", "edited", "approved"]
-    untouched = [i for i in by_image if i not in rows]
-    assert all(by_image[i]["title"] == first.filter(pl.col("image") == i)["title"][0] for i in untouched)
+    assert by_image[bulk]["title"] == first["title"][4]
+    assert reject not in by_image
+    rejects = dict(pl.read_csv(out / "rejects.csv").iter_rows())
+    assert rejects == {reject: "rejected by reviewer: wrong product, shows a dress"}
 
     with Browser(tmp_path / "profile2") as browser:
         browser.open(page)
@@ -139,3 +150,4 @@ def test_edits_in_the_report_are_honoured_by_the_next_run(prefect_server, tiny_c
         assert browser.evaluate(f"document.getElementById('{ids[recolour]}').dataset.color") == new_color
         assert browser.evaluate(f"document.querySelector('#{ids[retitle]} [data-show=title]').textContent") == TITLE
         assert browser.evaluate("document.getElementById('n-pending').textContent") == "5"  # a new run: fresh review
+        assert browser.evaluate(f"document.getElementById('{ids[reject]}').dataset.review") == "1"  # shown as rejected
