@@ -47,6 +47,20 @@ def _context_config(validations: Path):
     return DataContextConfig(store_backend_defaults=defaults)
 
 
+def _reuse_pages(validations: Path, docs_dir: Path, staging: Path) -> bool:
+    """Copy the earlier runs' Data Docs pages into the new site when every stored result has one
+    (then only this run's page and the index are rendered); False: render them all again."""
+    stored = [p.relative_to(validations).with_suffix(".html") for p in validations.glob("*/*/*/*.json")]
+    pages = [docs_dir / VALIDATIONS_DIR / rel for rel in stored]
+    if not stored or not all(p.is_file() for p in pages) or not (docs_dir / "static").is_dir():
+        return False
+    shutil.copytree(docs_dir / "static", staging / "static")
+    for rel, page in zip(stored, pages):
+        (staging / VALIDATIONS_DIR / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(page, staging / VALIDATIONS_DIR / rel)
+    return True
+
+
 def validate(table: pl.DataFrame, config: Config, with_copy: bool, out_dir: Path) -> tuple[dict, pl.DataFrame]:
     """Run the suite over `table` (row order = index). Writes the result JSON and
     Data Docs under out_dir; returns (summary, rejects[image, reason])."""
@@ -67,6 +81,7 @@ def validate(table: pl.DataFrame, config: Config, with_copy: bool, out_dir: Path
     try:
         validations = out_dir / HISTORY_DIR / VALIDATIONS_DIR
         prune_validations(validations, config.report.history_keep - 1)  # room for this run's
+        incremental = _reuse_pages(validations, docs_dir, staging)
         context = gx.get_context(mode="ephemeral", project_config=_context_config(validations))
         context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
         context.add_data_docs_site(site_name="catalog", site_config={
@@ -82,7 +97,8 @@ def validate(table: pl.DataFrame, config: Config, with_copy: bool, out_dir: Path
             actions=[gx.checkpoint.UpdateDataDocsAction(name="docs", site_names=["catalog"])],
         ))
         result = next(iter(checkpoint.run(batch_parameters={"dataframe": frame}).run_results.values()))
-        context.build_data_docs(site_names=["catalog"])  # every stored run's result, not only this one
+        if not incremental:  # the action rendered this run's page; render the earlier runs' too
+            context.build_data_docs(site_names=["catalog"])
         make_site_offline(staging)
         if docs_dir.exists():
             shutil.rmtree(docs_dir)
