@@ -284,6 +284,8 @@ def _flags(row: dict) -> list[tuple[str, str]]:
         flags.append(("", f"exact duplicate of {row['duplicate_of']}"))
     if (row.get("group_size") or 0) > 1:
         flags.append(("", f"group {row['group_id']} ({row['group_size']} images)"))
+    if row.get("review_status") in ("approved", "edited"):
+        flags.append(("ok", f"reviewed earlier: {row['review_status']}"))
     return flags
 
 
@@ -309,7 +311,8 @@ def card_views(shown: pl.DataFrame, names: list[str], config: Config, thumbs: se
         cards.append({
             "id": card_ids[image], "image": image, "product_id": row.get("product_id") or "",
             "needs_review": bool(row["needs_review"]), "grouped": (row.get("group_size") or 0) > 1, "text": text,
-            "data": [(_slug(a), row.get(a)) for a in names], "thumb": thumb_of(image), "flags": _flags(row),
+            "data": [(_slug(a), "" if row.get(a) is None else row.get(a)) for a in names],
+            "thumb": thumb_of(image), "flags": _flags(row),
             "attrs": _attr_views(row, names, config), "content": _copy_view(row), "copy_fields": _copy_fields(row),
             "similar": _similar_view(row, lambda o: f"#{card_ids[o]}" if o in card_ids else None, thumb_of),
             "pdp": f"{PRODUCTS_DIR}/{product_page_name(image)}" if pdp else None,

@@ -151,3 +151,4 @@ def test_edits_in_the_report_are_honoured_by_the_next_run(prefect_server, tiny_c
         assert browser.evaluate(f"document.querySelector('#{ids[retitle]} [data-show=title]').textContent") == TITLE
         assert browser.evaluate("document.getElementById('n-pending').textContent") == "5"  # a new run: fresh review
         assert browser.evaluate(f"document.getElementById('{ids[reject]}').dataset.review") == "1"  # shown as rejected
+        assert "reviewed earlier: approved" in browser.evaluate(f"document.getElementById('{ids[approve]}').textContent")
