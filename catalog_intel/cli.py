@@ -28,6 +28,9 @@ def _add_run_parser(sub) -> None:
     run.add_argument("--shard-size", type=int, help="images per pipeline shard")
     run.add_argument("--color-policy", choices=["clip", "pixels", "ensemble"],
                      help="colour from CLIP, from the garment's pixels, or both (default: config color.policy)")
+    run.add_argument("--facts", metavar="FILE",
+                     help="CSV/Parquet of supplier facts keyed by image (or product_id): attribute columns "
+                          "(color, sleeve, ...) and free-text facts (material, brand, care, sizes); blank = no fact")
 
 
 def _add_models_parser(sub) -> None:
@@ -129,6 +132,10 @@ def _run(args) -> int:
                             args.llm_base_url, args.llm_model, args.no_llm, args.cache_dir, args.shard_size,
                             args.color_policy)
     resolve_weights(config.clip, config.paths.cache_path)  # fail before starting Prefect
+    if args.facts:
+        from catalog_intel.facts import read_facts_file
+
+        read_facts_file(args.facts)  # a bad facts file fails before any work
     if uses_embedded(config):
         prepare_embedded(config)
     server = _start_prefect_server_early()
@@ -141,7 +148,7 @@ def _run(args) -> int:
         source=args.source, out_dir=args.out, config_path=args.config, clip_model=args.clip_model,
         clip_pretrained=args.clip_pretrained, clip_checkpoint=args.clip_checkpoint,
         llm_base_url=args.llm_base_url, llm_model=args.llm_model, no_llm=args.no_llm,
-        cache_dir=args.cache_dir, shard_size=args.shard_size, color_policy=args.color_policy,
+        cache_dir=args.cache_dir, shard_size=args.shard_size, color_policy=args.color_policy, facts=args.facts,
     )
     from catalog_intel.summary import RunSummary
 

@@ -117,13 +117,16 @@ UNKNOWN_WORDING = {"color": "colour", "neckline": "neckline", "sleeve": "sleeves
 
 
 def prompt_attributes(row: dict) -> dict:
-    """The attributes the LLM may use: known values only ("unknown" is never shown),
-    plus the one fact true of every product (so a missing garment type is not filled in)."""
+    """The attributes the LLM may use: known values only ("unknown" is never shown), the
+    catalog's free-text facts (``facts_json``: material, brand, care, sizes...), plus the one
+    fact true of every product (so a missing garment type is not filled in)."""
     known = {a: row[a] for a in ATTRIBUTE_ORDER if row.get(a) not in (None, "", UNKNOWN)}
+    facts = json.loads(row["facts_json"]) if row.get("facts_json") else {}
     # Small models fill gaps ("long sleeves", "cotton"); naming the gaps curbs that (measured
-    # with `catalog-intel copy-quality`: "names unknown attribute").
-    unknown = [UNKNOWN_WORDING[a] for a in ATTRIBUTE_ORDER if a not in known and a in row]
-    return {"product": "women's top", **known, **({"do_not_mention": unknown} if unknown else {})}
+    # with `catalog-intel copy-quality`: ungrounded claims).
+    unknown = [UNKNOWN_WORDING[a] for a in ATTRIBUTE_ORDER if a not in known and a in row and a not in facts]
+    return {"product": "women's top", **known, **({"facts": facts} if facts else {}),
+            **({"do_not_mention": unknown} if unknown else {})}
 
 
 def copy_key(attributes: dict, llm: LLMConfig) -> str:
@@ -318,9 +321,11 @@ def describe(
     bullet_points, description, style_summary, seo_tags, copy_error].
     Identical attribute sets cost one request; cached copy costs none."""
     stats = CallStats()
-    rows = attributes.select(["sha256", *[a for a in ATTRIBUTE_ORDER if a in attributes.columns]]).to_dicts()
+    cols = [c for c in (*ATTRIBUTE_ORDER, "facts_json") if c in attributes.columns]
+    rows = attributes.select(["sha256", *cols]).to_dicts()
     prompts = {r["sha256"]: prompt_attributes(r) for r in rows}
-    keys = {sha: copy_key(p, llm) for sha, p in prompts.items()}
+    # llm.per_product: each product its own copy (the sha salts the key, the prompt is the same)
+    keys = {sha: copy_key({**p, "_product": sha} if llm.per_product else p, llm) for sha, p in prompts.items()}
     by_key = {k: prompts[sha] for sha, k in keys.items()}
 
     store = copy_store(cache_root)
