@@ -115,6 +115,9 @@ class ValidationConfig(_Strict):
     bullets_max: int
     seo_tags_min: int
     seo_tags_max: int
+    bullet_max_words: int = Field(20, ge=1)
+    seo_tag_max_words: int = Field(6, ge=1)
+    description_max_sentences: int = Field(5, ge=1)
 
 
 class SearchConfig(_Strict):

@@ -25,6 +25,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_at
 
 from .config import ATTRIBUTE_ORDER, UNKNOWN, LLMConfig, ValidationConfig
 from .grounding import feedback as grounding_feedback
+from .grounding import norm_text
 from .storage import ParquetStore
 
 MAX_RETRY_AFTER_S = 120.0
@@ -59,8 +60,16 @@ class CatalogCopy(BaseModel):
     @field_validator("bullet_points", "seo_tags", mode="before")
     @classmethod
     def _clean_list(cls, v):
+        # Repeats (case, spacing and hyphens ignored) are dropped before the item counts are checked.
         if isinstance(v, list):
-            return [_clean(x) for x in v if isinstance(x, str) and _clean(x)]
+            out, seen = [], set()
+            for x in v:
+                x = _clean(x) if isinstance(x, str) else ""
+                key = norm_text(x)
+                if x and key not in seen:
+                    out.append(x)
+                    seen.add(key)
+            return out
         return v
 
     @field_validator("bullet_points")
@@ -84,12 +93,13 @@ def response_schema() -> dict:
     return {
         "type": "object",
         "properties": {
-            # Lengths well inside max_tokens: a reply cut at max_tokens is broken JSON.
-            "title": {"type": "string", "maxLength": 90},
-            "bullet_points": {"type": "array", "items": {"type": "string", "maxLength": 120}, "minItems": 2, "maxItems": 6},
-            "description": {"type": "string", "maxLength": 500},
-            "style_summary": {"type": "string", "maxLength": 200},
-            "seo_tags": {"type": "array", "items": {"type": "string", "maxLength": 40}, "minItems": 3, "maxItems": 5},
+            # No maxLength: a grammar stops the string at the cap, mid-word. Lengths are asked
+            # for in words and sentences (the prompt) and checked (CatalogCopy, grounding.form_problems).
+            "title": {"type": "string"},
+            "bullet_points": {"type": "array", "items": {"type": "string"}, "minItems": 2, "maxItems": 6},
+            "description": {"type": "string"},
+            "style_summary": {"type": "string"},
+            "seo_tags": {"type": "array", "items": {"type": "string"}, "minItems": 3, "maxItems": 5},
         },
         "required": list(COPY_COLUMNS),
         "additionalProperties": False,
@@ -237,6 +247,7 @@ def request_copy(
     throttle: Callable[[], None],
     stats: CallStats,
     check: CopyCheck | None = None,
+    seed_offset: int = 0,
 ) -> tuple[CatalogCopy, list[str]]:
     """One product's copy and its warnings, retried on transient faults; raises the last error.
 
@@ -257,7 +268,7 @@ def request_copy(
         stats.add(calls=1)
         # A seed per attempt: the same product gets the same copy on any machine running
         # the same model, while a retry still gets a different sample.
-        seed = None if llm.seed < 0 else llm.seed + attempts
+        seed = None if llm.seed < 0 else llm.seed + seed_offset + attempts
         reply = client.chat.completions.create(
             model=llm.model, messages=base + feedback, response_format=fmt,
             temperature=llm.temperature, max_tokens=llm.max_tokens, seed=seed,
@@ -352,7 +363,9 @@ def describe(
                 stats.add(cached=1)
                 return (key, *shared.result(), False)
             try:
-                copy, warnings = request_copy(client, by_key[key], llm, limits, throttle, stats, check)
+                # per-product copy: same prompt, another sample per product
+                offset = int(key[:6], 16) if llm.per_product else 0
+                copy, warnings = request_copy(client, by_key[key], llm, limits, throttle, stats, check, offset)
                 answer = ({**copy.model_dump(), "warnings": warnings}, None)
             except Exception as exc:  # a row that exhausts its retries is rejected, the run goes on
                 stats.add(failed=1)

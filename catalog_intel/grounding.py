@@ -561,7 +561,7 @@ def _garment_claims(field, item, sentence, own, has_column, terms, facts, add) -
 _FUNCTION_WORDS = frozenset("a an the to and or of with for in on at your its their this that as by from into "
                             "is are be but so than".split())
 _TERMINAL = re.compile(r"[.!?…][\"'”’)\]]*$")
-FORM_KINDS = ("truncated", "duplicate_tag", "duplicate_bullet", "summary_repeats", "summary_sentences")
+FORM_KINDS = ("truncated", "duplicate_tag", "duplicate_bullet", "summary_repeats", "summary_sentences", "too_long")
 
 
 def norm_text(text: str) -> str:
@@ -589,9 +589,10 @@ def summary_repeats(summary: str, description: str) -> bool:
     return bool(s) and len(s & d) / len(s) >= 0.5
 
 
-def form_problems(copy: dict) -> list[Claim]:
+def form_problems(copy: dict, limits: ValidationConfig | None = None) -> list[Claim]:
     """What makes copy unfit to publish besides its claims: a field cut mid-sentence, repeated
-    SEO tags or bullets, a style summary of several sentences or one repeating the description."""
+    SEO tags or bullets, a style summary of several sentences or one repeating the description,
+    and (with `limits`) bullets, tags or descriptions longer than asked for."""
     out: list[Claim] = []
 
     def add(kind, field, item, sentence, reason):
@@ -611,6 +612,14 @@ def form_problems(copy: dict) -> list[Claim]:
             if key in seen:
                 add(kind, field, i, str(x), "repeats an earlier one")
             seen.add(key)
+    if limits is not None:
+        for field, cap in (("bullet_points", limits.bullet_max_words), ("seo_tags", limits.seo_tag_max_words)):
+            for i, x in enumerate(copy.get(field) or []):
+                if len(str(x).split()) > cap:
+                    add("too_long", field, i, str(x), f"over {cap} words")
+        sentences = [x for x in _SENTENCE.split(str(copy.get("description") or "")) if x.strip()]
+        for x in sentences[limits.description_max_sentences:]:
+            add("too_long", "description", None, x, f"over {limits.description_max_sentences} sentences")
     summary, description = copy.get("style_summary") or "", copy.get("description") or ""
     if summary and len([x for x in _SENTENCE.split(summary.strip()) if x.strip()]) > 1:
         add("summary_sentences", "style_summary", None, summary, "more than one sentence")
@@ -716,7 +725,7 @@ class CopyGate:
 
     def problems(self, attributes: dict, copy: dict) -> list[Claim]:
         row = {**attributes, **copy}
-        return claims(row, self.terms, facts_text(attributes)) + form_problems(copy)
+        return claims(row, self.terms, facts_text(attributes)) + form_problems(copy, self.limits)
 
     def repair(self, attributes: dict, copy: dict, problems: list[Claim]) -> tuple[dict | None, list[str]]:
         return repair(copy, problems, attributes, self.limits)

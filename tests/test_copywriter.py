@@ -97,6 +97,16 @@ def test_faulty_server_every_good_row_is_described(tmp_path):
     assert stats.calls == 15 + stats.retries
 
 
+def test_per_product_copy_gives_identical_attribute_sets_their_own_request(tmp_path):
+    cfg = load_config()
+    with FakeLLMServer() as server:
+        copy, stats = describe(PRODUCTS, _llm(cfg, server, per_product=True), cfg.validation, tmp_path)
+        assert server.requests == 4 and stats.calls == 4 and copy["copy_key"].n_unique() == 4
+        # the prompt is the same: only the cache key tells the products apart
+        prompts = [r["body"]["messages"][1]["content"] for r in server.request_log]
+        assert len(set(prompts)) == 3 and len({r["body"]["seed"] for r in server.request_log}) == 4
+
+
 def test_row_that_exhausts_retries_gets_the_last_error(tmp_path):
     cfg = load_config()
     plan = FaultPlan.fail_product(lambda a: a.get("color") == "red", kind="http_503")

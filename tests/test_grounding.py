@@ -131,3 +131,24 @@ def test_form_problems_and_repair():
     assert fixed["style_summary"] == "A pink t-shirt that is easy to style every day."
     assert any(r.startswith("removed description: 'Perfect for all seasons.' (season:") for r in removed)
     assert gate.problems(attrs, fixed) == []
+
+
+def test_lengths_are_words_and_sentences_and_the_schema_has_no_character_cap():
+    import json
+
+    from catalog_intel.copywriter import CatalogCopy, response_schema
+
+    assert "maxLength" not in json.dumps(response_schema())
+    limits = load_config().validation
+    copy = {"title": "Pink Top", "bullet_points": ["Short.", " ".join(["word"] * 21) + "."],
+            "description": "One. Two. Three. Four. Five. Six.", "style_summary": "Wear it with jeans.",
+            "seo_tags": ["pink top", "a b c d e f g", "tee"]}
+    problems = [(p.kind, p.field, p.item) for p in form_problems(copy, limits)]
+    assert problems == [("too_long", "bullet_points", 1), ("too_long", "seo_tags", 1), ("too_long", "description", None)]
+    # repeated tags and bullets are dropped before the counts are checked
+    valid = CatalogCopy(title="Pink Top", bullet_points=["Soft.", "soft", "Light."], description="A pink top.",
+                        style_summary="Wear it.", seo_tags=["pink top", "Pink  Top", "pink-top", "tee", "v-neck tee"])
+    assert valid.seo_tags == ["pink top", "tee", "v-neck tee"] and valid.bullet_points == ["Soft.", "Light."]
+    with pytest.raises(ValueError, match="at least 3 items"):
+        CatalogCopy(title="Pink Top", bullet_points=["Soft.", "Light."], description="A pink top.",
+                    style_summary="Wear it.", seo_tags=["pink top", "Pink Top", "tee"])
