@@ -29,6 +29,9 @@ from .grounding import norm_text
 from .storage import ParquetStore
 
 MAX_RETRY_AFTER_S = 120.0
+#: servers (base_url, model) that refused response_format json_schema in this process: asked
+#: without it from then on (the prompt asks for the JSON, pydantic validates it)
+_SCHEMA_REFUSED: dict[tuple[str, str], str] = {}
 _IN_FLIGHT: dict[str, Future] = {}  # copy key -> the answer being fetched in this process
 _IN_FLIGHT_LOCK = threading.Lock()
 FLUSH_EVERY = 1  # answers take seconds; one small part each costs nothing and a kill loses none
@@ -158,8 +161,11 @@ def build_messages(attributes: dict, llm: LLMConfig) -> list[dict]:
 def parse_copy(content: str | None, limits: ValidationConfig | None = None) -> CatalogCopy:
     if not content or not content.strip():
         raise InvalidCopy("empty response")
+    text = content.strip()
+    if not text.startswith("{") and "{" in text:  # no response_format: the model may wrap it in prose or ```json
+        text = text[text.index("{"):text.rindex("}") + 1] if "}" in text else text
     try:
-        data = json.loads(content)
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidCopy(f"response is not JSON ({exc.msg} at char {exc.pos})") from None
     if not isinstance(data, dict):
@@ -182,6 +188,7 @@ class CallStats:
     retries: int = 0
     failed: int = 0
     cached: int = 0
+    schema_fallbacks: int = 0  # requests sent again without response_format (the server refused it)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, **counts: int) -> None:
@@ -257,7 +264,6 @@ def request_copy(
     back; then `check.repair` removes what is still wrong (listed in the warnings, so the
     row is flagged for review), and only copy with too little left is rejected."""
     base = build_messages(attributes, llm)
-    fmt = {"type": "json_schema", "json_schema": {"name": "catalog_copy", "strict": True, "schema": response_schema()}}
     feedback: list[dict] = []
     attempts = content_tries = 0
 
@@ -269,10 +275,8 @@ def request_copy(
         # A seed per attempt: the same product gets the same copy on any machine running
         # the same model, while a retry still gets a different sample.
         seed = None if llm.seed < 0 else llm.seed + seed_offset + attempts
-        reply = client.chat.completions.create(
-            model=llm.model, messages=base + feedback, response_format=fmt,
-            temperature=llm.temperature, max_tokens=llm.max_tokens, seed=seed,
-        )
+        reply = _create(client, llm, stats, messages=base + feedback, temperature=llm.temperature,
+                        max_tokens=llm.max_tokens, seed=seed)
         choice = reply.choices[0] if reply.choices else None
         if choice is not None and choice.finish_reason == "length":
             raise InvalidCopy("response cut off at max_tokens (raise llm.max_tokens)")
@@ -302,6 +306,27 @@ def request_copy(
         reraise=True,
     )
     return retrying(attempt)
+
+
+def _create(client: openai.OpenAI, llm: LLMConfig, stats: CallStats, **kwargs):
+    """One chat completion, with response_format json_schema unless this server refused it: a
+    refusal (400/415/422/501) is remembered for the run and the request sent again without it."""
+    server = (str(client.base_url), llm.model)
+    if server not in _SCHEMA_REFUSED:
+        fmt = {"type": "json_schema", "json_schema": {"name": "catalog_copy", "strict": True, "schema": response_schema()}}
+        try:
+            return client.chat.completions.create(model=llm.model, response_format=fmt, **kwargs)
+        except openai.APIStatusError as exc:
+            if exc.status_code not in (400, 415, 422, 501):
+                raise
+            _SCHEMA_REFUSED[server] = f"HTTP {exc.status_code}: {str(exc.message)[:120]}"
+        stats.add(calls=1, schema_fallbacks=1)
+    return client.chat.completions.create(model=llm.model, **kwargs)
+
+
+def schema_refusals() -> dict[tuple[str, str], str]:
+    """The servers that refused response_format json_schema in this process, and how."""
+    return dict(_SCHEMA_REFUSED)
 
 
 def copy_store(cache_root: Path) -> ParquetStore:

@@ -26,6 +26,7 @@ class RunSummary:
     llm_cached: int = 0
     llm_failed: int = 0
     llm_retries: int = 0
+    llm_schema_fallbacks: int = 0
     seconds: float = 0.0
     abstentions: dict = field(default_factory=dict)
     completeness: dict = field(default_factory=dict)  # attribute -> share known in the input / output
@@ -60,7 +61,12 @@ class RunSummary:
         )
         extra = [f"completeness in -> out: {self._completeness_text()}"] if self._has_facts() else []
         extra += [f"facts not in the vocabulary (kept as free facts): {self.facts_unmapped}"] if self.facts_unmapped else []
-        return "\n".join([line, *extra, *self.llm_notes])
+        return "\n".join([line, *extra, *self.notes()])
+
+    def notes(self) -> list[str]:
+        fallback = ["the LLM server refused response_format json_schema: copy was asked for without it for the rest "
+                    "of the run (the prompt asks for the JSON, pydantic validates it)"] if self.llm_schema_fallbacks else []
+        return fallback + list(self.llm_notes)
 
     def _has_facts(self) -> bool:
         return any((v.get("input") or 0) > 0 for v in self.completeness.values())
@@ -92,7 +98,7 @@ class RunSummary:
             *self._search_lines(),
             f"| wall time | {self.seconds:.1f} s |", "",
             "Abstentions (`unknown`) per attribute: " + ", ".join(f"{k} {v}" for k, v in self.abstentions.items()),
-            *self._completeness_lines(), *[f"\n{note}" for note in self.llm_notes], "",
+            *self._completeness_lines(), *[f"\nNote: {note}" for note in self.notes()], "",
             "Outputs: " + ", ".join(f"`{p}`" for p in self.outputs.values()),
         ]
         return "\n".join(lines)

@@ -41,6 +41,7 @@ def describe_shard(attributes: pl.DataFrame, config: Config, shard_no: int) -> t
             attributes, config.llm, config.validation, config.paths.cache_path,
             throttle=lambda: rate_limit(name, occupy=1, strict=True), progress=bar, check=copy_check(config),
         )
-    counts = {"llm_calls": stats.calls, "llm_retries": stats.retries, "llm_failed": stats.failed, "llm_cached": stats.cached}
+    counts = {"llm_calls": stats.calls, "llm_retries": stats.retries, "llm_failed": stats.failed, "llm_cached": stats.cached,
+              "llm_schema_fallbacks": stats.schema_fallbacks}
     get_run_logger().info("shard %d copy: %s", shard_no, counts)
     return copy, counts
