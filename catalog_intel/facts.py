@@ -110,7 +110,7 @@ def merge_facts(attributes: pl.DataFrame, facts: pl.DataFrame | None, config: Co
         if a in out.columns and f"{a}_source" not in out.columns:
             model = config.color.policy if a == "color" else "clip"
             out = out.with_columns(pl.when(pl.col(a) == UNKNOWN).then(None).otherwise(pl.lit(model)).alias(f"{a}_source"))
-    if facts is None or facts.is_empty():
+    if facts is None or facts.is_empty() or facts.width == 1:  # no fact columns at all
         return out.with_columns(pl.lit([], dtype=pl.List(pl.Utf8)).alias("conflicts"),
                                 pl.lit(None, dtype=pl.Utf8).alias("facts_json"))
     rows = out.join(facts, on="sha256", how="left").to_dicts()
