@@ -728,7 +728,16 @@ class CopyGate:
         return claims(row, self.terms, facts_text(attributes)) + form_problems(copy, self.limits)
 
     def repair(self, attributes: dict, copy: dict, problems: list[Claim]) -> tuple[dict | None, list[str]]:
-        return repair(copy, problems, attributes, self.limits)
+        removed: list[str] = []
+        for _ in range(3):  # a removal can expose another problem (the row's colour named only there)
+            copy, more = repair(copy, problems, attributes, self.limits)
+            removed += more
+            if copy is None:
+                return None, removed
+            problems = self.problems(attributes, copy)
+            if not problems:
+                return copy, removed
+        return None, removed + ["copy still has problems after repair"]
 
 
 def copy_check(config: Config) -> CopyGate:
