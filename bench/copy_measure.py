@@ -68,13 +68,15 @@ def prepare(work: Path, n: int) -> None:
     print(f"{len(rows)} products -> {work / 'catalog' / 'manifest.csv'}")
 
 
-def run(work: Path, repo: Path, label: str, first: int | None = None) -> None:
+def run(work: Path, repo: Path, label: str, first: int | None = None, keep_cache: bool = False) -> None:
     out, cache = work / label, work / f"{label}-cache"
     shutil.rmtree(out, ignore_errors=True)
-    shutil.rmtree(cache, ignore_errors=True)
-    cache.mkdir(parents=True)
+    if not keep_cache:  # keep_cache: resume an interrupted run (s/answer is then read from the copy store)
+        shutil.rmtree(cache, ignore_errors=True)
+    cache.mkdir(parents=True, exist_ok=True)
     (work / "models").mkdir(exist_ok=True)
-    (cache / "models").symlink_to(work / "models")  # the GGUF is assembled once, copy caches stay fresh
+    if not (cache / "models").exists():
+        (cache / "models").symlink_to(work / "models")  # the GGUF is assembled once, copy caches stay fresh
     env = {**os.environ, "PYTHONPATH": str(repo.resolve()), "DO_NOT_TRACK": "1",
            "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     manifest = work / "catalog" / "manifest.csv"
@@ -172,6 +174,7 @@ def main() -> None:
     r.add_argument("--repo", type=Path, required=True)
     r.add_argument("--label", required=True)
     r.add_argument("--first", type=int, help="only the manifest's first N products")
+    r.add_argument("--keep-cache", action="store_true", help="resume: keep the copy answers of an earlier run")
     s = sub.add_parser("score")
     s.add_argument("--work", type=Path, required=True)
     s.add_argument("--json", type=Path)
@@ -180,7 +183,7 @@ def main() -> None:
     if a.cmd == "prepare":
         prepare(a.work, a.n)
     elif a.cmd == "run":
-        run(a.work, a.repo, a.label, a.first)
+        run(a.work, a.repo, a.label, a.first, a.keep_cache)
     else:
         score(a.work, a.json, a.first)
 

@@ -79,6 +79,7 @@ class LLMConfig(_Strict):
     seed: int = -1
     max_tokens: int = Field(gt=0)
     embedded_threads: int = Field(0, ge=0)
+    embedded_nice: int = Field(10, ge=0, le=19)
     embedded_parallel: int = Field(2, ge=1)
     embedded_context: int = Field(4096, ge=512)
     prompt_version: str
