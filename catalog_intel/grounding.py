@@ -81,14 +81,15 @@ OTHER_FABRICS: tuple[str, ...] = (
     "wool", "woollen", "merino", "cashmere", "viscose", "rayon", "modal", "lyocell", "tencel", "elastane", "spandex",
     "lycra", "nylon", "polyamide", "acrylic", "fleece", "velvet", "mesh", "crepe", "poplin", "twill", "corduroy",
     "leather", "suede", "muslin", "organza", "tulle", "bamboo", "hemp", "sequins", "sequin", "organic cotton",
-    "recycled polyester",
+    "recycled polyester", "cotton-polyester", "polyester-cotton", "poly-cotton", "cotton-linen", "linen-cotton",
+    "cotton-elastane", "cotton-modal", "viscose-blend", "wool-blend", "linen-blend",
 )
 #: what a material claim may say without naming a fibre; grounded only by a fact that says so
 FABRIC_PROPERTIES: tuple[str, ...] = (
     "breathable", "stretchy", "stretch", "moisture-wicking", "lightweight", "heavyweight", "thermal", "insulating",
     "organic", "recycled", "sustainable", "eco-friendly", "durable", "long-lasting", "waterproof", "water-resistant",
     "quick-dry", "quick-drying", "high-quality fabric", "high-quality material", "premium fabric",
-    "premium material", "blend",
+    "premium material", "fabric blend", "blended fabric", "blend fabric", "blended",
 )
 NECKLINE_SYNONYMS: dict[str, tuple[str, ...]] = {
     "round neck": ("round neck", "round neckline", "round-neck", "crew neck", "crewneck", "crew-neck",
@@ -491,7 +492,7 @@ def claims(row: dict, terms: Terms, facts: str = "") -> list[Claim]:
                 own = known.get(attribute)
                 if _in_facts(matched, facts) or (own and (value == own or frozenset((value, own)) in compatible)):
                     continue
-                if value == "property:blend" and re.search(r"%|\bblend", facts):  # "95% cotton, 5% elastane"
+                if value.startswith("property:") and "blend" in value and re.search(r"%|\bblend", facts):  # "95% cotton, 5% elastane"
                     continue
                 if value.startswith("property:") or value.startswith("other:") or own is None or not contradict:
                     add(kind, field, item, sentence, matched, "ungrounded",

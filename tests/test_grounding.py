@@ -33,6 +33,7 @@ MUST_FLAG = [
     ("Flattering on all body types.", "size", "ungrounded"),
     ("Made from high-quality cotton.", "fabric", "ungrounded"),
     ("A soft cotton-polyester blend.", "fabric", "ungrounded"),
+    ("Made from a soft fabric blend.", "fabric", "ungrounded"),
     ("Crafted in fine knit.", "fabric", "ungrounded"),
     ("Breathable and lightweight.", "fabric", "ungrounded"),
     ("Features a touch of elastane.", "fabric", "ungrounded"),
@@ -77,6 +78,7 @@ MUST_NOT_FLAG = [
     "A timeless piece for any occasion.",
     "Easy to style with accessories.",
     "Women's pink t-shirt.",
+    "A unique blend of style and comfort.",
 ]
 
 
