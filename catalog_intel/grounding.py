@@ -89,7 +89,8 @@ FABRIC_PROPERTIES: tuple[str, ...] = (
     "breathable", "stretchy", "stretch", "moisture-wicking", "lightweight", "heavyweight", "thermal", "insulating",
     "organic", "recycled", "sustainable", "eco-friendly", "durable", "long-lasting", "waterproof", "water-resistant",
     "quick-dry", "quick-drying", "high-quality fabric", "high-quality material", "premium fabric",
-    "premium material", "fabric blend", "blended fabric", "blend fabric", "blended",
+    "premium material", "high-quality materials", "premium materials", "quality fabric", "quality fabrics",
+    "quality materials", "fabric blend", "blended fabric", "blend fabric", "blended",
 )
 NECKLINE_SYNONYMS: dict[str, tuple[str, ...]] = {
     "round neck": ("round neck", "round neckline", "round-neck", "crew neck", "crewneck", "crew-neck",
@@ -379,6 +380,10 @@ _PRICE = re.compile(
     r"|budget[- ]friendly|inexpensive|cheap|bargain|on sale|discount(?:ed)?|great value|value for money|low[- ]priced?"
     r"|prices?|priced|pricing|best[- ]?sellers?|best[- ]selling|limited edition|free shipping|free returns)(?![\w\-])",
     re.IGNORECASE)
+#: other colours or shades on offer: nothing given says so
+_COLOURWAYS = re.compile(r"(?<![\w\-])(?:available|comes?|offered) in (?:a (?:variety|range) of |multiple |several |many "
+                         r"|different |various |other |more |a choice of )(?:\w+ )?(?:colou?rs|shades|colou?rways|hues)"
+                         r"(?![\w\-])", re.IGNORECASE)
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=\S)")
 _SUBJECT_BEFORE = re.compile(r"(?:\b(?:this|the|our|a|an)\s+(?:[\w\-]+\s+){0,3})$", re.IGNORECASE)
 _PAIRING = re.compile(r"\b(?:pair|paired|pairs|pairing|wear(?:ing)? (?:it )?with|style(?:d)? (?:it )?with|team|tuck"
@@ -520,8 +525,8 @@ def claims(row: dict, terms: Terms, facts: str = "") -> list[Claim]:
         vocab("fabric", "fabric", terms.fabric, contradict=False)  # a fibre and a knit can both be true
         vocab("fit", "fit", terms.fit)
         _garment_claims(field, item, sentence, known["garment_type"], "garment_type" in row, terms, facts, add)
-        for kind, rx in (("size", _SIZE), ("size", _SIZE_LIST), ("season", _SEASON), ("care", _CARE),
-                         ("brand", _BRAND), ("price", _PRICE)):
+        for kind, rx in (("colour", _COLOURWAYS), ("size", _SIZE), ("size", _SIZE_LIST), ("season", _SEASON),
+                         ("care", _CARE), ("brand", _BRAND), ("price", _PRICE)):
             for m in rx.finditer(sentence):
                 text = m.group(0)
                 # a fact of this kind ("sizes: XS-XL", "care: machine wash") grounds claims of the kind

@@ -29,6 +29,7 @@ MUST_FLAG = [
     ("A must-have for this fall.", "season", "ungrounded"),
     ("Wear it year-round.", "season", "ungrounded"),
     ("Available in sizes S, M, L and XL.", "size", "ungrounded"),
+    ("Also available in a variety of colours.", "colour", "ungrounded"),
     ("Comes in XS-XL.", "size", "ungrounded"),
     ("Flattering on all body types.", "size", "ungrounded"),
     ("Made from high-quality cotton.", "fabric", "ungrounded"),
