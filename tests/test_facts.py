@@ -154,3 +154,15 @@ def test_manifest_facts_through_the_flow(prefect_server, tmp_path, cache_dir, co
     assert any(a.get("facts", {}).get("care") == "hand wash" for a in asked)
     assert summary["completeness"]["color"] == {"input": pytest.approx(13 / 16), "output": 1.0}
     assert summary["completeness"]["sleeve"]["input"] == pytest.approx(8 / 16)
+
+
+def test_conflicts_flag_the_row_for_review():
+    from catalog_intel.report import review_rows
+
+    config = load_config()
+    row = {"image": "a.jpg", **{a: config.attributes[a].values[0] for a in ATTRIBUTE_ORDER},
+           **{f"{a}_confidence": 0.99 for a in ATTRIBUTE_ORDER}, "copy_warnings": [], "copy_error": None, "title": "T"}
+    table = pl.DataFrame([{**row, "conflicts": ["color: fact says navy, clip says red (0.93)"]},
+                          {**row, "image": "b.jpg", "conflicts": []}])
+    review = review_rows(table, pl.DataFrame(schema={"image": pl.Utf8, "reason": pl.Utf8}), config, True)
+    assert dict(zip(review["image"], review["needs_review"])) == {"a.jpg": True, "b.jpg": False}
