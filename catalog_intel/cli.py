@@ -28,8 +28,9 @@ def _add_run_parser(sub) -> None:
     run.add_argument("--shard-size", type=int, help="images per pipeline shard")
     run.add_argument("--color-policy", choices=["clip", "pixels", "ensemble"],
                      help="colour from CLIP, from the garment's pixels, or both (default: config color.policy)")
-    run.add_argument("--facts", help="facts file (CSV/Parquet keyed by image), e.g. the review report's edits.csv: "
-                     "edited values are kept, approved rows are not regenerated, rejected rows go to rejects.csv")
+    run.add_argument("--facts", metavar="FILE",
+                     help="CSV/Parquet of supplier facts keyed by image (or product_id): attribute columns "
+                          "(color, sleeve, ...) and free-text facts (material, brand, care, sizes); blank = no fact; the review report's edits.csv also keeps edited copy, approved rows and rejections")
 
 
 def _add_models_parser(sub) -> None:
@@ -131,6 +132,10 @@ def _run(args) -> int:
                             args.llm_base_url, args.llm_model, args.no_llm, args.cache_dir, args.shard_size,
                             args.color_policy)
     resolve_weights(config.clip, config.paths.cache_path)  # fail before starting Prefect
+    if args.facts:
+        from catalog_intel.facts import read_facts_file
+
+        read_facts_file(args.facts)  # a bad facts file fails before any work
     if uses_embedded(config):
         prepare_embedded(config)
     server = _start_prefect_server_early()

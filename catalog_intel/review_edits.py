@@ -24,61 +24,48 @@ from pathlib import Path
 
 import polars as pl
 
-from .config import ATTRIBUTE_ORDER, UNKNOWN, Config
+from .config import ATTRIBUTE_ORDER, Config
 from .copywriter import COPY_COLUMNS
+from .facts import FactsError, normalise, read_facts_file
 
 REVIEW_STATUSES = ("approved", "edited", "rejected")
 LIST_COPY = ("bullet_points", "seo_tags")
 LIST_SEPARATOR = ";"
 
 
-class EditsError(ValueError):
+REVIEW_COLUMNS = (*COPY_COLUMNS, "review_status", "review_reason")
+
+
+class EditsError(FactsError):
     """The edits file cannot be used; the message names the file, row and fix."""
 
 
-def read_edits(path: str | Path, config: Config) -> pl.DataFrame:
-    """The edits file as a frame: image, product_id, attribute and copy columns (text, null =
-    no edit; list copy columns as lists), review_status, review_reason."""
-    path = Path(path)
-    try:
-        frame = pl.read_parquet(path) if path.suffix.lower() in (".parquet", ".pq") else \
-            pl.read_csv(path, infer_schema=False)
-    except (OSError, pl.exceptions.PolarsError) as exc:
-        raise EditsError(f"{path}: cannot read the edits file ({exc}); give a CSV or Parquet file with an "
-                         "'image' column, as the review report's 'Download edits' writes") from exc
+def is_review_file(columns: list[str]) -> bool:
+    """A facts file with copy columns or a review status is a reviewer's edits file."""
+    return any(c in REVIEW_COLUMNS for c in columns)
+
+
+def read_edits(path: str | Path) -> pl.DataFrame:
+    """The edits file as a frame: image, product_id, the attribute columns it has (raw text, as
+    facts.py reads them), copy columns (null = no edit; list columns as lists), review_status,
+    review_reason. Other fact columns (free text) are facts.py's and left out here."""
+    frame = read_facts_file(path)
     if "image" not in frame.columns:
-        raise EditsError(f"{path}: no 'image' column (columns: {', '.join(frame.columns)}); the edits file is keyed by image")
-    attrs = [a for a in ATTRIBUTE_ORDER if a in config.attributes]
-    known = {"image", "product_id", "review_status", "review_reason", *attrs, *COPY_COLUMNS}
-    unknown = [c for c in frame.columns if c not in known]
-    if unknown:
-        raise EditsError(f"{path}: unknown column(s) {', '.join(unknown)}; allowed: {', '.join(sorted(known))}")
-    frame = frame.with_columns(
-        pl.col(c).cast(pl.Utf8).str.strip_chars().replace("", None) for c in frame.columns if c not in LIST_COPY
-        or frame.schema[c] == pl.Utf8)
-    for c in known:
+        raise EditsError(f"{path}: an edits file is keyed by 'image' (columns: {', '.join(frame.columns)}); "
+                         "use the file the review report's 'Download edits' writes")
+    for c in ("product_id", *REVIEW_COLUMNS):
         if c not in frame.columns:
             frame = frame.with_columns(pl.lit(None, dtype=pl.Utf8).alias(c))
-    for n, row in enumerate(frame.iter_rows(named=True), 2):  # CSV line numbers (header is line 1)
-        if not row["image"]:
+    for n, (image, status) in enumerate(zip(frame["image"], frame["review_status"]), 2):  # line 1: header
+        if not image:
             raise EditsError(f"{path}, line {n}: empty image; every edit names its image")
-        status = row["review_status"]
         if status is not None and status not in REVIEW_STATUSES:
-            raise EditsError(f"{path}, line {n} ({row['image']}): review_status {status!r} is not one of "
-                             f"{', '.join(REVIEW_STATUSES)}")
-        for a in attrs:
-            value = row[a]
-            if value is not None and value != UNKNOWN and value not in config.attributes[a].values:
-                raise EditsError(f"{path}, line {n} ({row['image']}): {a} {value!r} is not in the vocabulary "
-                                 f"({', '.join(config.attributes[a].values)})")
-    if frame["image"].is_duplicated().any():
-        dup = frame.filter(pl.col("image").is_duplicated())["image"][0]
-        raise EditsError(f"{path}: image {dup!r} appears more than once; keep one row per image")
+            raise EditsError(f"{path}, line {n} ({image}): review_status {status!r} is not one of "
+                             f"{', '.join(REVIEW_STATUSES)}; fix the cell or leave it blank")
     lists = [pl.col(c).str.split(LIST_SEPARATOR).list.eval(pl.element().str.strip_chars())
-             .list.eval(pl.element().filter(pl.element() != "")).alias(c)
-             for c in LIST_COPY if frame.schema[c] == pl.Utf8]
-    return frame.with_columns(lists).select("image", "product_id", *attrs, *COPY_COLUMNS, "review_status",
-                                            "review_reason")
+             .list.eval(pl.element().filter(pl.element() != "")).alias(c) for c in LIST_COPY]
+    attrs = [a for a in ATTRIBUTE_ORDER if a in frame.columns]
+    return frame.with_columns(lists).select("image", "product_id", *attrs, *REVIEW_COLUMNS)
 
 
 @dataclass
@@ -97,38 +84,64 @@ class ReviewPlan:
     def _copy_edited(self) -> pl.Expr:
         return pl.any_horizontal([pl.col(c).is_not_null() for c in COPY_COLUMNS])
 
+    def strip_columns(self, inventory: pl.DataFrame) -> pl.DataFrame:
+        """The inventory without the copy and review columns facts.py attached from the edits file
+        (the review applies them after the copy step, see apply_review)."""
+        return inventory.drop([c for c in REVIEW_COLUMNS if c in inventory.columns])
 
-def load_plan(edits_path: str | Path, out_dir: str | Path, config: Config) -> ReviewPlan:
-    """The edits plus the previous run's catalog in `out_dir` (read before this run replaces it)."""
-    edits = read_edits(edits_path, config)
+
+def load_plan(facts_path: str | Path, out_dir: str | Path) -> ReviewPlan | None:
+    """The reviewer's edits (None when the facts file is not an edits file) plus the previous
+    run's catalog in `out_dir`, read before this run replaces it."""
+    if not is_review_file(read_facts_file(facts_path).columns):
+        return None
+    edits = read_edits(facts_path)
     previous_path = Path(out_dir) / "catalog.parquet"
     previous = pl.read_parquet(previous_path) if previous_path.is_file() else None
     return ReviewPlan(edits, previous)
 
 
-def lock_attributes(attributes: pl.DataFrame, inventory: pl.DataFrame, plan: ReviewPlan) -> pl.DataFrame:
-    """attributes[sha256, <attr>, <attr>_confidence, ...] with reviewed rows' values locked:
-    the previous run's value (what the reviewer saw and accepted), then the reviewer's edit over
-    it; a locked value gets confidence 1.0."""
-    edits = plan._by_sha(inventory).filter(pl.col("review_status").is_in(["approved", "edited"])
-                                           | pl.any_horizontal([pl.col(a).is_not_null() for a in plan.attributes]))
+def lock_attributes(attributes: pl.DataFrame, inventory: pl.DataFrame, plan: ReviewPlan,
+                    config: Config) -> pl.DataFrame:
+    """Published attributes (after facts.merge_facts) with reviewed rows' values locked: the
+    previous run's value (what the reviewer saw and accepted), then the reviewer's edit over it,
+    whatever the facts policy. A locked value gets confidence 1.0, source `facts`, and no
+    `conflicts` entry (the reviewer settled it)."""
+    reviewed = pl.col("review_status").is_in(["approved", "edited"])
+    edits = plan._by_sha(inventory)
+    names = [a for a in ATTRIBUTE_ORDER if a in attributes.columns]
+    edits = edits.with_columns(  # reviewer values through the same synonym table as any fact
+        pl.col(a).map_elements(lambda v, a=a: normalise(v, a, config), return_dtype=pl.Utf8)
+        for a in names if a in edits.columns)
+    edits = edits.filter(reviewed | pl.any_horizontal([pl.col(a).is_not_null() for a in names if a in edits.columns]
+                                                      or [pl.lit(False)]))
     if edits.is_empty():
         return attributes
-    names = [a for a in plan.attributes if a in attributes.columns]
     if plan.previous is not None:
         seen = plan.previous.select("image", *[pl.col(a).alias(f"{a}__seen") for a in names if a in plan.previous.columns])
         edits = edits.join(seen, on="image", how="left")
+    none = pl.lit(None, pl.Utf8)
     locked = edits.select("sha256", *[
-        pl.coalesce(pl.col(a), pl.when(pl.col("review_status").is_in(["approved", "edited"]))
-                    .then(pl.col(f"{a}__seen") if f"{a}__seen" in edits.columns else pl.lit(None, pl.Utf8)))
+        pl.coalesce(pl.col(a) if a in edits.columns else none,
+                    pl.when(reviewed).then(pl.col(f"{a}__seen") if f"{a}__seen" in edits.columns else none))
         .alias(f"{a}__locked") for a in names])
     out = attributes.join(locked, on="sha256", how="left")
-    return out.with_columns(
+    is_locked = {a: pl.col(f"{a}__locked").is_not_null() for a in names}
+    out = out.with_columns(
         *[pl.coalesce(f"{a}__locked", a).alias(a) for a in names],
-        *[pl.when(pl.col(f"{a}__locked").is_not_null()).then(1.0).otherwise(pl.col(f"{a}_confidence"))
+        *[pl.when(is_locked[a]).then(1.0).otherwise(pl.col(f"{a}_confidence"))
           .cast(attributes.schema[f"{a}_confidence"]).alias(f"{a}_confidence") for a in names
           if f"{a}_confidence" in attributes.columns],
-    ).drop([f"{a}__locked" for a in names])
+        *[pl.when(is_locked[a]).then(pl.lit("facts")).otherwise(pl.col(f"{a}_source")).alias(f"{a}_source")
+          for a in names if f"{a}_source" in attributes.columns],
+    )
+    if "conflicts" in out.columns:
+        settled = pl.concat_list([pl.when(is_locked[a]).then(pl.lit(f"{a}: ")).otherwise(pl.lit("\x00"))
+                                  for a in names])
+        out = out.with_columns(pl.struct("conflicts", settled.alias("settled")).map_elements(
+            lambda r: [c for c in (r["conflicts"] or []) if not any(c.startswith(p) for p in r["settled"])],
+            return_dtype=pl.List(pl.Utf8)).alias("conflicts"))
+    return out.drop([f"{a}__locked" for a in names])
 
 
 def frozen_shas(inventory: pl.DataFrame, plan: ReviewPlan) -> list[str]:

@@ -22,6 +22,7 @@ from catalog_intel.assemble import (abstention_counts, assemble, copy_failures, 
 from catalog_intel.clip_model import model_id as clip_model_id
 from catalog_intel.clip_model import resolve_weights
 from catalog_intel.config import Config, resolve_config
+from catalog_intel.facts import completeness, merge_facts, split_facts, unmapped_facts
 from catalog_intel.llm_service import llm_endpoint
 from catalog_intel.report import review_rows
 from catalog_intel.review_edits import apply_review, load_plan, lock_attributes, needs_copy
@@ -74,7 +75,9 @@ def catalog_flow(
             ensure_rate_limit(config.llm)
 
         inventory, rejected_at_ingest = ingest_images(source, config)
-        review = load_plan(facts, out, config) if facts else None  # reviewer edits (review_edits.py)
+        review = load_plan(facts, out) if facts else None  # reviewer edits: copy, approvals, rejections
+        inventory, known_facts = split_facts(inventory, config, facts)  # supplier facts: manifest / --facts FILE
+        inventory = review.strip_columns(inventory) if review is not None else inventory
         summary = RunSummary(inputs=inventory.height + rejected_at_ingest.height)
         label_index = prepare_label_index(config, model_id)
 
@@ -89,9 +92,9 @@ def catalog_flow(
                 continue
             pixels = pixel_color_shard(shard.filter(pl.col("sha256").is_in(ok)), config) \
                 if config.color.policy != "clip" else None
-            attributes = classify_shard(ok, config, model_id, label_index, pixels)
-            if review is not None:
-                attributes = lock_attributes(attributes, inventory, review)
+            attributes = merge_facts(classify_shard(ok, config, model_id, label_index, pixels), known_facts, config)
+            if review is not None:  # what the reviewer saw and approved stays, whatever the facts policy
+                attributes = lock_attributes(attributes, inventory, review, config)
             attribute_parts.append(attributes)
             wanted = needs_copy(attributes, inventory, review) if review is not None else attributes
             if with_copy and wanted.height:  # runs while the next shard embeds
@@ -144,6 +147,7 @@ def catalog_flow(
                                                    config.paths.cache_path))
         compact_caches(config, model_id)
 
+        summary.finish(completeness=completeness(inventory, final, config), facts_unmapped=unmapped_facts(inventory, config))
         summary.finish(rows=final.height, rejects=rejects.height, abstentions=abstention_counts(final),
                        validation=validation, search={**search, **group_counts}, outputs=paths,
                        seconds=time.monotonic() - started)

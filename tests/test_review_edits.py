@@ -7,7 +7,8 @@ import polars as pl
 import pytest
 
 from catalog_intel.config import ATTRIBUTE_ORDER, load_config
-from catalog_intel.review_edits import (EditsError, ReviewPlan, apply_review, frozen_shas, lock_attributes,
+from catalog_intel.facts import FactsError
+from catalog_intel.review_edits import (ReviewPlan, apply_review, frozen_shas, load_plan, lock_attributes,
                                         needs_copy, read_edits)
 
 CONFIG = load_config()
@@ -23,7 +24,10 @@ def _attributes(color="black"):
     for a in ATTRIBUTE_ORDER:
         frame[a] = [CONFIG.attributes[a].values[0]] * len(IMAGES)
         frame[f"{a}_confidence"] = [0.5] * len(IMAGES)
+        frame[f"{a}_source"] = ["clip"] * len(IMAGES)
     frame["color"] = [color] * len(IMAGES)
+    frame["conflicts"] = [["color: fact says red, clip says black (0.90)", "fit: fact says slim, clip says x (0.9)"]] \
+        + [[]] * (len(IMAGES) - 1)
     return pl.DataFrame(frame)
 
 
@@ -47,7 +51,10 @@ def _edits(tmp_path):
 
 
 def test_read_edits_parses_lists_and_blanks(tmp_path):
-    edits = read_edits(_edits(tmp_path), CONFIG)
+    supplier = tmp_path / "facts.csv"
+    supplier.write_text("image,color,brand\na.jpg,red,Acme\n")
+    assert load_plan(supplier, tmp_path) is None  # a supplier facts file is facts.py's alone
+    edits = read_edits(_edits(tmp_path))
     rows = {r["image"]: r for r in edits.iter_rows(named=True)}
     assert rows["a.jpg"]["color"] == "red" and rows["a.jpg"]["title"] is None
     assert rows["b.jpg"]["bullet_points"] == ["one", "two"] and rows["b.jpg"]["color"] is None
@@ -55,26 +62,30 @@ def test_read_edits_parses_lists_and_blanks(tmp_path):
 
 
 @pytest.mark.parametrize("body, message", [
-    ("image,color\na.jpg,chartreuse\n", "line 2 (a.jpg): color 'chartreuse' is not in the vocabulary"),
-    ("image,review_status\na.jpg,ok\n", "line 2 (a.jpg): review_status 'ok' is not one of approved, edited, rejected"),
-    ("image,colour\na.jpg,red\n", "unknown column(s) colour"),
-    ("img,color\na.jpg,red\n", "no 'image' column"),
-    ("image,color\na.jpg,red\na.jpg,blue\n", "image 'a.jpg' appears more than once"),
+    ("image,review_status\na.jpg,approved\nb.jpg,ok\n",
+     "line 3 (b.jpg): review_status 'ok' is not one of approved, edited, rejected"),
+    ("product_id,title\np1,Nice top\n", "an edits file is keyed by 'image'"),
+    ("img,color\na.jpg,red\n", "has no 'image' or 'product_id' column"),
+    ("image,title\na.jpg,A\na.jpg,B\n", "image values occur more than once"),
 ])
 def test_read_edits_errors_name_the_line_and_the_fix(tmp_path, body, message):
     path = tmp_path / "edits.csv"
     path.write_text(body)
-    with pytest.raises(EditsError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        read_edits(path, CONFIG)
+    with pytest.raises(FactsError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        read_edits(path)
 
 
 def test_review_plan_locks_regenerates_keeps_and_rejects(tmp_path):
-    plan = ReviewPlan(read_edits(_edits(tmp_path), CONFIG), _previous())
-    locked = lock_attributes(_attributes("black"), _inventory(), plan)
+    plan = ReviewPlan(read_edits(_edits(tmp_path)), _previous())
+    locked = lock_attributes(_attributes("black"), _inventory(), plan, CONFIG)
     colors = dict(zip(locked["sha256"], locked["color"]))
     # edited -> the edit; approved/edited rows keep what the reviewer saw (previous: white); others: the model's
     assert colors == {"sa.jpg": "red", "sb.jpg": "white", "sc.jpg": "white", "sd.jpg": "black", "se.jpg": "black"}
     assert dict(zip(locked["sha256"], locked["color_confidence"]))["sa.jpg"] == 1.0
+    assert dict(zip(locked["sha256"], locked["color_source"])) == {
+        "sa.jpg": "facts", "sb.jpg": "facts", "sc.jpg": "facts", "sd.jpg": "clip", "se.jpg": "clip"}
+    # the reviewer settled a's colour (and its fit, by keeping it): no conflicts left
+    assert locked["conflicts"].to_list()[0] == []
     assert sorted(frozen_shas(_inventory(), plan)) == ["sb.jpg", "sc.jpg", "sd.jpg"]
     assert needs_copy(locked, _inventory(), plan)["sha256"].to_list() == ["sa.jpg", "se.jpg"]
 

@@ -134,6 +134,7 @@ def test_edits_in_the_report_are_honoured_by_the_next_run(prefect_server, tiny_c
     assert len(asked) == 1 and asked[0]["color"] == new_color  # only the row whose attributes changed
     by_image = {r["image"]: r for r in second.iter_rows(named=True)}
     assert by_image[recolour]["color"] == new_color and by_image[recolour]["title"] != first["title"][0]
+    assert by_image[recolour]["color_source"] == "facts" and by_image[recolour]["color_confidence"] == 1.0
     assert by_image[retitle]["title"] == TITLE
     assert by_image[retitle]["description"] == first["description"][1]
     assert by_image[approve]["title"] == first["title"][2]
