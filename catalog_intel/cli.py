@@ -135,7 +135,10 @@ def _run(args) -> int:
     if args.facts:
         from catalog_intel.facts import read_facts_file
 
+        from catalog_intel.review_edits import load_plan
+
         read_facts_file(args.facts)  # a bad facts file fails before any work
+        load_plan(args.facts, args.out)  # so does a bad review status in an edits file
     if uses_embedded(config):
         prepare_embedded(config)
     server = _start_prefect_server_early()

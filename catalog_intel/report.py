@@ -1,12 +1,14 @@
-"""The review report: OUT/report/index.html, one static page that opens from disk.
+"""The review report: OUT/report/index.html, one static page that opens from disk, and one
+product detail page per card (OUT/report/products/).
 
 No server, no CDN: CSS and JS are inline (allowed by a Content-Security-Policy that
 admits only those exact inline blocks and local images), thumbnails are small JPEG files
-in report/thumbs/. All text from the catalog is escaped: generated copy is untrusted.
+in report/thumbs/. The pages are Jinja2 templates (templates/) with autoescape on: catalog
+text, generated copy included, is escaped by construction.
 
-It shows the run summary and the data-quality results, a gallery (thumbnail,
-attributes with confidences, generated copy, similar products, group) with filters
-by attribute value and by "needs review", and the rejects with their reasons."""
+This module computes what the pages show (review flags, card and product views); the
+templates lay it out; templates/report.js runs the filters and the review (edits,
+approvals, progress, the edits CSV)."""
 
 from __future__ import annotations
 
