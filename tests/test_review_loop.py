@@ -92,6 +92,13 @@ def test_edits_in_the_report_are_honoured_by_the_next_run(prefect_server, tiny_c
         assert acceptance["color"] == "75% (3 of 4)" and acceptance["fit"] == "100% (4 of 4)"
         assert browser.evaluate(f"document.querySelector('#{ids[recolour]} td[data-show=color]').textContent") == new_color
         assert browser.evaluate(f"document.querySelector('#{ids[retitle]} [data-show=title]').textContent") == TITLE
+        shown_colors = browser.evaluate("Object.fromEntries(Array.from(document.querySelectorAll('#cards .card'))"
+                                        ".map(c => [c.dataset.image, c.querySelector('td[data-show=color]').textContent]))")
+        assert shown_colors == {**dict(zip(first["image"], first["color"])), recolour: new_color}
+        browser.evaluate("(() => { const q = document.querySelector('#filters input[name=q]'); q.value = ''; "
+                         "q.dispatchEvent(new Event('input', {bubbles: true})); })()")
+        assert browser.evaluate("document.getElementById('shown').textContent") == "5 of 5 shown"
+        browser.evaluate(f"document.querySelector('#{ids[retitle]} details.editor').open = false")
         browser.evaluate("window.scrollTo(0, document.getElementById('gallery').offsetTop)")
         _screenshot(browser, os.environ.get("CATALOG_INTEL_REVIEW_SCREENSHOT", str(tmp_path / "report-review.png")))
 

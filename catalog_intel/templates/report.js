@@ -38,6 +38,11 @@
   }
   function entry(image) { return state[image] || (state[image] = {f: {}, s: '', r: ''}); }
   function fields(card) { return Array.prototype.slice.call(card.querySelectorAll('[data-field]')); }
+  function machine(el) {  // the value the page was rendered with
+    if (el.tagName !== 'SELECT') return el.defaultValue;
+    var opt = Array.prototype.filter.call(el.options, function (o) { return o.defaultSelected; })[0];
+    return opt ? opt.value : '';
+  }
   function statusOf(e) {
     if (!e) return 'pending';
     if (e.s === 'rejected') return 'rejected';
@@ -52,7 +57,7 @@
       if (edited && el.value !== e.f[name]) el.value = e.f[name];
       var target = card.querySelector('[data-show="' + name + '"]');
       if (target) {
-        var value = edited ? e.f[name] : el.defaultValue;
+        var value = edited ? e.f[name] : machine(el);
         if (LIST_FIELDS.indexOf(name) !== -1) {
           target.textContent = '';
           value.split(';').map(function (x) { return x.trim(); }).filter(Boolean).forEach(function (x) {
@@ -75,7 +80,7 @@
   }
   function onField(card, el) {
     var image = card.getAttribute('data-image'), e = entry(image), name = el.getAttribute('data-field');
-    if (el.value === el.defaultValue) delete e.f[name]; else e.f[name] = el.value;
+    if (el.value === machine(el)) delete e.f[name]; else e.f[name] = el.value;
     save(); show(card); progress();
   }
   function setStatus(card, s) {
@@ -92,7 +97,7 @@
       var act = ev.target.getAttribute && ev.target.getAttribute('data-act');
       if (act === 'approve') setStatus(card, 'approved');
       else if (act === 'reject') setStatus(card, 'rejected');
-      else if (act === 'reset') { delete state[card.getAttribute('data-image')]; save(); fields(card).forEach(function (el) { el.value = el.defaultValue; }); show(card); progress(); }
+      else if (act === 'reset') { delete state[card.getAttribute('data-image')]; save(); fields(card).forEach(function (el) { el.value = machine(el); }); show(card); progress(); }
     });
     card.querySelector('input.reason').addEventListener('change', function (ev) {
       var e = entry(card.getAttribute('data-image'));
@@ -137,7 +142,7 @@
   });
   document.getElementById('clear-edits').addEventListener('click', function () {
     state = {}; save();
-    cards.forEach(function (card) { fields(card).forEach(function (el) { el.value = el.defaultValue; }); show(card); });
+    cards.forEach(function (card) { fields(card).forEach(function (el) { el.value = machine(el); }); show(card); });
     progress();
   });
   function cell(v) {
