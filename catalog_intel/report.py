@@ -254,9 +254,8 @@ def _attr_views(row: dict, names: list[str], config: Config) -> list[dict]:
     for a in names:
         value, conf, threshold = row.get(a), row.get(f"{a}_confidence"), config.attributes[a].min_confidence
         klass = "unknown" if value == UNKNOWN else ("borderline" if conf is not None and conf < threshold + margin else "")
-        vocabulary = list(dict.fromkeys([*config.attributes[a].values, UNKNOWN, *([value] if value else [])]))
         views.append({"name": a, "label": a.replace("_", " "), "value": "" if value is None else value,
-                      "conf": _fmt(conf), "threshold": f"{threshold:.2f}", "klass": klass, "vocabulary": vocabulary})
+                      "conf": _fmt(conf), "threshold": f"{threshold:.2f}", "klass": klass})
     return views
 
 
@@ -359,6 +358,7 @@ def render_report(review: pl.DataFrame, rejects: pl.DataFrame, run: dict, config
         validation=_validation_view(run.get("validation") or {}, report_dir), checks=checks, trend=trend,
         total=review.height, needs=int(review["needs_review"].sum()) if review.height else 0,
         max_cards=config.report.max_cards, attributes=names, filters=_filters(shown, names),
+        vocabulary={a: [*config.attributes[a].values, UNKNOWN] for a in names},  # the editor's choices (report.js)
         cards=card_views(shown, names, config, thumbs, sha_of, pdp),
         rejects=list(rejects.select("image", "reason").iter_rows()),
     )
@@ -406,13 +406,18 @@ def write_product_pages(table: pl.DataFrame, config: Config, folder: Path, back:
     keep = {product_page_name(i) for i in table["image"].to_list()}
     if folder.is_dir():
         remove_files(p for p in folder.glob("*.html") if p.name not in keep)
-    paths = []
-    for view in product_views(table, names, config, images, back):
-        path = folder / product_page_name(view["image"])
-        title = view["content"]["title"] or view["image"]
-        atomic_write_text(path, render_page("product.html", title=title, p=view, back=back))
-        paths.append(path)
-    return paths
+    pages = {folder / product_page_name(view["image"]):
+             render_page("product.html", title=view["content"]["title"] or view["image"], p=view, back=back)
+             for view in product_views(table, names, config, images, back)}
+
+    def write(item):  # a re-run rewrites only the pages that changed
+        path, text = item
+        if not path.is_file() or path.read_text(encoding="utf-8") != text:
+            atomic_write_text(path, text)
+
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        list(pool.map(write, pages.items()))
+    return list(pages)
 
 
 def write_report(review: pl.DataFrame, rejects: pl.DataFrame, run: dict, config: Config, out_dir: Path,

@@ -63,7 +63,11 @@ def test_edits_in_the_report_are_honoured_by_the_next_run(prefect_server, tiny_c
         browser.open(page)
         ids = browser.evaluate("Object.fromEntries(Array.from(document.querySelectorAll('#cards .card'))"
                                ".map(c => [c.dataset.image, c.id]))")
-        # a colour from the vocabulary
+        # a colour from the vocabulary (opening the editor adds the choices)
+        assert browser.evaluate(f"document.querySelectorAll('#{ids[recolour]} select[data-field=color] option').length") == 1
+        browser.click(f"#{ids[recolour]} details.editor summary")
+        assert browser.evaluate(f"document.querySelectorAll('#{ids[recolour]} select[data-field=color] option').length") \
+            == 16  # 15 colours + unknown
         browser.evaluate(f"(() => {{ const s = document.querySelector('#{ids[recolour]} select[data-field=color]'); "
                          f"s.value = {new_color!r}; s.dispatchEvent(new Event('change', {{bubbles: true}})); }})()")
         # a title, typed like a user: open the editor, select the field's text, type, leave the field

@@ -38,6 +38,18 @@
   }
   function entry(image) { return state[image] || (state[image] = {f: {}, s: '', r: ''}); }
   function fields(card) { return Array.prototype.slice.call(card.querySelectorAll('[data-field]')); }
+  // The editor's attribute choices are added when it is first opened (one vocabulary for the page).
+  var vocabulary = JSON.parse(document.getElementById('vocabulary').getAttribute('data-vocab') || '{}');
+  function fill(card) {
+    if (card.getAttribute('data-filled')) return;
+    card.setAttribute('data-filled', '1');
+    Array.prototype.forEach.call(card.querySelectorAll('select[data-field]'), function (sel) {
+      var have = Array.prototype.map.call(sel.options, function (o) { return o.value; });
+      (vocabulary[sel.getAttribute('data-field')] || []).forEach(function (v) {
+        if (have.indexOf(v) === -1) { var o = document.createElement('option'); o.textContent = v; sel.appendChild(o); }
+      });
+    });
+  }
   function machine(el) {  // the value the page was rendered with
     if (el.tagName !== 'SELECT') return el.defaultValue;
     var opt = Array.prototype.filter.call(el.options, function (o) { return o.defaultSelected; })[0];
@@ -51,6 +63,7 @@
   }
   function show(card) {
     var image = card.getAttribute('data-image'), e = state[image];
+    if (e && Object.keys(e.f).length) fill(card);
     fields(card).forEach(function (el) {
       var name = el.getAttribute('data-field');
       var edited = e && Object.prototype.hasOwnProperty.call(e.f, name);
@@ -90,6 +103,7 @@
     save(); show(card); progress();
   }
   cards.forEach(function (card) {
+    card.querySelector('details.editor summary').addEventListener('click', function () { fill(card); });
     fields(card).forEach(function (el) {
       el.addEventListener('change', function () { onField(card, el); });
     });
