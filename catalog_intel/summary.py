@@ -62,7 +62,7 @@ class RunSummary:
         )
         extra = [f"completeness in -> out: {self._completeness_text()}"] if self._has_facts() else []
         extra += [f"facts not in the vocabulary (kept as free facts): {self.facts_unmapped}"] if self.facts_unmapped else []
-        return "\n".join([line, *extra, *self.notes()])
+        return "\n".join([line, *[f"sudden change: {a}" for a in self.alerts], *extra, *self.notes()])
 
     def notes(self) -> list[str]:
         fallback = ["the LLM server refused response_format json_schema: copy was asked for without it for the rest "

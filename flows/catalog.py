@@ -164,8 +164,6 @@ def _publish(summary: RunSummary, table: pl.DataFrame, rejects: pl.DataFrame, co
     report = Path(write_review_report(review, rejects, summary.as_dict(), config, out_dir, trend, summary.alerts)).resolve()
     summary.outputs["report"] = str(report)
     print(summary.one_line())
-    for alert in summary.alerts:
-        print(f"sudden change: {alert}")
     print(f"review report: {report.as_uri()}")
     create_markdown_artifact(key="catalog-run-summary", markdown=summary.markdown(), description="catalog-intel run summary")
     create_link_artifact(key="catalog-review-report", link=report.as_uri(), link_text=f"review report ({report})",

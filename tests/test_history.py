@@ -117,3 +117,5 @@ def test_run_summary_markdown_calls_out_sudden_changes():
     md = RunSummary(inputs=5, alerts=["rejects: 1 -> 4 since the previous run"]).markdown()
     assert md.splitlines()[2] == "**Sudden change:** rejects: 1 -> 4 since the previous run  "
     assert "Sudden change" not in RunSummary(inputs=5).markdown()
+    line = RunSummary(inputs=5, alerts=["fit abstains on 40% of rows, up from 10% in the previous run"]).one_line()
+    assert line.splitlines()[1] == "sudden change: fit abstains on 40% of rows, up from 10% in the previous run"
