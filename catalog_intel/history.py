@@ -63,8 +63,9 @@ def sudden_changes(previous: dict | None, current: dict, min_rejects: int, abste
 
     doubled("rejects", previous.get("rejects", 0), current["rejects"])
     for reason, n in current["rejects_by_reason"].items():
-        if len(current["rejects_by_reason"]) > 1 or previous.get("rejects_by_reason", {}).get(reason, 0):
-            doubled(f"rejects '{reason}'", previous.get("rejects_by_reason", {}).get(reason, 0), n)
+        before = previous.get("rejects_by_reason", {}).get(reason, 0)
+        if (before, n) != (previous.get("rejects", 0), current["rejects"]):  # not the total again
+            doubled(f"rejects '{reason}'", before, n)
     for attr, rate in current["abstention_rate"].items():
         before = previous.get("abstention_rate", {}).get(attr)
         if before is not None and rate - before > abstention_jump:
@@ -90,7 +91,8 @@ def trend_table(history: list[dict], last: int) -> dict | None:
         cells += [run.get("rejects_by_reason", {}).get(r, 0) for r in reasons]
         cells += [run.get("abstentions", {}).get(a, "") for a in attrs]
         cells += [run.get("copy_warnings", 0), run.get("conflicts", 0)]
-        rows.append({"label": run.get("processed_at") or run.get("run_id") or "?", "cells": cells})
+        label = (run.get("processed_at") or "")[:19].replace("T", " ") or run.get("run_id") or "?"
+        rows.append({"label": label, "cells": cells})
     return {"columns": columns, "runs": rows}
 
 
@@ -116,7 +118,7 @@ def append_history(out_dir: Path, metrics: dict, keep: int) -> list[dict]:
     """Add this run's metrics; keep the last `keep` runs."""
     history = (read_history(out_dir) + [metrics])[-keep:]
     folder = Path(out_dir) / HISTORY_DIR
-    atomic_write_text(folder / RUNS_FILE, "".join(json.dumps(r, sort_keys=True) + "\n" for r in history))
+    atomic_write_text(folder / RUNS_FILE, "".join(json.dumps(r) + "\n" for r in history))
     return history
 
 

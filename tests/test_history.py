@@ -30,11 +30,13 @@ def test_sudden_changes_flag_doubling_and_abstention_jumps_only():
     assert sudden_changes(None, before, 3, 0.15) == []
     assert sudden_changes(before, _metrics(rejects=3, abst={"fit": 2, "color": 0}), 3, 0.15) == []  # 1.5x, +10 pts
     alerts = sudden_changes(before, _metrics(rejects=4, abst={"fit": 4, "color": 0}, warnings=3), 3, 0.15)
-    assert alerts == ["rejects: 2 -> 4 since the previous run",
-                      "rejects 'empty file': 2 -> 4 since the previous run",
+    assert alerts == ["rejects: 2 -> 4 since the previous run",  # one reason: not repeated per reason
                       "fit abstains on 40% of rows, up from 10% in the previous run",
                       "copy warnings: 0 -> 3 since the previous run"]
     assert sudden_changes(_metrics(rejects=0), _metrics(rejects=2), 3, 0.15) == []  # under the minimum
+    mixed = _metrics(rejects=5, by_reason={"empty file": 1, "not an image": 4})
+    assert sudden_changes(_metrics(rejects=3, by_reason={"empty file": 2, "not an image": 1}), mixed, 3, 0.15) == [
+        "rejects 'not an image': 1 -> 4 since the previous run"]
 
 
 def test_trend_table_lists_recent_runs_oldest_first():
