@@ -122,6 +122,10 @@ def _run(args) -> int:
     config = resolve_settings(args.config, **overrides)
     resolve_weights(config.clip, config.paths.cache_path)  # fail before starting Prefect
     check_runner(config, uses_embedded(config))
+    if config.facts.file:
+        from catalog_intel.review_edits import load_plan
+
+        load_plan(config.facts.file, args.out)  # a bad facts or edits file fails before any work
     if uses_embedded(config):
         prepare_embedded(config)
     server = _start_prefect_server_early()

@@ -80,6 +80,8 @@ class LLMConfig(_Strict):
     api_key_secret_block: str = ""
     timeout_s: float = Field(gt=0)
     max_attempts: int = Field(ge=1)
+    content_attempts: int = Field(2, ge=1)
+    per_product: bool = False
     backoff_initial_s: float = Field(ge=0)
     backoff_max_s: float = Field(ge=0)
     concurrency: int = Field(ge=1)
@@ -90,6 +92,7 @@ class LLMConfig(_Strict):
     seed: int = -1
     max_tokens: int = Field(gt=0)
     embedded_threads: int = Field(0, ge=0)
+    embedded_nice: int = Field(10, ge=0, le=19)
     embedded_parallel: int = Field(2, ge=1)
     embedded_context: int = Field(4096, ge=512)
     prompt_version: str
@@ -101,6 +104,18 @@ class LLMConfig(_Strict):
         if "{attributes}" not in self.user_prompt:
             raise ValueError("llm.user_prompt must contain the placeholder {attributes}")
         return self
+
+
+class FactsConfig(_Strict):
+    file: str = ""
+    default_policy: Literal["trust_facts", "trust_model", "flag_only"] = "trust_facts"
+    policy: dict[str, Literal["trust_facts", "trust_model", "flag_only"]] = Field(default_factory=dict)
+    conflict_confidence: float = Field(0.8, ge=0, le=1)
+    free_text: tuple[str, ...] = ()
+    synonyms: dict[str, dict[str, str]] = Field(default_factory=dict)
+
+    def policy_for(self, attribute: str) -> str:
+        return self.policy.get(attribute, self.default_policy)
 
 
 class ColorConfig(_Strict):
@@ -115,6 +130,9 @@ class ValidationConfig(_Strict):
     bullets_max: int
     seo_tags_min: int
     seo_tags_max: int
+    bullet_max_words: int = Field(20, ge=1)
+    seo_tag_max_words: int = Field(6, ge=1)
+    description_max_sentences: int = Field(5, ge=1)
 
 
 class SearchConfig(_Strict):
@@ -132,6 +150,10 @@ class ReportConfig(_Strict):
     max_cards: int = Field(ge=1)
     thumb_size: int = Field(ge=32, le=1024)
     low_confidence_margin: float = Field(ge=0, le=1)
+    trend_runs: int = Field(ge=2)
+    history_keep: int = Field(ge=2)
+    alert_min_rejects: int = Field(ge=1)
+    alert_abstention_jump: float = Field(gt=0, le=1)
 
 
 class AttributeConfig(_Strict):
@@ -162,6 +184,7 @@ class Config(_Strict):
     runner: RunnerConfig = RunnerConfig()
     clip: ClipConfig
     llm: LLMConfig
+    facts: FactsConfig = FactsConfig()
     color: ColorConfig
     validation: ValidationConfig
     search: SearchConfig
@@ -184,7 +207,7 @@ class Config(_Strict):
 def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict) and key != "phrases":
+        if isinstance(value, dict) and isinstance(merged.get(key), dict) and key not in ("phrases",):
             merged[key] = _deep_merge(merged[key], value)
         else:
             merged[key] = value

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import polars as pl
 
-from .config import ATTRIBUTE_ORDER, LLMConfig
-from .copywriter import COPY_FRAME_SCHEMA, copy_key, prompt_attributes
+from .config import LLMConfig
+from .copywriter import COPY_FRAME_SCHEMA, prompts_and_keys
 
 
 def keyed(attributes: pl.DataFrame, llm: LLMConfig) -> pl.DataFrame:
-    """attributes[sha256, <attributes>] -> [sha256, copy_key]."""
-    columns = ["sha256", *[a for a in ATTRIBUTE_ORDER if a in attributes.columns]]
-    keys = [copy_key(prompt_attributes(row), llm) for row in attributes.select(columns).iter_rows(named=True)]
-    return pl.DataFrame({"sha256": attributes["sha256"], "copy_key": keys}, schema={"sha256": pl.Utf8, "copy_key": pl.Utf8})
+    """attributes[sha256, <attributes>, facts_json?] -> [sha256, copy_key] (the keys describe() uses)."""
+    _, keys = prompts_and_keys(attributes, llm)
+    return pl.DataFrame({"sha256": list(keys), "copy_key": list(keys.values())},
+                        schema={"sha256": pl.Utf8, "copy_key": pl.Utf8})
 
 
 def distinct_sets(attributes: pl.DataFrame, keys: pl.DataFrame, batch: int) -> list[pl.DataFrame]:

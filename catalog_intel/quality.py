@@ -12,6 +12,7 @@ from pathlib import Path
 import polars as pl
 
 from .config import Config
+from .history import HISTORY_DIR, VALIDATIONS_DIR, prune_validations
 from .storage import atomic_write_text
 
 RESULT_FILE = "validation_result.json"
@@ -36,6 +37,30 @@ def _gx_frame(table: pl.DataFrame):
     return table.select(scalars).to_pandas()
 
 
+def _context_config(validations: Path):
+    """An in-memory GX context whose validation results live on disk in `validations`, across runs."""
+    from great_expectations.data_context.types.base import DataContextConfig, InMemoryStoreBackendDefaults
+
+    defaults = InMemoryStoreBackendDefaults()
+    defaults.stores[defaults.validation_results_store_name]["store_backend"] = {
+        "class_name": "TupleFilesystemStoreBackend", "base_directory": str(validations)}
+    return DataContextConfig(store_backend_defaults=defaults)
+
+
+def _reuse_pages(validations: Path, docs_dir: Path, staging: Path) -> bool:
+    """Copy the earlier runs' Data Docs pages into the new site when every stored result has one
+    (then only this run's page and the index are rendered); False: render them all again."""
+    stored = [p.relative_to(validations).with_suffix(".html") for p in validations.glob("*/*/*/*.json")]
+    pages = [docs_dir / VALIDATIONS_DIR / rel for rel in stored]
+    if not stored or not all(p.is_file() for p in pages) or not (docs_dir / "static").is_dir():
+        return False
+    shutil.copytree(docs_dir / "static", staging / "static")
+    for rel, page in zip(stored, pages):
+        (staging / VALIDATIONS_DIR / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(page, staging / VALIDATIONS_DIR / rel)
+    return True
+
+
 def validate(table: pl.DataFrame, config: Config, with_copy: bool, out_dir: Path) -> tuple[dict, pl.DataFrame]:
     """Run the suite over `table` (row order = index). Writes the result JSON and
     Data Docs under out_dir; returns (summary, rejects[image, reason])."""
@@ -54,7 +79,10 @@ def validate(table: pl.DataFrame, config: Config, with_copy: bool, out_dir: Path
     docs_dir = out_dir / DOCS_DIR
     staging = Path(tempfile.mkdtemp(prefix=".data_docs.", dir=out_dir))
     try:
-        context = gx.get_context(mode="ephemeral")
+        validations = out_dir / HISTORY_DIR / VALIDATIONS_DIR
+        prune_validations(validations, config.report.history_keep - 1)  # room for this run's
+        incremental = _reuse_pages(validations, docs_dir, staging)
+        context = gx.get_context(mode="ephemeral", project_config=_context_config(validations))
         context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
         context.add_data_docs_site(site_name="catalog", site_config={
             "class_name": "SiteBuilder",
@@ -69,6 +97,8 @@ def validate(table: pl.DataFrame, config: Config, with_copy: bool, out_dir: Path
             actions=[gx.checkpoint.UpdateDataDocsAction(name="docs", site_names=["catalog"])],
         ))
         result = next(iter(checkpoint.run(batch_parameters={"dataframe": frame}).run_results.values()))
+        if not incremental:  # the action rendered this run's page; render the earlier runs' too
+            context.build_data_docs(site_names=["catalog"])
         make_site_offline(staging)
         if docs_dir.exists():
             shutil.rmtree(docs_dir)

@@ -1,12 +1,14 @@
-"""The review report: OUT/report/index.html, one static page that opens from disk.
+"""The review report: OUT/report/index.html, one static page that opens from disk, and one
+product detail page per card (OUT/report/products/).
 
 No server, no CDN: CSS and JS are inline (allowed by a Content-Security-Policy that
 admits only those exact inline blocks and local images), thumbnails are small JPEG files
-in report/thumbs/. All text from the catalog is escaped: generated copy is untrusted.
+in report/thumbs/. The pages are Jinja2 templates (templates/) with autoescape on: catalog
+text, generated copy included, is escaped by construction.
 
-It shows the run summary and the data-quality results, a gallery (thumbnail,
-attributes with confidences, generated copy, similar products, group) with filters
-by attribute value and by "needs review", and the rejects with their reasons."""
+This module computes what the pages show (review flags, card and product views); the
+templates lay it out; templates/report.js runs the filters and the review (edits,
+approvals, progress, the edits CSV)."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ import json
 import os
 import re
 from concurrent.futures import ThreadPoolExecutor
-from html import escape
+from functools import lru_cache
 from pathlib import Path
 from urllib.parse import quote
 
@@ -29,11 +31,6 @@ from .storage import atomic_write_bytes, atomic_write_text, read_bytes, remove_f
 
 REPORT_DIR = "report"
 THUMBS_DIR = "thumbs"
-
-
-def e(value) -> str:
-    """Escaped text for HTML content and attribute values."""
-    return escape("" if value is None else str(value), quote=True)
 
 
 def _slug(name: str) -> str:
@@ -53,7 +50,8 @@ def review_rows(table: pl.DataFrame, rejects: pl.DataFrame, config: Config, with
     - `unknown_attributes`: attributes that abstained;
     - `low_attributes`: confidence below the attribute's min_confidence + report.low_confidence_margin;
     - `copy_failed`: the LLM gave no usable copy (when copy was asked for);
-    - `copy_warnings`: the copy names facts its attributes do not give;
+    - `copy_warnings`: what the copy gate removed from the copy;
+    - `conflicts`: a catalog fact and a confident model disagree (facts.py);
     - `reject_reason`: why the row is not in the catalog;
     - `needs_review`: any of these."""
     margin = config.report.low_confidence_margin
@@ -62,6 +60,7 @@ def review_rows(table: pl.DataFrame, rejects: pl.DataFrame, config: Config, with
     for column, dtype in (("similar_images", pl.List(pl.Utf8)), ("similar_scores", pl.List(pl.Float32)),
                           ("group_id", pl.Utf8), ("group_size", pl.UInt32), ("duplicate_of", pl.Utf8),
                           ("copy_error", pl.Utf8), ("copy_warnings", pl.List(pl.Utf8)), ("title", pl.Utf8),
+                          ("conflicts", pl.List(pl.Utf8)),
                           ("sha256", pl.Utf8), ("path", pl.Utf8)):
         if column not in rows.columns:
             rows = rows.with_columns(pl.lit(None, dtype=dtype).alias(column))
@@ -86,6 +85,7 @@ def review_rows(table: pl.DataFrame, rejects: pl.DataFrame, config: Config, with
     return rows.with_columns(
         ((pl.col("unknown_attributes").list.len() > 0) | (pl.col("low_attributes").list.len() > 0)
          | pl.col("copy_failed") | (pl.col("copy_warnings").list.len().fill_null(0) > 0)
+         | (pl.col("conflicts").list.len().fill_null(0) > 0)  # a catalog fact and a confident model disagree
          | pl.col("reject_reason").is_not_null()).alias("needs_review")
     ).sort(["needs_review", "image"], descending=[True, False])
 
@@ -160,67 +160,45 @@ def _read_json(path: str | None) -> dict | None:
         return None
 
 
-# --- rendering -----------------------------------------------------------------------------
+# --- rendering (Jinja2 templates, autoescape on) ----------------------------------------------
 
-CSS = """
-:root{--fg:#1d2228;--muted:#5d6873;--line:#dde2e7;--bg:#f6f7f9;--card:#fff;--bad:#b42318;--badbg:#fde8e6;
---warn:#8a5300;--warnbg:#fff3d6;--ok:#146c2e;--okbg:#e3f4e8;--accent:#2458b8}
-*{box-sizing:border-box}body{margin:0;font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:var(--fg);background:var(--bg)}
-header,section{padding:12px 24px}header{background:#fff;border-bottom:1px solid var(--line)}
-h1{font-size:22px;margin:4px 0}h2{font-size:18px;margin:8px 0}h3{font-size:14px;margin:0 0 4px;word-break:break-all}
-.muted{color:var(--muted)}table{border-collapse:collapse}td,th{padding:3px 8px;border-bottom:1px solid var(--line);text-align:left;vertical-align:top}
-.kv th{font-weight:600;color:var(--muted)}.pill{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;margin:1px 2px 1px 0;background:#eef1f5}
-.pill.bad{background:var(--badbg);color:var(--bad)}.pill.warn{background:var(--warnbg);color:var(--warn)}.pill.ok{background:var(--okbg);color:var(--ok)}
-.status{font-weight:600;padding:6px 10px;border-radius:6px;display:inline-block}.status.ok{background:var(--okbg);color:var(--ok)}.status.bad{background:var(--badbg);color:var(--bad)}
-#filters{display:flex;flex-wrap:wrap;gap:8px 14px;align-items:center;background:#fff;border:1px solid var(--line);border-radius:8px;padding:10px 12px;margin-bottom:12px;position:sticky;top:0;z-index:2}
-#filters label{display:flex;gap:4px;align-items:center}#filters select,#filters input[type=search]{font:inherit;padding:2px 4px}
-#shown{font-weight:600;margin-left:auto}
-#cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(320px,1fr));gap:12px}
-.card{background:var(--card);border:1px solid var(--line);border-radius:8px;padding:10px;display:flex;flex-direction:column;gap:6px}
-.card[hidden]{display:none!important}.card.review{border-color:#e7b4ae;box-shadow:inset 3px 0 0 var(--bad)}
-.card .top{display:flex;gap:10px}.thumb{width:120px;height:120px;object-fit:contain;background:#f0f2f4;border-radius:6px;flex:none}
-.noimg{width:120px;height:120px;display:flex;align-items:center;justify-content:center;background:#f0f2f4;border-radius:6px;color:var(--muted);flex:none}
-.attrs td,.attrs th{padding:1px 6px;font-size:12.5px}.attrs th{color:var(--muted);font-weight:500}
-.attrs tr.unknown td{background:var(--badbg);color:var(--bad)}.attrs tr.borderline td{background:var(--warnbg);color:var(--warn)}
-.copy h4{margin:2px 0;font-size:14px}.copy ul{margin:2px 0 2px 18px;padding:0}.copy p{margin:2px 0}.copy .error{color:var(--bad)}
-.similar .row{display:flex;flex-wrap:wrap;gap:6px;margin-top:2px}.similar a{display:flex;flex-direction:column;align-items:center;width:64px;font-size:11px;color:var(--accent);text-decoration:none;word-break:break-all}
-.similar img{width:56px;height:56px;object-fit:contain;background:#f0f2f4;border-radius:4px}
-#rejects td:first-child{word-break:break-all}
-"""
-
-SCRIPT = """
-(function () {
-  var form = document.getElementById('filters');
-  var cards = Array.prototype.slice.call(document.querySelectorAll('#cards .card'));
-  var shown = document.getElementById('shown');
-  function apply() {
-    var chosen = Array.prototype.slice.call(form.querySelectorAll('select[data-attr]'))
-      .filter(function (s) { return s.value !== ''; });
-    var review = form.elements.review.checked, grouped = form.elements.grouped.checked;
-    var text = form.elements.q.value.trim().toLowerCase();
-    var n = 0;
-    cards.forEach(function (card) {
-      var ok = chosen.every(function (s) { return card.getAttribute('data-' + s.getAttribute('data-attr')) === s.value; });
-      if (ok && review) ok = card.getAttribute('data-review') === '1';
-      if (ok && grouped) ok = card.getAttribute('data-grouped') === '1';
-      if (ok && text) ok = card.getAttribute('data-text').indexOf(text) !== -1;
-      card.hidden = !ok;
-      if (ok) n++;
-    });
-    shown.textContent = n + ' of ' + cards.length + ' shown';
-  }
-  form.addEventListener('input', apply);
-  form.addEventListener('change', apply);
-  form.addEventListener('submit', function (ev) { ev.preventDefault(); });
-  apply();
-})();
-"""
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+PRODUCTS_DIR = "products"
+COPY_FIELDS = ("title", "bullet_points", "description", "style_summary", "seo_tags")
+LIST_SEPARATOR = "; "
 
 
-def _csp() -> str:
-    digest = lambda text: "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"  # noqa: E731
-    return (f"default-src 'none'; img-src 'self' data:; style-src {digest(CSS)}; script-src {digest(SCRIPT)}; "
-            "form-action 'none'; base-uri 'none'")
+@lru_cache(maxsize=1)
+def _env():
+    from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+    return Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=True, undefined=StrictUndefined,
+                       trim_blocks=False, lstrip_blocks=False)
+
+
+@lru_cache(maxsize=None)
+def _asset(name: str) -> str:
+    return (TEMPLATES / name).read_text(encoding="utf-8")
+
+
+def _digest(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
+
+
+def _csp(css: str, script: str | None) -> str:
+    return (f"default-src 'none'; img-src 'self' data:; style-src {_digest(css)}; "
+            f"script-src {_digest(script) if script else chr(39) + 'none' + chr(39)}; form-action 'none'; base-uri 'none'")
+
+
+def render_page(template: str, *, title: str, script: str | None = None, run_id: str | None = None, **context) -> str:
+    """A page from `template` (extends base.html): inline CSS and JS, admitted by a CSP with their hashes.
+    Every value in `context` is escaped by the template engine."""
+    from markupsafe import Markup
+
+    css = _asset("report.css")
+    return _env().get_template(template).render(
+        title=title, css=Markup(css), script=Markup(script) if script else None, csp=_csp(css, script),
+        run_id=run_id or "", **context)
 
 
 def _rel_link(target: str | None, report_dir: Path) -> str | None:
@@ -233,7 +211,12 @@ def _fmt(value, digits: int = 2) -> str:
     return "" if value is None else f"{value:.{digits}f}"
 
 
-def _summary_section(run: dict, meta: dict, report_dir: Path) -> str:
+def product_page_name(image: str) -> str:
+    """File name of an image's product detail page (stable, safe for any image id)."""
+    return hashlib.sha1(image.encode()).hexdigest()[:16] + ".html"
+
+
+def _summary_rows(run: dict, meta: dict) -> list[tuple[str, str]]:
     rows = [
         ("inputs", f"{run.get('inputs', 0)} = {run.get('rows', 0)} catalog rows + {run.get('rejects', 0)} rejects"),
         ("embeddings computed / cached", f"{run.get('embeddings_computed', 0)} / {run.get('embeddings_cached', 0)}"),
@@ -241,6 +224,9 @@ def _summary_section(run: dict, meta: dict, report_dir: Path) -> str:
          f"{run.get('llm_calls', 0)} / {run.get('llm_cached', 0)} / {run.get('llm_failed', 0)} / {run.get('llm_retries', 0)}"),
         ("abstentions (unknown)", ", ".join(f"{k} {v}" for k, v in (run.get("abstentions") or {}).items()) or "none"),
     ]
+    if any((v.get("input") or 0) > 0 for v in (run.get("completeness") or {}).values()):  # catalog facts given
+        rows.append(("known in input -> output", ", ".join(
+            f"{a} {v['input']:.0%} -> {v['output']:.0%}" for a, v in run["completeness"].items() if v["output"] is not None)))
     search = run.get("search") or {}
     if search:
         rows.append(("search index", f"{search.get('kind', '?')}, {search.get('size', 0)} distinct images "
@@ -249,152 +235,193 @@ def _summary_section(run: dict, meta: dict, report_dir: Path) -> str:
                                        f"{search.get('exact_duplicates', 0)} exact duplicates"))
     rows += [(k, v) for k, v in meta.items() if v]
     rows.append(("wall time", f"{run.get('seconds', 0.0):.1f} s"))
-    body = "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in rows)
-    files = " ".join(f'<a href="{e(href)}">{e(Path(path).name)}</a>' for path in (run.get("outputs") or {}).values()
-                     if (href := _rel_link(path, report_dir)))
-    return (f'<section id="summary"><h2>Run summary</h2><table class="kv">{body}</table>'
-            f'<p class="muted">Outputs: {files or "none"}</p></section>')
+    return rows
 
 
-def _quality_section(validation: dict, checks: list[dict], report_dir: Path) -> str:
+def _validation_view(validation: dict, report_dir: Path) -> dict | None:
     if not validation:
-        return '<section id="quality"><h2>Data quality</h2><p class="muted">No validation ran (no usable rows).</p></section>'
-    ok = bool(validation.get("success"))
-    passed, total = validation.get("successful_expectations", 0), validation.get("evaluated_expectations", 0)
-    failed = validation.get("failed_expectations") or []
-    docs, result = _rel_link(validation.get("data_docs"), report_dir), _rel_link(validation.get("result_file"), report_dir)
-    links = " · ".join(x for x in (
-        f'<a href="{e(docs)}">Data Docs</a>' if docs else "",
-        f'<a href="{e(result)}">validation_result.json</a>' if result else "") if x)
-    rows = "".join(
-        f'<tr class="{"ok" if c["success"] else "bad"}"><td><span class="pill {"ok" if c["success"] else "bad"}">'
-        f'{"pass" if c["success"] else "fail"}</span></td><td>{e(c["column"])}</td><td>{e(c["expectation"])}</td>'
-        f'<td>{e(c["unexpected"] if c["unexpected"] is not None else "")}</td></tr>' for c in checks)
-    table = (f'<details{" open" if not ok else ""}><summary>{len(checks)} checks</summary><table id="checks">'
-             f'<thead><tr><th></th><th>column</th><th>expectation</th><th>unexpected</th></tr></thead>'
-             f'<tbody>{rows}</tbody></table></details>') if checks else ""
-    failing = (f'<p>Failed: {", ".join(e(f) for f in failed)}; {validation.get("rows_failing", 0)} rows rejected by the checks.</p>'
-               if failed else "")
-    return (f'<section id="quality"><h2>Data quality</h2><p><span class="status {"ok" if ok else "bad"}">'
-            f'{passed} of {total} checks passed</span> {links}</p>{failing}{table}</section>')
+        return None
+    links = [(name, href) for name, href in (("Data Docs", _rel_link(validation.get("data_docs"), report_dir)),
+                                             ("validation_result.json", _rel_link(validation.get("result_file"), report_dir)))
+             if href]
+    return {"success": bool(validation.get("success")), "passed": validation.get("successful_expectations", 0),
+            "total": validation.get("evaluated_expectations", 0), "failed": validation.get("failed_expectations") or [],
+            "rows_failing": validation.get("rows_failing", 0), "links": links}
 
 
-def _filters(rows: pl.DataFrame, names: list[str]) -> str:
-    selects = []
-    for a in names:
-        counts = rows.group_by(a).len().sort(["len", a], descending=[True, False])
-        options = "".join(f'<option value="{e(v)}">{e(v)} ({n})</option>' for v, n in counts.iter_rows() if v is not None)
-        selects.append(f'<label>{e(a.replace("_", " "))} <select name="{e(a)}" data-attr="{_slug(a)}">'
-                       f'<option value="">any</option>{options}</select></label>')
-    return ('<form id="filters" autocomplete="off">' + "".join(selects)
-            + '<label><input type="checkbox" name="review"> needs review only</label>'
-            + '<label><input type="checkbox" name="grouped"> in a product group</label>'
-            + '<label><input type="search" name="q" placeholder="image or title"></label>'
-            + '<output id="shown"></output></form>')
-
-
-def _card(row: dict, names: list[str], config: Config, card_ids: dict, thumbs: dict, sha_of: dict) -> str:
-    margin = config.report.low_confidence_margin
-    image = row["image"]
-    attrs, data = [], []
+def _attr_views(row: dict, names: list[str], config: Config) -> list[dict]:
+    margin, views = config.report.low_confidence_margin, []
     for a in names:
         value, conf, threshold = row.get(a), row.get(f"{a}_confidence"), config.attributes[a].min_confidence
         klass = "unknown" if value == UNKNOWN else ("borderline" if conf is not None and conf < threshold + margin else "")
-        attrs.append(f'<tr class="{klass}" title="confidence {_fmt(conf)}, threshold {threshold:.2f}">'
-                     f'<th>{e(a.replace("_", " "))}</th><td>{e(value)}</td><td>{_fmt(conf)}</td></tr>')
-        data.append(f'data-{_slug(a)}="{e(value)}"')
+        views.append({"name": a, "label": a.replace("_", " "), "value": "" if value is None else value,
+                      "conf": _fmt(conf), "threshold": f"{threshold:.2f}", "klass": klass})
+    return views
+
+
+def _copy_view(row: dict) -> dict:
+    return {"error": row.get("copy_error"), "title": row.get("title"), "bullet_points": row.get("bullet_points") or [],
+            "description": row.get("description") or "", "style_summary": row.get("style_summary") or "",
+            "seo_tags": row.get("seo_tags") or []}
+
+
+def _copy_fields(row: dict) -> list[dict]:
+    out = []
+    for name in COPY_FIELDS:
+        value = row.get(name)
+        value = LIST_SEPARATOR.join(value) if isinstance(value, list) else ("" if value is None else str(value))
+        out.append({"name": name, "label": name.replace("_", " "), "value": value,
+                    "long": name in ("description", "bullet_points")})
+    return out
+
+
+def _flags(row: dict) -> list[tuple[str, str]]:
     flags = []
     if row.get("reject_reason"):
-        flags.append(f'<span class="pill bad">rejected: {e(row["reject_reason"])}</span>')
+        flags.append(("bad", f"rejected: {row['reject_reason']}"))
     if row["unknown_attributes"]:
-        flags.append(f'<span class="pill bad">unknown: {e(", ".join(row["unknown_attributes"]))}</span>')
+        flags.append(("bad", f"unknown: {', '.join(row['unknown_attributes'])}"))
     if row["low_attributes"]:
-        flags.append(f'<span class="pill warn">low confidence: {e(", ".join(row["low_attributes"]))}</span>')
+        flags.append(("warn", f"low confidence: {', '.join(row['low_attributes'])}"))
     if row["copy_failed"]:
-        flags.append('<span class="pill bad">copy failed</span>')
+        flags.append(("bad", "copy failed"))
     if row.get("copy_warnings"):
-        flags.append(f'<span class="pill warn">check copy: {e("; ".join(row["copy_warnings"]))}</span>')
+        flags.append(("warn", f"check copy: {'; '.join(row['copy_warnings'])}"))
+    if row.get("conflicts"):
+        flags.append(("warn", f"fact conflict: {'; '.join(row['conflicts'])}"))
     if row.get("duplicate_of"):
-        flags.append(f'<span class="pill">exact duplicate of {e(row["duplicate_of"])}</span>')
+        flags.append(("", f"exact duplicate of {row['duplicate_of']}"))
     if (row.get("group_size") or 0) > 1:
-        flags.append(f'<span class="pill">group {e(row["group_id"])} ({row["group_size"]} images)</span>')
-
-    if row.get("copy_error"):
-        copy = f'<p class="error">Copy failed: {e(row["copy_error"])}</p>'
-    elif row.get("title"):
-        bullets = "".join(f"<li>{e(b)}</li>" for b in (row.get("bullet_points") or []))
-        tags = "".join(f'<span class="pill">{e(t)}</span>' for t in (row.get("seo_tags") or []))
-        copy = (f'<h4>{e(row["title"])}</h4>{f"<ul>{bullets}</ul>" if bullets else ""}'
-                f'<p>{e(row.get("description"))}</p><p><em>{e(row.get("style_summary"))}</em></p><p>{tags}</p>')
-    else:
-        copy = '<p class="muted">No generated copy.</p>'
-
-    similar = []
-    for other, score in zip(row.get("similar_images") or [], row.get("similar_scores") or []):
-        sha = sha_of.get(other)
-        img = f'<img src="{THUMBS_DIR}/{thumb_name(sha)}" alt="" loading="lazy">' if sha in thumbs else ""
-        target = f' href="#{card_ids[other]}"' if other in card_ids else ""
-        similar.append(f'<a{target} title="{e(other)} (similarity {score:.3f})">{img}<span>{e(other)}</span>'
-                       f'<span class="muted">{score:.2f}</span></a>')
-    sha = row.get("sha256")
-    thumb = (f'<img class="thumb" src="{THUMBS_DIR}/{thumb_name(sha)}" alt="{e(image)}" loading="lazy">' if sha in thumbs
-             else '<div class="noimg">no preview</div>')
-    text = " ".join(str(x) for x in (image, row.get("title") or "", row.get("product_id") or "")).lower()
-    review = "1" if row["needs_review"] else "0"
-    grouped = "1" if (row.get("group_size") or 0) > 1 else "0"
-    return (
-        f'<article class="card{" review" if row["needs_review"] else ""}" id="{card_ids[image]}" data-review="{review}" '
-        f'data-grouped="{grouped}" data-text="{e(text)}" {" ".join(data)}>'
-        f'<div class="top">{thumb}<div><h3>{e(image)}</h3><div>{"".join(flags)}</div>'
-        f'<table class="attrs"><tbody>{"".join(attrs)}</tbody></table></div></div>'
-        f'<div class="copy">{copy}</div>'
-        + (f'<div class="similar"><span class="muted">Similar products</span><div class="row">{"".join(similar)}</div></div>'
-           if similar else "")
-        + "</article>"
-    )
+        flags.append(("", f"group {row['group_id']} ({row['group_size']} images)"))
+    if row.get("review_status") in ("approved", "edited"):
+        flags.append(("ok", f"reviewed earlier: {row['review_status']}"))
+    return flags
 
 
-def _rejects_section(rejects: pl.DataFrame) -> str:
-    rows = "".join(f"<tr><td>{e(i)}</td><td>{e(r)}</td></tr>" for i, r in rejects.select("image", "reason").iter_rows())
-    body = (f'<table id="rejects-table"><thead><tr><th>image</th><th>reason</th></tr></thead><tbody>{rows}</tbody></table>'
-            if rejects.height else '<p class="muted">No rejects.</p>')
-    return f'<section id="rejects"><h2>Rejects ({rejects.height})</h2>{body}</section>'
+def _similar_view(row: dict, href_of, thumb_of) -> list[dict]:
+    return [{"image": other, "score2": f"{score:.2f}", "score3": f"{score:.3f}", "href": href_of(other),
+             "thumb": thumb_of(other)}
+            for other, score in zip(row.get("similar_images") or [], row.get("similar_scores") or [])]
+
+
+def card_views(shown: pl.DataFrame, names: list[str], config: Config, thumbs: set[str], sha_of: dict,
+               pdp: bool = False) -> list[dict]:
+    """What each card shows (the review flags turned into labels); the template only lays it out."""
+    card_ids = {img: f"c{i}" for i, img in enumerate(shown["image"].to_list())}
+
+    def thumb_of(image):
+        sha = sha_of.get(image)
+        return f"{THUMBS_DIR}/{thumb_name(sha)}" if sha in thumbs else None
+
+    cards = []
+    for row in shown.iter_rows(named=True):
+        image = row["image"]
+        text = " ".join(str(x) for x in (image, row.get("title") or "", row.get("product_id") or "")).lower()
+        cards.append({
+            "id": card_ids[image], "image": image, "product_id": row.get("product_id") or "",
+            "needs_review": bool(row["needs_review"]), "grouped": (row.get("group_size") or 0) > 1, "text": text,
+            "data": [(_slug(a), "" if row.get(a) is None else row.get(a)) for a in names],
+            "thumb": thumb_of(image), "flags": _flags(row),
+            "attrs": _attr_views(row, names, config), "content": _copy_view(row), "copy_fields": _copy_fields(row),
+            "similar": _similar_view(row, lambda o: f"#{card_ids[o]}" if o in card_ids else None, thumb_of),
+            "pdp": f"{PRODUCTS_DIR}/{product_page_name(image)}" if pdp else None,
+        })
+    return cards
+
+
+def _filters(rows: pl.DataFrame, names: list[str]) -> list[dict]:
+    filters = []
+    for a in names:
+        counts = rows.group_by(a).len().sort(["len", a], descending=[True, False])
+        filters.append({"name": a, "label": a.replace("_", " "), "slug": _slug(a),
+                        "options": [(v, n) for v, n in counts.iter_rows() if v is not None]})
+    return filters
 
 
 def render_report(review: pl.DataFrame, rejects: pl.DataFrame, run: dict, config: Config, report_dir: Path,
-                  thumbs: set[str], checks: list[dict]) -> str:
+                  thumbs: set[str], checks: list[dict], pdp: bool = False, trend: dict | None = None,
+                  alerts: list[str] | None = None) -> str:
     """The whole page. `review` comes from review_rows (already ordered, needs-review first)."""
     names = attribute_names(review, config)
     shown = review.head(config.report.max_cards)
-    card_ids = {img: f"c{i}" for i, img in enumerate(shown["image"].to_list())}
     sha_of = dict(zip(review["image"].to_list(), review["sha256"].to_list())) if review.height else {}
     first = review.row(0, named=True) if review.height else {}
     meta = {"run id": first.get("run_id"), "processed at": first.get("processed_at"),
             "CLIP model": first.get("clip_model_id"), "LLM model": first.get("llm_model"),
             "prompt version": first.get("prompt_version")}
-    cards = "".join(_card(r, names, config, card_ids, thumbs, sha_of) for r in shown.iter_rows(named=True))
-    needs = int(review["needs_review"].sum()) if review.height else 0
-    more = (f'<p class="muted">Showing the first {shown.height} of {review.height} rows (needs review first; '
-            f'report.max_cards={config.report.max_cards}). All rows are in catalog.parquet.</p>'
-            if review.height > shown.height else "")
-    gallery = (f'<section id="gallery"><h2>Gallery ({review.height} images, {needs} need review)</h2>{more}'
-               f'{_filters(shown, names)}<div id="cards">{cards}</div></section>')
+    outputs = [(Path(path).name, href) for path in (run.get("outputs") or {}).values()
+               if (href := _rel_link(path, report_dir))]
     title = f"catalog-intel review: {run.get('rows', 0)} rows, {run.get('rejects', 0)} rejects"
-    return (
-        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
-        f'<meta http-equiv="Content-Security-Policy" content="{_csp()}">'
-        '<meta name="viewport" content="width=device-width,initial-scale=1">'
-        f'<title>{e(title)}</title><style>{CSS}</style></head><body>'
-        f'<header><h1>Catalog review</h1><p class="muted">{e(title)}</p></header>'
-        + _summary_section(run, meta, report_dir)
-        + _quality_section(run.get("validation") or {}, checks, report_dir)
-        + gallery + _rejects_section(rejects)
-        + f"<script>{SCRIPT}</script></body></html>"
+    return render_page(
+        "report.html", title=title, script=_asset("report.js"), run_id=first.get("run_id"),
+        alerts=alerts or [], summary_rows=_summary_rows(run, meta), outputs=outputs,
+        validation=_validation_view(run.get("validation") or {}, report_dir), checks=checks, trend=trend,
+        total=review.height, needs=int(review["needs_review"].sum()) if review.height else 0,
+        max_cards=config.report.max_cards, attributes=names, filters=_filters(shown, names),
+        vocabulary={a: [*config.attributes[a].values, UNKNOWN] for a in names},  # the editor's choices (report.js)
+        cards=card_views(shown, names, config, thumbs, sha_of, pdp),
+        rejects=list(rejects.select("image", "reason").iter_rows()),
     )
 
 
+PDP_IMAGES = "images"
+
+
+def product_views(table: pl.DataFrame, names: list[str], config: Config, images: set[str], back: str | None) -> list[dict]:
+    """What each product detail page shows: its image, copy, attributes and similar products (linked to their pages)."""
+    pages = set(table["image"].to_list())
+    sha_of = dict(zip(table["image"].to_list(), table["sha256"].to_list()))
+
+    def image_of(image):
+        sha = sha_of.get(image)
+        return f"{PDP_IMAGES}/{thumb_name(sha)}" if sha in images else None
+
+    return [{"image": row["image"], "product_id": row.get("product_id") or "", "image_src": image_of(row["image"]),
+             "content": _copy_view(row), "attrs": _attr_views(row, names, config),
+             "similar": _similar_view(row, lambda o: product_page_name(o) if o in pages else None, image_of)}
+            for row in table.iter_rows(named=True)]
+
+
+def write_product_pages(table: pl.DataFrame, config: Config, folder: Path, back: str | None = None,
+                        progress=None) -> list[Path]:
+    """One static product detail page per row of `table` (image, title, bullets, description, attributes, similar
+    products), written as folder/<product_page_name(image)> with the images in folder/images/ (made from the
+    `path` column, longest side 2 x report.thumb_size). `back` is a link shown at the top (the report).
+    Pages of images no longer in `table` are removed. Returns the pages' paths."""
+    folder = Path(folder)
+    for column, dtype in (("similar_images", pl.List(pl.Utf8)), ("similar_scores", pl.List(pl.Float32)),
+                          ("copy_error", pl.Utf8), ("path", pl.Utf8), ("product_id", pl.Utf8)):
+        if column not in table.columns:
+            table = table.with_columns(pl.lit(None, dtype=dtype).alias(column))
+    names = attribute_names(table, config)
+    if table.height:
+        wanted = set(table["image"].to_list()) | {s for lst in table["similar_images"].to_list() for s in (lst or [])}
+        items = table.filter(pl.col("image").is_in(list(wanted))).select("sha256", "path")
+    else:
+        items = pl.DataFrame(schema={"sha256": pl.Utf8, "path": pl.Utf8})
+    if progress is not None:
+        progress.reset(total=items["sha256"].n_unique())
+    images = make_thumbnails(items, folder / PDP_IMAGES, min(1024, 2 * config.report.thumb_size),
+                             config.run.max_image_pixels, progress)
+    keep = {product_page_name(i) for i in table["image"].to_list()}
+    if folder.is_dir():
+        remove_files(p for p in folder.glob("*.html") if p.name not in keep)
+    pages = {folder / product_page_name(view["image"]):
+             render_page("product.html", title=view["content"]["title"] or view["image"], p=view, back=back)
+             for view in product_views(table, names, config, images, back)}
+
+    def write(item):  # a re-run rewrites only the pages that changed
+        path, text = item
+        if not path.is_file() or path.read_text(encoding="utf-8") != text:
+            atomic_write_text(path, text)
+
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        list(pool.map(write, pages.items()))
+    return list(pages)
+
+
 def write_report(review: pl.DataFrame, rejects: pl.DataFrame, run: dict, config: Config, out_dir: Path,
-                 progress=None) -> Path:
+                 progress=None, trend: dict | None = None, alerts: list[str] | None = None) -> Path:
     """OUT/report/index.html plus its thumbnails; returns the page's path."""
     report_dir = Path(out_dir) / REPORT_DIR
     shown = review.head(config.report.max_cards)
@@ -406,6 +433,8 @@ def write_report(review: pl.DataFrame, rejects: pl.DataFrame, run: dict, config:
     thumbs = make_thumbnails(items, report_dir / THUMBS_DIR, config.report.thumb_size, config.run.max_image_pixels,
                              progress)
     checks = expectation_rows(_read_json((run.get("validation") or {}).get("result_file")))
+    write_product_pages(shown, config, report_dir / PRODUCTS_DIR, back="../index.html")
     page = report_dir / "index.html"
-    atomic_write_text(page, render_report(review, rejects, run, config, report_dir, thumbs, checks))
+    atomic_write_text(page, render_report(review, rejects, run, config, report_dir, thumbs, checks, pdp=True,
+                                          trend=trend, alerts=alerts))
     return page

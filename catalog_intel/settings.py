@@ -48,6 +48,9 @@ OVERRIDES: tuple[Override, ...] = (
     Override("shard_size", "run.shard_size", int, "images per shard, the unit of work a task runner distributes"),
     Override("color_policy", "color.policy", str, "colour from CLIP, from the garment's pixels, or both "
              "(default: config color.policy)", choices=("clip", "pixels", "ensemble")),
+    Override("facts", "facts.file", str, "CSV/Parquet of catalog facts keyed by image (or product_id): attribute "
+             "columns (color, sleeve, ...), free-text facts (material, brand, care, sizes) and the review report's "
+             "edits (copy columns, review_status); blank = no fact"),
     Override("task_runner", "runner.task_runner", str, "where the shard tasks run: in this process (local) or on "
              "a Dask cluster (dask)", choices=TASK_RUNNERS),
     Override("dask_address", "runner.dask_address", str, "scheduler of an existing Dask cluster, e.g. "
@@ -81,7 +84,8 @@ def absolute_paths(config: Config) -> Config:
     clip = config.clip.model_copy(update={"checkpoint": absolute(config.clip.checkpoint),
                                           "model_config_path": absolute(config.clip.model_config_path)})
     paths = config.paths.model_copy(update={"cache_dir": cache, "resolved": True})
-    return config.model_copy(update={"paths": paths, "clip": clip})
+    facts = config.facts.model_copy(update={"file": absolute(config.facts.file)})
+    return config.model_copy(update={"paths": paths, "clip": clip, "facts": facts})
 
 
 def with_override_parameters(fn: Callable) -> Callable:

@@ -1,7 +1,8 @@
 """The catalog enrichment flow: images -> attributes -> copy -> checks -> CSV + Parquet -> review report.
 
-    ingest -> map(enrich shard: embed, pixel colour, classify) -> reduce
-    -> describe (distinct attribute sets, batched and mapped) -> validate
+    ingest -> catalog facts and review edits -> map(enrich shard: embed, pixel colour,
+    classify) -> reduce -> facts over the models -> describe (distinct attribute sets,
+    batched and mapped) -> review edits -> validate
     -> search index, similar products, groups -> export -> publish
 
 The shard tasks run on the chosen task runner (runner.task_runner: local, or a
@@ -27,20 +28,22 @@ from catalog_intel.clip_model import resolve_weights
 from catalog_intel.config import Config
 from catalog_intel.copy_sets import distinct_sets, expand_copy, keyed, sum_counts
 from catalog_intel.export import CSV_COLUMNS
+from catalog_intel.facts import completeness, unmapped_facts
 from catalog_intel.llm_service import llm_endpoint, uses_embedded
 from catalog_intel.report import review_rows
+from catalog_intel.review_edits import RunFacts
 from catalog_intel.runlock import RunLock
 from catalog_intel.runners import check_runner, copy_runner, describe_runner, gpu_annotation, shard_runner
 from catalog_intel.search import write_run_config
 from catalog_intel.settings import resolve_settings, with_override_parameters
-from catalog_intel.shard import Enriched, reduce_shards, shard_specs
+from catalog_intel.shard import reduce_shards, shard_specs
 from catalog_intel.summary import RunFailed, RunSummary
 from tasks.caches import compact_caches
 from tasks.describe import describe_batch, ensure_rate_limit
 from tasks.enrich import enrich_shard, prepare_label_index
 from tasks.export import export_catalog
 from tasks.ingest import ingest_images
-from tasks.report import write_review_report
+from tasks.report import record_quality_history, write_review_report
 from tasks.search import relate_products, update_search_index
 from tasks.validate import validate_catalog
 
@@ -56,20 +59,25 @@ def catalog_flow(source: str, out_dir: str, config_path: str | None = None, **ov
         embedded = uses_embedded(config)
         config = _start_llm(config, services)
         inventory, rejected_at_ingest = ingest_images(source, config)
+        facts = RunFacts.load(inventory, config, out_dir)  # supplier facts, reviewer edits (--facts)
         labels = prepare_label_index(config, model_id)
         with shard_runner(config) as runner:
-            enriched = reduce_shards(inventory, _enrich(runner, inventory, config, model_id, labels))
+            enriched = reduce_shards(facts.inventory, _enrich(runner, facts.inventory, config, model_id, labels))
+            attributes = facts.attributes(enriched.attributes, config)  # facts win; reviewed values locked
             with copy_runner(config, runner, embedded) as llm_runner:
-                copy, llm_counts = _describe(enriched, config, llm_runner)
+                copy, llm_counts = _describe(facts.needing_copy(attributes), enriched.decoded, config, llm_runner)
         summary = RunSummary(inputs=inventory.height + rejected_at_ingest.height, **llm_counts,
                              task_runner=describe_runner(config), workers=enriched.shards_by_worker)
         summary.count_embeddings(enriched.status)
-        table = assemble(enriched.decoded, enriched.attributes, copy, _meta(config, model_id)) \
-            if enriched.attributes is not None else _empty_table()
+        table = assemble(enriched.decoded, attributes, copy, _meta(config, model_id)) \
+            if attributes is not None else _empty_table()
+        table, rejected_by_reviewer = facts.review(table)
         failed_copy = copy_failures(table)  # already rejected with the LLM's error; the checks see the rest
-        validation, rejected_by_checks = _validate(table.filter(~pl.col("image").is_in(failed_copy["image"].implode())),
+        unchecked = pl.concat([failed_copy.select("image"), rejected_by_reviewer.select("image")])
+        validation, rejected_by_checks = _validate(table.filter(~pl.col("image").is_in(unchecked["image"].implode())),
                                                    config, out_dir)
-        rejects = merge_rejects(rejected_at_ingest, enriched.rejected, failed_copy, rejected_by_checks)
+        rejects = merge_rejects(rejected_at_ingest, enriched.rejected, rejected_by_reviewer, failed_copy,
+                                rejected_by_checks)
         final = table.filter(~pl.col("image").is_in(rejects["image"].implode())).drop("copy_error", strict=False)
         search, related = _relate(final, config, model_id, out_dir)
         paths = export_catalog(final.join(related, on="image", how="left"), rejects, out_dir)
@@ -78,7 +86,9 @@ def catalog_flow(source: str, out_dir: str, config_path: str | None = None, **ov
                                                        config.paths.cache_path))
             compact_caches(config, model_id)
         summary.finish(rows=final.height, rejects=rejects.height, abstentions=abstention_counts(final),
-                       validation=validation, search=search, outputs=paths, seconds=time.monotonic() - started)
+                       validation=validation, search=search, outputs=paths, seconds=time.monotonic() - started,
+                       completeness=completeness(facts.inventory, final, config),
+                       facts_unmapped=unmapped_facts(facts.inventory, config))
         _publish(summary, table.join(related, on="image", how="left"), rejects, config, out_dir)
         summary.raise_if_too_many_rejects(config.run.max_reject_share)
         return summary.as_dict()
@@ -110,12 +120,12 @@ def _start_llm(config: Config, services: ExitStack) -> Config:
     return config
 
 
-def _describe(enriched: Enriched, config: Config, runner) -> tuple[pl.DataFrame, dict]:
+def _describe(attributes: pl.DataFrame | None, decoded: pl.DataFrame, config: Config, runner) -> tuple[pl.DataFrame, dict]:
     """Copy for each distinct attribute set of the run, one task per batch of sets."""
-    if not config.llm.enabled or enriched.attributes is None:
-        return empty_copy(enriched.decoded["sha256"]), {}
-    keys = keyed(enriched.attributes, config.llm)
-    batches = distinct_sets(enriched.attributes, keys, config.llm.describe_batch)
+    if not config.llm.enabled or attributes is None:
+        return empty_copy(decoded["sha256"]), {}
+    keys = keyed(attributes, config.llm)
+    batches = distinct_sets(attributes, keys, config.llm.describe_batch)
     results = runner.map(describe_batch, {"sets": batches, "config": unmapped(config),
                                           "batch_no": list(range(1, len(batches) + 1))}).result()
     return expand_copy(keys, [c for c, _ in results]), sum_counts([n for _, n in results])
@@ -151,7 +161,8 @@ def _publish(summary: RunSummary, table: pl.DataFrame, rejects: pl.DataFrame, co
     """The review report, the accounting line, and the run's Prefect artifacts (summary + link to the report).
     The same for a failed run (no usable images), which then raises."""
     review = review_rows(table, rejects, config, config.llm.enabled)
-    report = Path(write_review_report(review, rejects, summary.as_dict(), config, out_dir)).resolve()
+    trend, summary.alerts = record_quality_history(summary.as_dict(), review, rejects, config, out_dir)
+    report = Path(write_review_report(review, rejects, summary.as_dict(), config, out_dir, trend, summary.alerts)).resolve()
     summary.outputs["report"] = str(report)
     print(summary.one_line())
     print(f"review report: {report.as_uri()}")

@@ -11,7 +11,7 @@ from prefect.concurrency.sync import rate_limit
 from prefect.exceptions import ObjectNotFound
 
 from catalog_intel.config import Config, LLMConfig
-from catalog_intel.copy_quality import copy_check
+from catalog_intel.grounding import copy_check
 from catalog_intel.copywriter import describe
 
 from .common import TASK_DEFAULTS, progress_bar
@@ -50,6 +50,7 @@ def describe_batch(sets: pl.DataFrame, config: Config, batch_no: int) -> tuple[p
             sets, config.llm, config.validation, config.paths.cache_path,
             throttle=throttle, progress=bar, check=copy_check(config),
         )
-    counts = {"llm_calls": stats.calls, "llm_retries": stats.retries, "llm_failed": stats.failed, "llm_cached": stats.cached}
+    counts = {"llm_calls": stats.calls, "llm_retries": stats.retries, "llm_failed": stats.failed, "llm_cached": stats.cached,
+              "llm_schema_fallbacks": stats.schema_fallbacks}
     get_run_logger().info("copy batch %d: %s", batch_no, counts)
     return copy, counts

@@ -9,7 +9,7 @@ from catalog_intel.settings import OVERRIDES, overrides_to_keys, resolve_setting
 
 SAMPLE = {str: "x-value", int: 7}
 CHOSEN = {"color_policy": "pixels", "task_runner": "dask", "cache_dir": "/tmp/ci-cache",
-          "clip_checkpoint": "/models/w.pt", "dask_address": "tcp://127.0.0.1:8786"}
+          "clip_checkpoint": "/models/w.pt", "dask_address": "tcp://127.0.0.1:8786", "facts": "/data/facts.csv"}
 
 
 def _value(o):

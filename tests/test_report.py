@@ -89,7 +89,7 @@ def test_review_flags_highlights_and_escaping(tmp_path):
     assert [c["data-neckline"] for c in cards] == ["round neck", "unknown", "round neck"]
     assert len(page.scripts) == 1 and not page.find("img") and not page.find("h1")[1:]  # nothing injected
     assert 'Top <script>alert("x")</script> & "more"' in page.text  # shown as text
-    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &quot;more&quot;" in html
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt; &amp; &#34;more&#34;" in html
     assert "&lt;/article&gt;&lt;h1&gt;injected&lt;/h1&gt;" in html
     assert len(page.find("tr", "borderline")) == 1 and len(page.find("tr", "unknown")) == 1
     assert "broken <i>.jpg" in page.text and "Copy failed: HTTP 500 <b>" in page.text
@@ -186,3 +186,23 @@ def test_a_run_with_no_usable_images_still_gets_a_report(tmp_path):
     assert "2 = 0 catalog rows + 2 rejects" in page.text and "No validation ran (no usable rows)." in page.text
     assert [a["href"] for a in page.find("a")] == ["../rejects.csv"]
     assert "empty file (0 bytes)" in page.text and "Rejects (2)" in page.text
+
+
+def test_product_pages_escape_link_similar_and_drop_stale(tmp_path):
+    from catalog_intel.report import product_page_name, write_product_pages
+
+    config = load_config()
+    table = _table(config)
+    (tmp_path / "stale.html").write_text("old")
+    paths = write_product_pages(table, config, tmp_path, back="../index.html")
+    assert sorted(p.name for p in paths) == sorted(product_page_name(i) for i in table["image"])
+    assert not (tmp_path / "stale.html").exists()
+    page = _Page((tmp_path / product_page_name("ok.jpg")).read_text())
+    assert 'Top <script>alert("x")</script> & "more"' in page.text and not page.find("script")
+    assert [t for t in page.find("h1")] and len(page.find("h1")) == 1  # the title only, nothing injected
+    assert "<img src=x onerror=alert(1)>" in page.text and not page.find("img")  # no image file: no <img>
+    assert [a["href"] for a in page.find("a")] == ["../index.html", product_page_name("low.jpg")]
+    csp = next(a["content"] for t, a in page.tags if t == "meta" and a.get("http-equiv") == "Content-Security-Policy")
+    assert "script-src 'none'" in csp
+    failed = _Page((tmp_path / product_page_name("fail.jpg")).read_text())
+    assert "Copy failed: HTTP 500 <b>" in failed.text

@@ -1,0 +1,192 @@
+"""Copy quality with catalog facts, before and after: hm-tops labels as supplier facts,
+the embedded LLM writing the copy, a random tiny CLIP (the facts give the attributes).
+
+    # 1. a manifest of N products (images copied under WORK, since manifest paths stay inside its folder)
+    python bench/copy_measure.py prepare --work /tmp/copybench --n 60
+    # 2. one run per code version (REPO: a checkout; its catalog_intel is put first on the path)
+    python bench/copy_measure.py run --work /tmp/copybench --repo /work/wt-copy-before --label before
+    python bench/copy_measure.py run --work /tmp/copybench --repo . --label after --first 50
+    # 3. the figures, by this checkout's grounding checker, for every labelled run found
+    python bench/copy_measure.py score --work /tmp/copybench --first 50 --json bench/results/copy_facts.json
+
+Facts given: colour, sleeve, neckline, pattern, garment type (labels' category), mapped into the
+vocabulary with evaluate.LABEL_VALUE_MAP; `material` (source_fabric_from_desc) and `fit`
+(source_fit_from_desc: fitted/slim -> slim, loose/oversized -> loose) as well. Blank label = blank cell.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+
+HERE = Path(__file__).resolve().parent.parent
+HM = HERE.parent / "shared" / "data" / "hm-tops"
+FIT_MAP = {"fitted/slim": "slim", "loose": "loose", "oversized": "loose"}
+
+
+def prepare(work: Path, n: int) -> None:
+    sys.path.insert(0, str(HERE))
+    sys.path.insert(0, str(HERE / "tests"))
+    from catalog_intel.evaluate import LABEL_VALUE_MAP
+    from conftest import make_tiny_clip
+
+    labels = pl.read_csv(HM / "labels.csv", infer_schema_length=0).sort("file")
+    step = max(1, labels.height // n)
+    sample = labels.gather(list(range(0, labels.height, step))[:n])
+    images = work / "catalog" / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for r in sample.iter_rows(named=True):
+        shutil.copyfile(HM / r["file"], images / Path(r["file"]).name)
+
+        def fact(attr, value):
+            value = (value or "").strip()
+            return LABEL_VALUE_MAP.get(attr, {}).get(value, value)
+
+        rows.append({"image": f"images/{Path(r['file']).name}", "product_id": r["source_article_id"],
+                     "color": fact("color", r["color"]), "sleeve": fact("sleeve", r["sleeve"]),
+                     "neckline": fact("neckline", r["neckline"]), "pattern": fact("pattern", r["pattern"]),
+                     "garment_type": fact("garment_type", r["category"]),
+                     "fit": FIT_MAP.get((r["source_fit_from_desc"] or "").strip(), ""),
+                     "material": (r["source_fabric_from_desc"] or "").strip()})
+    pl.DataFrame(rows).write_csv(work / "catalog" / "manifest.csv")
+    clip = make_tiny_clip(work / "clip")
+    (work / "config.toml").write_text(
+        f'[clip]\nmodel = "tiny-clip"\nmodel_config = "{clip["clip.model_config"]}"\n'
+        f'checkpoint = "{clip["clip.checkpoint"]}"\ndecode_workers = 0\nbatch_size = 16\n'
+        "[llm]\ntimeout_s = 600\n[run]\nmax_reject_share = 1.0\n"
+    )
+    print(f"{len(rows)} products -> {work / 'catalog' / 'manifest.csv'}")
+
+
+def run(work: Path, repo: Path, label: str, first: int | None = None, keep_cache: bool = False) -> None:
+    out, cache = work / label, work / f"{label}-cache"
+    shutil.rmtree(out, ignore_errors=True)
+    if not keep_cache:  # keep_cache: resume an interrupted run (s/answer is then read from the copy store)
+        shutil.rmtree(cache, ignore_errors=True)
+    cache.mkdir(parents=True, exist_ok=True)
+    (work / "models").mkdir(exist_ok=True)
+    if not (cache / "models").exists():
+        (cache / "models").symlink_to(work / "models")  # the GGUF is assembled once, copy caches stay fresh
+    env = {**os.environ, "PYTHONPATH": str(repo.resolve()), "DO_NOT_TRACK": "1",
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    manifest = work / "catalog" / "manifest.csv"
+    if first:  # the first N products of the same manifest (same folder, so its paths hold)
+        manifest = work / "catalog" / f"manifest-{first}.csv"
+        pl.read_csv(work / "catalog" / "manifest.csv", infer_schema_length=0).head(first).write_csv(manifest)
+    cmd = [sys.executable, "-m", "catalog_intel.cli", "run", str(manifest),
+           "--out", str(out), "--config", str(work / "config.toml"), "--cache-dir", str(cache)]
+    started = time.monotonic()
+    proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True)
+    seconds = time.monotonic() - started
+    (work / f"{label}.log").write_text(proc.stdout + "\n" + proc.stderr)
+    line = next((ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.startswith("catalog-intel: ")), "")
+    (work / f"{label}.json").write_text(json.dumps({"label": label, "repo": str(repo), "rc": proc.returncode,
+                                                     "seconds": seconds, "summary_line": line,
+                                                     "load": os.getloadavg()}, indent=1))
+    print(line or proc.stderr[-2000:])
+
+
+def _llm_counts(line: str) -> dict:
+    m = re.search(r"(\d+) inputs = (\d+) rows \+ (\d+) rejects .*LLM (\d+) calls, (\d+) cached, (\d+) failed, "
+                  r"(\d+) retries", line)
+    if not m:
+        return {}
+    keys = ("inputs", "rows", "rejects", "llm_calls", "llm_cached", "llm_failed", "llm_retries")
+    return dict(zip(keys, map(int, m.groups())))
+
+
+def score(work: Path, json_out: Path | None, first: int | None = None) -> None:
+    """Figures per labelled run, on the manifest's first N products when `first` is given
+    (runs over more products are cut to those, so before and after compare like with like)."""
+    sys.path.insert(0, str(HERE))
+    from catalog_intel.config import ATTRIBUTE_ORDER, UNKNOWN, load_config
+    from catalog_intel.copy_quality import copy_quality, load_output
+    from catalog_intel.facts import normalise
+
+    config = load_config()
+    manifest = pl.read_csv(work / "catalog" / "manifest.csv", infer_schema_length=0)
+    if first:
+        manifest = manifest.head(first)
+    images = set(manifest["image"].to_list())
+    n = manifest.height
+    results = {}
+    for meta_file in sorted(work.glob("*.json")):
+        meta = json.loads(meta_file.read_text())
+        parquet = work / meta["label"] / "catalog.parquet"
+        counts = _llm_counts(meta["summary_line"])
+        entry = {**meta, **counts, "products": n}
+        if parquet.is_file():
+            frame, seps = load_output(parquet)
+            frame = frame.filter(pl.col("image").is_in(list(images)))
+            q = copy_quality(frame, config, name=meta["label"], separators=seps)
+            entry["quality"] = q
+            per = counts.get("inputs") or n
+            entry["rows_of_products"] = frame.height
+            entry["retries_per_product"] = counts.get("llm_retries", 0) / per if per else None
+            entry["calls_per_product"] = counts.get("llm_calls", 0) / per if per else None
+            entry["s_per_product"] = meta["seconds"] / per if per else None
+            entry["completeness"] = {
+                a: {"input": sum(1 for v in manifest[a].to_list() if v and normalise(v, a, config)) / n
+                    if a in manifest.columns else 0.0,
+                    "output": int((frame[a] != UNKNOWN).sum()) / n if a in frame.columns else 0.0}
+                for a in ATTRIBUTE_ORDER}
+            entry["headline"] = {
+                "rows": frame.height, "rejects": n - frame.height,
+                "ungrounded_rows_share": q["ungrounded_claims"]["share"],
+                "ungrounded_by_kind": {k: v for k, v in q["ungrounded_claims"]["by_kind"].items() if v},
+                "contradiction_rows_share": q["contradictions"]["share"],
+                "truncated_fields": q["form"]["truncated_fields"],
+                "duplicate_tag_rows": q["form"]["rows"]["duplicate_tag"],
+                "other_script_rows": q["form"]["other_script_rows"],
+                "summary_repeats_rows": q["form"]["rows"]["summary_repeats"],
+                "duplicate_descriptions_share": q["form"]["duplicate_descriptions_share"],
+                "rows_with_copy_warnings": int(frame["copy_warnings"].list.len().fill_null(0).gt(0).sum())
+                if "copy_warnings" in frame.columns else None,
+                "retries_per_product": entry["retries_per_product"], "s_per_product": entry["s_per_product"],
+            }
+        results[meta["label"]] = entry
+        print(meta["label"], json.dumps(entry.get("headline", meta), indent=1))
+        if "completeness" in entry:
+            print("  completeness in -> out:", ", ".join(
+                f"{a} {v['input']:.0%} -> {v['output']:.0%}" for a, v in entry["completeness"].items()))
+    if json_out:
+        json_out.write_text(json.dumps(results, indent=1, default=str))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("prepare")
+    p.add_argument("--work", type=Path, required=True)
+    p.add_argument("--n", type=int, default=60)
+    r = sub.add_parser("run")
+    r.add_argument("--work", type=Path, required=True)
+    r.add_argument("--repo", type=Path, required=True)
+    r.add_argument("--label", required=True)
+    r.add_argument("--first", type=int, help="only the manifest's first N products")
+    r.add_argument("--keep-cache", action="store_true", help="resume: keep the copy answers of an earlier run")
+    s = sub.add_parser("score")
+    s.add_argument("--work", type=Path, required=True)
+    s.add_argument("--json", type=Path)
+    s.add_argument("--first", type=int, help="score only the manifest's first N products")
+    a = ap.parse_args()
+    if a.cmd == "prepare":
+        prepare(a.work, a.n)
+    elif a.cmd == "run":
+        run(a.work, a.repo, a.label, a.first, a.keep_cache)
+    else:
+        score(a.work, a.json, a.first)
+
+
+if __name__ == "__main__":
+    main()
