@@ -543,10 +543,10 @@ def claims(row: dict, terms: Terms, facts: str = "") -> list[Claim]:
 
 
 def _garment_claims(field, item, sentence, own, has_column, terms, facts, add) -> None:
-    """What the product is: any garment word in the title, style summary or tags; in bullets and
-    the description only as the subject ("this cropped sweater"), not a styling suggestion."""
+    """What the product is: any garment word in the title or tags; elsewhere only as the subject
+    ("this cropped sweater"), not a styling suggestion ("worn with jeans or skirts")."""
     for value, matched, start, _ in terms.garment.find(sentence):
-        if field not in GARMENT_FIELDS:
+        if field not in ("title", "seo_tags"):
             if not _SUBJECT_BEFORE.search(sentence[:start]) or _PAIRING.search(sentence[:start]):
                 continue
         if _in_facts(matched, facts):
