@@ -68,8 +68,14 @@ def prepare(work: Path, n: int) -> None:
     print(f"{len(rows)} products -> {work / 'catalog' / 'manifest.csv'}")
 
 
-def run(work: Path, repo: Path, label: str, first: int | None = None, keep_cache: bool = False) -> None:
+def run(work: Path, repo: Path, label: str, first: int | None = None, keep_cache: bool = False,
+        llm_threads: int | None = None) -> None:
     out, cache = work / label, work / f"{label}-cache"
+    config = work / "config.toml"
+    if llm_threads:  # code with llm.embedded_nice: a fixed thread count at normal priority
+        config = work / f"config-{label}.toml"
+        config.write_text((work / "config.toml").read_text().replace(
+            "[llm]\n", f"[llm]\nembedded_threads = {llm_threads}\nembedded_nice = 0\n"))
     shutil.rmtree(out, ignore_errors=True)
     if not keep_cache:  # keep_cache: resume an interrupted run (s/answer is then read from the copy store)
         shutil.rmtree(cache, ignore_errors=True)
@@ -84,7 +90,7 @@ def run(work: Path, repo: Path, label: str, first: int | None = None, keep_cache
         manifest = work / "catalog" / f"manifest-{first}.csv"
         pl.read_csv(work / "catalog" / "manifest.csv", infer_schema_length=0).head(first).write_csv(manifest)
     cmd = [sys.executable, "-m", "catalog_intel.cli", "run", str(manifest),
-           "--out", str(out), "--config", str(work / "config.toml"), "--cache-dir", str(cache)]
+           "--out", str(out), "--config", str(config), "--cache-dir", str(cache)]
     started = time.monotonic()
     proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True)
     seconds = time.monotonic() - started
@@ -237,6 +243,7 @@ def main() -> None:
     r.add_argument("--label", required=True)
     r.add_argument("--first", type=int, help="only the manifest's first N products")
     r.add_argument("--keep-cache", action="store_true", help="resume: keep the copy answers of an earlier run")
+    r.add_argument("--llm-threads", type=int, help="embedded server threads, at normal priority (code after #9)")
     pa = sub.add_parser("partial")
     pa.add_argument("--work", type=Path, required=True)
     pa.add_argument("--repo", type=Path, required=True)
@@ -251,7 +258,7 @@ def main() -> None:
     if a.cmd == "prepare":
         prepare(a.work, a.n)
     elif a.cmd == "run":
-        run(a.work, a.repo, a.label, a.first, a.keep_cache)
+        run(a.work, a.repo, a.label, a.first, a.keep_cache, a.llm_threads)
     elif a.cmd == "partial":
         partial(a.work, a.repo, a.label, a.first, a.bare)
     else:
