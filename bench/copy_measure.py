@@ -229,6 +229,39 @@ def score(work: Path, json_out: Path | None, first: int | None = None) -> None:
                 f"{a} {v['input']:.0%} -> {v['output']:.0%}" for a, v in entry["completeness"].items()))
     if json_out:
         json_out.write_text(json.dumps(results, indent=1, default=str))
+    print(markdown(results))
+
+
+def markdown(results: dict) -> str:
+    """The README table: one column per labelled run."""
+    labels = [k for k in results if "headline" in results[k]]
+
+    def pct(x):
+        return "-" if x is None else f"{100 * x:.0f}%"
+
+    def cell(label, key):
+        h, e = results[label]["headline"], results[label]
+        return {
+            "products judged (answered)": f"{h['rows']}" + (" (partial run)" if e.get("partial") else ""),
+            "rows with an ungrounded claim": f"{pct(h['ungrounded_rows_share'])} "
+                                             f"({', '.join(f'{k} {v}' for k, v in h['ungrounded_by_kind'].items()) or 'none'})",
+            "rows contradicting attributes": pct(h["contradiction_rows_share"]),
+            "truncated fields": str(h["truncated_fields"]),
+            "rows with duplicate SEO tags": str(h["duplicate_tag_rows"]),
+            "rows with other-script words": str(h["other_script_rows"]),
+            "style summary repeats description": str(h["summary_repeats_rows"]),
+            "rows with copy_warnings (repaired)": str(h["rows_with_copy_warnings"]),
+            "retries per product": "-" if h["retries_per_product"] is None else f"{h['retries_per_product']:.2f}",
+            "s per product": "-" if h["s_per_product"] is None else f"{h['s_per_product']:.0f}",
+        }[key]
+
+    keys = ["products judged (answered)", "rows with an ungrounded claim", "rows contradicting attributes",
+            "truncated fields", "rows with duplicate SEO tags", "rows with other-script words",
+            "style summary repeats description", "rows with copy_warnings (repaired)", "retries per product",
+            "s per product"]
+    lines = ["| | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
+    lines += [f"| {k} | " + " | ".join(cell(lb, k) for lb in labels) + " |" for k in keys]
+    return "\n".join(lines)
 
 
 def main() -> None:
