@@ -98,10 +98,12 @@ def response_schema() -> dict:
         "properties": {
             # No maxLength: a grammar stops the string at the cap, mid-word. Lengths are asked
             # for in words and sentences (the prompt) and checked (CatalogCopy, grounding.form_problems).
+            # The grammar writes the fields in this order: the style summary before the description,
+            # so a small model cannot copy the description into it.
             "title": {"type": "string"},
+            "style_summary": {"type": "string"},
             "bullet_points": {"type": "array", "items": {"type": "string"}, "minItems": 2, "maxItems": 6},
             "description": {"type": "string"},
-            "style_summary": {"type": "string"},
             "seo_tags": {"type": "array", "items": {"type": "string"}, "minItems": 3, "maxItems": 5},
         },
         "required": list(COPY_COLUMNS),

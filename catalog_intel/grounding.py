@@ -387,7 +387,7 @@ _COLOURWAYS = re.compile(r"(?<![\w\-])(?:available|comes?|offered) in (?:a (?:va
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=\S)")
 _SUBJECT_BEFORE = re.compile(r"(?:\b(?:this|the|our|a|an)\s+(?:[\w\-]+\s+){0,3})$", re.IGNORECASE)
 _PAIRING = re.compile(r"\b(?:pair|paired|pairs|pairing|wear(?:ing)? (?:it )?with|style(?:d)? (?:it )?with|team|tuck"
-                      r"|under|over|layer|layered|layering|match|goes with|complement|with your|alongside|or)\b",
+                      r"|under|over|layer|layered|layering|match|goes with|complement|with|alongside|into)\b",
                       re.IGNORECASE)
 #: what a garment type or pattern says about another attribute ("hoodie" -> hooded)
 IMPLIED: dict[tuple[str, str], tuple[str, str]] = {
@@ -554,7 +554,12 @@ def _garment_claims(field, sentence, own, has_column, terms, facts, add) -> None
     ("this cropped sweater"), not a styling suggestion ("worn with jeans or skirts")."""
     for value, matched, start, _ in terms.garment.find(sentence):
         if field not in ("title", "seo_tags"):
-            if not _SUBJECT_BEFORE.search(sentence[:start]) or _PAIRING.search(sentence[:start]):
+            subject = _SUBJECT_BEFORE.search(sentence[:start])
+            if not subject:
+                continue
+            # the clause before "a denim skirt": "pair it with" makes it a styling suggestion
+            lead = re.split(r"[,;:]", sentence[:subject.start()])[-1]
+            if _PAIRING.search(lead + " " + subject.group(0)):
                 continue
         if _in_facts(matched, facts):
             continue

@@ -53,6 +53,7 @@ MUST_FLAG = [
     ("A round crew neckline.", "neckline", "contradicts"),
     ("Bold stripes all over.", "pattern", "contradicts"),
     ("This pretty dress flatters.", "garment", "contradicts"),
+    ("Wear it with jeans, t-shirts, or even as a dress.", "garment", "contradicts"),
     ("Allows for a放松 feel.", "script", "ungrounded"),
     ("Мягкая ткань.", "script", "ungrounded"),
 ]
