@@ -216,3 +216,19 @@ def test_grounding_and_form_figures():
     assert res["form"]["truncated_fields"] == 1 and res["form"]["rows"]["duplicate_tag"] == 1
     assert res["form"]["other_script_rows"] == 1
     assert res["form"]["duplicate_descriptions_share"] == pytest.approx(4 / 6)  # "A black top." x4
+
+
+def test_the_suppliers_own_values_ground_claims():
+    from catalog_intel.config import load_config
+    from catalog_intel.copy_quality import copy_quality
+    from catalog_intel.copywriter import CatalogCopy
+
+    row = {"image": "a.jpg", "color": "white", "pattern": "unknown", "pattern_fact": "embroidered",
+           "garment_type": "t-shirt", "title": "White Embroidered T-Shirt", "bullet_points": ["Soft.", "Light."],
+           "description": "A white embroidered t-shirt.", "style_summary": "Wear it with jeans.",
+           "seo_tags": ["white t-shirt", "embroidered tee", "t-shirt"]}
+    assert copy_quality(pl.DataFrame([row]), load_config())["ungrounded_claims"]["rows"] == 0
+    assert copy_quality(pl.DataFrame([{**row, "pattern_fact": None}]), load_config())["ungrounded_claims"]["rows"] == 1
+    # a title that echoes the prompt's field name is cleaned
+    assert CatalogCopy(**{**{k: row[k] for k in ("bullet_points", "description", "style_summary", "seo_tags")},
+                          "title": "Shop Name: White Tee"}).title == "White Tee"
