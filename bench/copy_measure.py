@@ -68,8 +68,14 @@ def prepare(work: Path, n: int) -> None:
     print(f"{len(rows)} products -> {work / 'catalog' / 'manifest.csv'}")
 
 
-def run(work: Path, repo: Path, label: str, first: int | None = None, keep_cache: bool = False) -> None:
+def run(work: Path, repo: Path, label: str, first: int | None = None, keep_cache: bool = False,
+        llm_threads: int | None = None) -> None:
     out, cache = work / label, work / f"{label}-cache"
+    config = work / "config.toml"
+    if llm_threads:  # code with llm.embedded_nice: a fixed thread count at normal priority
+        config = work / f"config-{label}.toml"
+        config.write_text((work / "config.toml").read_text().replace(
+            "[llm]\n", f"[llm]\nembedded_threads = {llm_threads}\nembedded_nice = 0\n"))
     shutil.rmtree(out, ignore_errors=True)
     if not keep_cache:  # keep_cache: resume an interrupted run (s/answer is then read from the copy store)
         shutil.rmtree(cache, ignore_errors=True)
@@ -84,7 +90,7 @@ def run(work: Path, repo: Path, label: str, first: int | None = None, keep_cache
         manifest = work / "catalog" / f"manifest-{first}.csv"
         pl.read_csv(work / "catalog" / "manifest.csv", infer_schema_length=0).head(first).write_csv(manifest)
     cmd = [sys.executable, "-m", "catalog_intel.cli", "run", str(manifest),
-           "--out", str(out), "--config", str(work / "config.toml"), "--cache-dir", str(cache)]
+           "--out", str(out), "--config", str(config), "--cache-dir", str(cache)]
     started = time.monotonic()
     proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True)
     seconds = time.monotonic() - started
@@ -94,6 +100,68 @@ def run(work: Path, repo: Path, label: str, first: int | None = None, keep_cache
                                                      "seconds": seconds, "summary_line": line,
                                                      "load": os.getloadavg()}, indent=1))
     print(line or proc.stderr[-2000:])
+
+
+_PARTIAL = r"""
+import json, sys
+import polars as pl
+from catalog_intel.config import ATTRIBUTE_ORDER, load_config
+from catalog_intel.copywriter import COPY_COLUMNS, copy_key, copy_store, prompt_attributes
+work, label, alias = sys.argv[1], sys.argv[2], sys.argv[3]
+config = load_config(f"{work}/config.toml", {"llm.model": alias})
+table = pl.read_parquet(f"{work}/{label}-nollm/catalog.parquet")
+attrs = table
+try:  # code with catalog facts: the free facts the LLM saw, as the run computed them
+    from catalog_intel.facts import merge_facts
+    fact_cols = [c for c in table.columns if c.endswith("_fact") or c in config.facts.free_text]
+    attrs = merge_facts(table.select("sha256", *ATTRIBUTE_ORDER, *[f"{a}_confidence" for a in ATTRIBUTE_ORDER]),
+                        table.select("sha256", *fact_cols), config)
+except ImportError:
+    pass
+keys = [copy_key(prompt_attributes(r), config.llm) for r in attrs.to_dicts()]
+store = copy_store(config.paths.cache_path.__class__(f"{work}/{label}-cache")).lookup(set(keys))
+answers = {r["copy_key"]: (json.loads(r["copy_json"]), r["created_at"]) for r in store.iter_rows(named=True)}
+rows = []
+for r, k in zip(table.drop([c for c in COPY_COLUMNS if c in table.columns]).to_dicts(), keys):
+    if k in answers:
+        copy, at = answers[k]
+        rows.append({**r, **{c: copy[c] for c in COPY_COLUMNS}, "copy_warnings": copy.get("warnings", []),
+                     "answered_at": at})
+pl.DataFrame(rows, schema_overrides={"answered_at": pl.Float64}).write_parquet(f"{work}/{label}/catalog.parquet")
+print(json.dumps({"rows_valid": table.height, "answered": len(rows), "answers_in_store": len(answers)}))
+"""
+
+
+def partial(work: Path, repo: Path, label: str, first: int | None = None, bare: bool = False) -> None:
+    """Score an interrupted run from its copy store: the repo's own code re-derives each row's
+    prompt (a --no-llm run over the same caches) and looks its answer up. Rows without an
+    answer yet are left out; retries are not known (no run summary).
+
+    `bare`: re-derive from the images alone (no fact columns). Code that writes the copy from
+    the model attributes and only then lets manifest columns replace them (before catalog
+    facts) asked the LLM about exactly these attributes, so every answer is judged against
+    what it was given."""
+    manifest = work / "catalog" / (f"manifest-{first}.csv" if first else "manifest.csv")
+    if bare:
+        table = pl.read_csv(manifest, infer_schema_length=0).select("image", "product_id")
+        manifest = manifest.with_name(manifest.stem + "-bare.csv")
+        table.write_csv(manifest)
+    env = {**os.environ, "PYTHONPATH": str(repo.resolve()), "DO_NOT_TRACK": "1",
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    shutil.rmtree(work / f"{label}-nollm", ignore_errors=True)
+    subprocess.run([sys.executable, "-m", "catalog_intel.cli", "run", str(manifest), "--out", str(work / f"{label}-nollm"),
+                    "--config", str(work / "config.toml"), "--cache-dir", str(work / f"{label}-cache"), "--no-llm"],
+                   cwd=repo, env=env, capture_output=True, text=True)
+    (work / label).mkdir(exist_ok=True)
+    proc = subprocess.run([sys.executable, "-c", _PARTIAL, str(work), label, "qwen2.5-coder-1.5b-instruct-q4_k_m"],
+                          cwd=repo, env=env, capture_output=True, text=True)
+    print(proc.stdout, proc.stderr[-2000:])
+    info = json.loads(proc.stdout.strip().splitlines()[-1])
+    times = sorted(pl.read_parquet(work / label / "catalog.parquet")["answered_at"].to_list())
+    gaps = [b - a for a, b in zip(times, times[1:]) if b - a < 900]  # one run's answers (a resumed run restarts)
+    (work / f"{label}.json").write_text(json.dumps({
+        "label": label, "repo": str(repo), "partial": True, **info, "summary_line": "",
+        "seconds": None, "s_per_answer": sum(gaps) / len(gaps) if gaps else None, "load": os.getloadavg()}, indent=1))
 
 
 def _llm_counts(line: str) -> dict:
@@ -130,11 +198,11 @@ def score(work: Path, json_out: Path | None, first: int | None = None) -> None:
             frame = frame.filter(pl.col("image").is_in(list(images)))
             q = copy_quality(frame, config, name=meta["label"], separators=seps)
             entry["quality"] = q
-            per = counts.get("inputs") or n
+            per = counts.get("inputs") or (None if meta.get("partial") else n)
             entry["rows_of_products"] = frame.height
             entry["retries_per_product"] = counts.get("llm_retries", 0) / per if per else None
             entry["calls_per_product"] = counts.get("llm_calls", 0) / per if per else None
-            entry["s_per_product"] = meta["seconds"] / per if per else None
+            entry["s_per_product"] = meta["seconds"] / per if per and meta.get("seconds") else meta.get("s_per_answer")
             entry["completeness"] = {
                 a: {"input": sum(1 for v in manifest[a].to_list() if v and normalise(v, a, config)) / n
                     if a in manifest.columns else 0.0,
@@ -161,6 +229,39 @@ def score(work: Path, json_out: Path | None, first: int | None = None) -> None:
                 f"{a} {v['input']:.0%} -> {v['output']:.0%}" for a, v in entry["completeness"].items()))
     if json_out:
         json_out.write_text(json.dumps(results, indent=1, default=str))
+    print(markdown(results))
+
+
+def markdown(results: dict) -> str:
+    """The README table: one column per labelled run."""
+    labels = [k for k in results if "headline" in results[k]]
+
+    def pct(x):
+        return "-" if x is None else f"{100 * x:.0f}%"
+
+    def cell(label, key):
+        h, e = results[label]["headline"], results[label]
+        return {
+            "products judged (answered)": f"{h['rows']}" + (" (partial run)" if e.get("partial") else ""),
+            "rows with an ungrounded claim": f"{pct(h['ungrounded_rows_share'])} "
+                                             f"({', '.join(f'{k} {v}' for k, v in h['ungrounded_by_kind'].items()) or 'none'})",
+            "rows contradicting attributes": pct(h["contradiction_rows_share"]),
+            "truncated fields": str(h["truncated_fields"]),
+            "rows with duplicate SEO tags": str(h["duplicate_tag_rows"]),
+            "rows with other-script words": str(h["other_script_rows"]),
+            "style summary repeats description": str(h["summary_repeats_rows"]),
+            "rows with copy_warnings (repaired)": str(h["rows_with_copy_warnings"]),
+            "retries per product": "-" if h["retries_per_product"] is None else f"{h['retries_per_product']:.2f}",
+            "s per product": "-" if h["s_per_product"] is None else f"{h['s_per_product']:.0f}",
+        }[key]
+
+    keys = ["products judged (answered)", "rows with an ungrounded claim", "rows contradicting attributes",
+            "truncated fields", "rows with duplicate SEO tags", "rows with other-script words",
+            "style summary repeats description", "rows with copy_warnings (repaired)", "retries per product",
+            "s per product"]
+    lines = ["| | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
+    lines += [f"| {k} | " + " | ".join(cell(lb, k) for lb in labels) + " |" for k in keys]
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -175,6 +276,13 @@ def main() -> None:
     r.add_argument("--label", required=True)
     r.add_argument("--first", type=int, help="only the manifest's first N products")
     r.add_argument("--keep-cache", action="store_true", help="resume: keep the copy answers of an earlier run")
+    r.add_argument("--llm-threads", type=int, help="embedded server threads, at normal priority (code after #9)")
+    pa = sub.add_parser("partial")
+    pa.add_argument("--work", type=Path, required=True)
+    pa.add_argument("--repo", type=Path, required=True)
+    pa.add_argument("--label", required=True)
+    pa.add_argument("--first", type=int)
+    pa.add_argument("--bare", action="store_true", help="re-derive the prompts from the images alone")
     s = sub.add_parser("score")
     s.add_argument("--work", type=Path, required=True)
     s.add_argument("--json", type=Path)
@@ -183,7 +291,9 @@ def main() -> None:
     if a.cmd == "prepare":
         prepare(a.work, a.n)
     elif a.cmd == "run":
-        run(a.work, a.repo, a.label, a.first, a.keep_cache)
+        run(a.work, a.repo, a.label, a.first, a.keep_cache, a.llm_threads)
+    elif a.cmd == "partial":
+        partial(a.work, a.repo, a.label, a.first, a.bare)
     else:
         score(a.work, a.json, a.first)
 

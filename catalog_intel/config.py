@@ -81,6 +81,7 @@ class LLMConfig(_Strict):
     timeout_s: float = Field(gt=0)
     max_attempts: int = Field(ge=1)
     content_attempts: int = Field(2, ge=1)
+    repair_max_removals: int = Field(2, ge=0)
     per_product: bool = False
     backoff_initial_s: float = Field(ge=0)
     backoff_max_s: float = Field(ge=0)

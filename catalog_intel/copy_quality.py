@@ -17,7 +17,7 @@ from pathlib import Path
 import polars as pl
 from pydantic import ValidationError
 
-from .config import Config
+from .config import ATTRIBUTE_ORDER, Config
 from .copywriter import COPY_COLUMNS, CatalogCopy
 from .grounding import (CLAIM_KINDS, FORM_KINDS, Terms, build_terms, claims, contradictions, facts_text,
                         form_problems, norm_text)
@@ -127,7 +127,8 @@ def copy_quality(frame: pl.DataFrame, config: Config, name: str = "output",
         return rows_flagged, kinds
 
     flagged, kinds = flag(contradictions)
-    free = [c for c in config.facts.free_text if c in frame.columns]
+    # free-text facts, and the supplier's own attribute values (<attr>_fact, "embroidered" included)
+    free = [c for c in (*config.facts.free_text, *(f"{a}_fact" for a in ATTRIBUTE_ORDER)) if c in frame.columns]
     invented, invented_kinds = flag(lambda r, t: [c.reason for c in claims(r, t, facts_text(r, free))])
     form = {id(r): form_problems(r) for r in with_copy}
     form_rows = {k: sum(any(p.kind == k for p in form[id(r)]) for r in with_copy) for k in FORM_KINDS}

@@ -60,6 +60,12 @@ class CatalogCopy(BaseModel):
     def _clean_text(cls, v):
         return _clean(v) if isinstance(v, str) else v
 
+    @field_validator("title")
+    @classmethod
+    def _no_label(cls, v):
+        # "Shop Name: White Jersey T-Shirt": a small model echoes the prompt's field name
+        return re.sub(r"^(?:shop name|product name|title|name)\s*:\s*", "", v, flags=re.IGNORECASE) or v
+
     @field_validator("bullet_points", "seo_tags", mode="before")
     @classmethod
     def _clean_list(cls, v):
@@ -98,10 +104,12 @@ def response_schema() -> dict:
         "properties": {
             # No maxLength: a grammar stops the string at the cap, mid-word. Lengths are asked
             # for in words and sentences (the prompt) and checked (CatalogCopy, grounding.form_problems).
+            # The grammar writes the fields in this order: the style summary before the description,
+            # so a small model cannot copy the description into it.
             "title": {"type": "string"},
+            "style_summary": {"type": "string"},
             "bullet_points": {"type": "array", "items": {"type": "string"}, "minItems": 2, "maxItems": 6},
             "description": {"type": "string"},
-            "style_summary": {"type": "string"},
             "seo_tags": {"type": "array", "items": {"type": "string"}, "minItems": 3, "maxItems": 5},
         },
         "required": list(COPY_COLUMNS),
@@ -268,10 +276,11 @@ def request_copy(
     """One product's copy and its warnings, retried on transient faults; raises the last error.
 
     `check.problems(attributes, copy)` lists what is wrong with schema-valid copy (claims
-    nothing backs, contradictions, copy that is not well formed). Up to
-    `llm.content_attempts` answers are asked for, each with the problems of the last fed
-    back; then `check.repair` removes what is still wrong (listed in the warnings, so the
-    row is flagged for review), and only copy with too little left is rejected."""
+    nothing backs, contradictions, copy that is not well formed). At most
+    `llm.repair_max_removals` problems are fixed in place by `check.repair`, without another
+    request; more are fed back for up to `llm.content_attempts` answers, and the last is
+    repaired. What repair removed is listed in the warnings (the row is flagged for review);
+    only copy with too little left is rejected."""
     base = build_messages(attributes, llm)
     feedback: list[dict] = []
     attempts = content_tries = 0
@@ -294,11 +303,12 @@ def request_copy(
         if not problems:
             return copy, []
         content_tries += 1
-        if content_tries < llm.content_attempts and attempts < llm.max_attempts:
+        repaired, removed = check.repair(attributes, copy.model_dump(), problems)
+        small = repaired is not None and len(problems) <= llm.repair_max_removals
+        if not small and content_tries < llm.content_attempts and attempts < llm.max_attempts:
             feedback[:] = [{"role": "assistant", "content": choice.message.content},
                            {"role": "user", "content": grounding_feedback(problems)}]
             raise InvalidCopy("copy has problems: " + "; ".join(p.reason for p in problems))
-        repaired, removed = check.repair(attributes, copy.model_dump(), problems)
         if repaired is None:
             raise RejectedCopy("copy rejected, " + removed[-1] + " after removing: "
                                + "; ".join(p.reason for p in problems))

@@ -387,7 +387,7 @@ _COLOURWAYS = re.compile(r"(?<![\w\-])(?:available|comes?|offered) in (?:a (?:va
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=\S)")
 _SUBJECT_BEFORE = re.compile(r"(?:\b(?:this|the|our|a|an)\s+(?:[\w\-]+\s+){0,3})$", re.IGNORECASE)
 _PAIRING = re.compile(r"\b(?:pair|paired|pairs|pairing|wear(?:ing)? (?:it )?with|style(?:d)? (?:it )?with|team|tuck"
-                      r"|under|over|layer|layered|layering|match|goes with|complement|with your|alongside|or)\b",
+                      r"|under|over|layer|layered|layering|match|goes with|complement|with|alongside|into)\b",
                       re.IGNORECASE)
 #: what a garment type or pattern says about another attribute ("hoodie" -> hooded)
 IMPLIED: dict[tuple[str, str], tuple[str, str]] = {
@@ -484,82 +484,94 @@ def claims(row: dict, terms: Terms, facts: str = "") -> list[Claim]:
     known = _known_with_implied(row)
     out: list[Claim] = []
     units = _units(row)
-    all_text = " ".join(s for _, _, s in units)
     colour_named = {v for _, _, s in units for v, *_ in terms.colour.find(s)}
     gender = _known(row.get("gender"))
 
-    def add(kind, field, item, sentence, text, problem, reason):
-        out.append(Claim(kind, field, item, sentence, text, problem, f"{kind}: {reason} ({field}: '{text}')"))
-
     for field, item, sentence in units:
-        def vocab(kind, attribute, termset, compatible=frozenset(), *, contradict=True):
-            for value, matched, _, _ in termset.find(sentence):
-                own = known.get(attribute)
-                if _in_facts(matched, facts) or (own and (value == own or frozenset((value, own)) in compatible)):
-                    continue
-                if value.startswith("property:") and "blend" in value and re.search(r"%|\bblend", facts):  # "95% cotton, 5% elastane"
-                    continue
-                if value.startswith("property:") or value.startswith("other:") or own is None or not contradict:
-                    add(kind, field, item, sentence, matched, "ungrounded",
-                        f"says '{matched}' but {'no fact says so' if own is None or ':' in value else f'{attribute} is {own}'}")
-                else:
-                    add(kind, field, item, sentence, matched, "contradicts", f"says {value}, {attribute} is {own}")
+        def add(kind, text, problem, reason):
+            out.append(Claim(kind, field, item, sentence, text, problem, f"{kind}: {reason} ({field}: '{text}')"))
 
-        # colour: styling suggestions ("with white jeans") and, for patterned rows, secondary colours are fine
-        own = known["color"]
-        patterned = known["pattern"] not in (None, "solid")
-        for value, matched, _, end in terms.colour.find(sentence):
-            if terms.styling_after.match(sentence[end:]) or _in_facts(matched, facts):
-                continue
-            if own is None:
-                add("colour", field, item, sentence, matched, "ungrounded", f"says '{matched}' but no fact gives the colour")
-            elif own == "multicolor" or value == own or frozenset((value, own)) in NEAR_COLOURS or value == "multicolor":
-                continue
-            elif patterned and (own in colour_named or any(frozenset((v, own)) in NEAR_COLOURS for v in colour_named)):
-                continue
-            else:
-                add("colour", field, item, sentence, matched, "contradicts", f"says {value}, colour is {own}")
-        vocab("sleeve", "sleeve", terms.sleeve)
-        vocab("neckline", "neckline", terms.neckline)
-        vocab("pattern", "pattern", terms.pattern, COMPATIBLE_PATTERNS)
-        vocab("fabric", "fabric", terms.fabric, contradict=False)  # a fibre and a knit can both be true
-        vocab("fit", "fit", terms.fit)
-        _garment_claims(field, item, sentence, known["garment_type"], "garment_type" in row, terms, facts, add)
+        _colour_claims(sentence, known, colour_named, terms, facts, add)
+        for kind, attribute, termset, compatible in (
+                ("sleeve", "sleeve", terms.sleeve, frozenset()), ("neckline", "neckline", terms.neckline, frozenset()),
+                ("pattern", "pattern", terms.pattern, COMPATIBLE_PATTERNS), ("fabric", "fabric", terms.fabric, None),
+                ("fit", "fit", terms.fit, frozenset())):
+            _vocabulary_claims(kind, sentence, known.get(attribute), attribute, termset, compatible, facts, add)
+        _garment_claims(field, sentence, known["garment_type"], "garment_type" in row, terms, facts, add)
         for kind, rx in (("colour", _COLOURWAYS), ("size", _SIZE), ("size", _SIZE_LIST), ("season", _SEASON),
                          ("care", _CARE), ("brand", _BRAND), ("price", _PRICE)):
             for m in rx.finditer(sentence):
                 text = m.group(0)
                 # a fact of this kind ("sizes: XS-XL", "care: machine wash") grounds claims of the kind
-                if not _in_facts(text, facts) and not (kind != "season" and re.search(rf"(?<![a-z]){kind}[a-z_ ]*:", facts)):
-                    add(kind, field, item, sentence, text, "ungrounded", f"says '{text}' but no fact says so")
+                if not _in_facts(text, facts) and not (kind != "season"
+                                                       and re.search(rf"(?<![a-z]){kind}[a-z_ ]*:", facts)):
+                    add(kind, text, "ungrounded", f"says '{text}' but no fact says so")
         if gender is None or gender in _WOMEN:
             m = terms.gender.search(sentence)
             if m:
-                add("gender", field, item, sentence, m.group(0), "contradicts", "a women's item")
+                add("gender", m.group(0), "contradicts", "a women's item")
         script = _other_script(sentence)
         if script:
-            add("script", field, item, sentence, script, "ungrounded", "words in another script")
+            add("script", script, "ungrounded", "words in another script")
     return out
 
 
-def _garment_claims(field, item, sentence, own, has_column, terms, facts, add) -> None:
-    """What the product is: any garment word in the title, style summary or tags; in bullets and
-    the description only as the subject ("this cropped sweater"), not a styling suggestion."""
+def _colour_claims(sentence, known, colour_named, terms, facts, add) -> None:
+    """Styling suggestions ("with white jeans") and, on a patterned row that names its own colour,
+    secondary colours ("white with navy stripes") are fine."""
+    own = known["color"]
+    patterned = known["pattern"] not in (None, "solid")
+    for value, matched, _, end in terms.colour.find(sentence):
+        if terms.styling_after.match(sentence[end:]) or _in_facts(matched, facts):
+            continue
+        if own is None:
+            add("colour", matched, "ungrounded", f"says '{matched}' but no fact gives the colour")
+        elif own == "multicolor" or value == own or frozenset((value, own)) in NEAR_COLOURS or value == "multicolor":
+            continue
+        elif patterned and (own in colour_named or any(frozenset((v, own)) in NEAR_COLOURS for v in colour_named)):
+            continue
+        else:
+            add("colour", matched, "contradicts", f"says {value}, colour is {own}")
+
+
+def _vocabulary_claims(kind, sentence, own, attribute, termset, compatible, facts, add) -> None:
+    """A vocabulary value (or a word outside the vocabulary: "other:", "property:") named in the
+    sentence. `compatible` None: never a contradiction (a fibre and a knit can both be true)."""
+    for value, matched, _, _ in termset.find(sentence):
+        if _in_facts(matched, facts) or (own and (value == own or frozenset((value, own)) in (compatible or ()))):
+            continue
+        if value.startswith("property:") and "blend" in value and re.search(r"%|\bblend", facts):
+            continue  # "95% cotton, 5% elastane" is a blend
+        if ":" in value or own is None or compatible is None:
+            add(kind, matched, "ungrounded",
+                f"says '{matched}' but {'no fact says so' if own is None or ':' in value else f'{attribute} is {own}'}")
+        else:
+            add(kind, matched, "contradicts", f"says {value}, {attribute} is {own}")
+
+
+def _garment_claims(field, sentence, own, has_column, terms, facts, add) -> None:
+    """What the product is: any garment word in the title or tags; elsewhere only as the subject
+    ("this cropped sweater"), not a styling suggestion ("worn with jeans or skirts")."""
     for value, matched, start, _ in terms.garment.find(sentence):
-        if field not in GARMENT_FIELDS:
-            if not _SUBJECT_BEFORE.search(sentence[:start]) or _PAIRING.search(sentence[:start]):
+        if field not in ("title", "seo_tags"):
+            subject = _SUBJECT_BEFORE.search(sentence[:start])
+            if not subject:
+                continue
+            # the clause before "a denim skirt": "pair it with" makes it a styling suggestion
+            lead = re.split(r"[,;:]", sentence[:subject.start()])[-1]
+            if _PAIRING.search(lead + " " + subject.group(0)):
                 continue
         if _in_facts(matched, facts):
             continue
         if value.startswith("non-top:"):
-            add("garment", field, item, sentence, matched, "contradicts", f"says {value[8:]}, not a top")
+            add("garment", matched, "contradicts", f"says {value[8:]}, not a top")
         elif value in GENERIC_GARMENTS:
             continue
         elif own is None:
             if has_column:  # an output without a garment_type column cannot say
-                add("garment", field, item, sentence, matched, "ungrounded", f"says '{matched}' but no fact gives the garment type")
+                add("garment", matched, "ungrounded", f"says '{matched}' but no fact gives the garment type")
         elif value != own and frozenset((value, own)) not in COMPATIBLE_GARMENTS:
-            add("garment", field, item, sentence, matched, "contradicts", f"says {value}, garment type is {own}")
+            add("garment", matched, "contradicts", f"says {value}, garment type is {own}")
 
 
 # --------------------------------------------------------------------------- well-formed copy

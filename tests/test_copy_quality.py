@@ -122,7 +122,8 @@ def test_parquet_and_csv_outputs_give_the_same_figures(tmp_path):
         assert res["rows"] == 4 and res["rows_with_copy"] == 4
         assert res["schema_valid"]["rows"] == 2  # title over 12 words; 2 SEO tags
         assert res["schema_valid"]["problems"] == {
-            "title: over 12 words": 1, "seo_tags: List should have at least 3 items after validation, not 2": 1}
+            # the two tags are one after de-duplication
+            "title: over 12 words": 1, "seo_tags: List should have at least 3 items after validation, not 1": 1}
         assert res["contradictions"]["rows"] == 1 and res["contradictions"]["by_kind"]["colour"] == 1
         assert res["contradictions"]["rows_flagged"][0]["image"] == "navy.jpg"
         assert res["title_words"]["max"] == 14 and res["title_words"]["over_limit_share"] == pytest.approx(0.25)
@@ -215,3 +216,19 @@ def test_grounding_and_form_figures():
     assert res["form"]["truncated_fields"] == 1 and res["form"]["rows"]["duplicate_tag"] == 1
     assert res["form"]["other_script_rows"] == 1
     assert res["form"]["duplicate_descriptions_share"] == pytest.approx(4 / 6)  # "A black top." x4
+
+
+def test_the_suppliers_own_values_ground_claims():
+    from catalog_intel.config import load_config
+    from catalog_intel.copy_quality import copy_quality
+    from catalog_intel.copywriter import CatalogCopy
+
+    row = {"image": "a.jpg", "color": "white", "pattern": "unknown", "pattern_fact": "embroidered",
+           "garment_type": "t-shirt", "title": "White Embroidered T-Shirt", "bullet_points": ["Soft.", "Light."],
+           "description": "A white embroidered t-shirt.", "style_summary": "Wear it with jeans.",
+           "seo_tags": ["white t-shirt", "embroidered tee", "t-shirt"]}
+    assert copy_quality(pl.DataFrame([row]), load_config())["ungrounded_claims"]["rows"] == 0
+    assert copy_quality(pl.DataFrame([{**row, "pattern_fact": None}]), load_config())["ungrounded_claims"]["rows"] == 1
+    # a title that echoes the prompt's field name is cleaned
+    assert CatalogCopy(**{**{k: row[k] for k in ("bullet_points", "description", "style_summary", "seo_tags")},
+                          "title": "Shop Name: White Tee"}).title == "White Tee"

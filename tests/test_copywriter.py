@@ -166,8 +166,9 @@ class _Gate:
 def test_copy_with_problems_is_retried_with_feedback_then_repaired_or_rejected(tmp_path):
     cfg = load_config()
     gate = _Gate(cfg, ["men"])
-    with FakeLLMServer() as server:
-        copy, stats = describe(PRODUCTS.slice(0, 1), _llm(cfg, server), cfg.validation, tmp_path, check=gate)
+    with FakeLLMServer() as server:  # repair_max_removals=0: every problem is asked about again first
+        copy, stats = describe(PRODUCTS.slice(0, 1), _llm(cfg, server, repair_max_removals=0), cfg.validation,
+                               tmp_path, check=gate)
         second = server.request_log[1]["body"]["messages"]
     assert copy["copy_error"][0] is None and copy["copy_warnings"][0].to_list() == []
     assert stats.calls == 2 and stats.retries == 1
@@ -177,13 +178,20 @@ def test_copy_with_problems_is_retried_with_feedback_then_repaired_or_rejected(t
     # still wrong at the last content attempt: the bullet is removed, the rest kept, the removal recorded
     gate = _Gate(cfg, ["bullet", "bullet"])
     with FakeLLMServer() as server:
-        copy, stats = describe(PRODUCTS.slice(3, 1), _llm(cfg, server, content_attempts=2), cfg.validation,
-                               tmp_path / "b", check=gate)
+        copy, stats = describe(PRODUCTS.slice(3, 1), _llm(cfg, server, content_attempts=2, repair_max_removals=0),
+                               cfg.validation, tmp_path / "b", check=gate)
         first = json.loads(server.request_log[1]["body"]["messages"][-2]["content"])
     assert copy["copy_error"][0] is None and stats.calls == 2 and stats.failed == 0
     assert copy["bullet_points"][0].to_list() == first["bullet_points"][1:]
     [warning] = copy["copy_warnings"][0].to_list()
     assert warning.startswith(f"removed bullet_points 1: '{first['bullet_points'][0]}' (size:")
+
+    # by default a problem or two is repaired at once: no second request
+    gate = _Gate(cfg, ["bullet"])
+    with FakeLLMServer() as server:
+        copy, stats = describe(PRODUCTS.slice(3, 1), _llm(cfg, server), cfg.validation, tmp_path / "d", check=gate)
+    assert stats.calls == 1 and stats.retries == 0 and copy["copy_error"][0] is None
+    assert len(copy["bullet_points"][0]) == 2 and copy["copy_warnings"][0][0].startswith("removed bullet_points 1:")
 
     # too little would remain: rejected with the reason
     gate = _Gate(cfg, ["everything", "everything"])

@@ -53,6 +53,7 @@ MUST_FLAG = [
     ("A round crew neckline.", "neckline", "contradicts"),
     ("Bold stripes all over.", "pattern", "contradicts"),
     ("This pretty dress flatters.", "garment", "contradicts"),
+    ("Wear it with jeans, t-shirts, or even as a dress.", "garment", "contradicts"),
     ("Allows for a放松 feel.", "script", "ungrounded"),
     ("Мягкая ткань.", "script", "ungrounded"),
 ]
@@ -81,11 +82,20 @@ MUST_NOT_FLAG = [
     "Women's pink t-shirt.",
     "A unique blend of style and comfort.",
 ]
+MUST_NOT_FLAG_SUMMARY = ["A sweater that can be worn with jeans or skirts for a casual look.",
+                         "Layer it under a blazer for the office."]
 
 
 @pytest.mark.parametrize("sentence", MUST_NOT_FLAG)
 def test_must_not_flag(terms, sentence):
     assert _kinds(sentence, terms) == []
+
+
+@pytest.mark.parametrize("sentence", MUST_NOT_FLAG_SUMMARY)
+def test_styling_suggestions_in_the_style_summary_are_not_garment_claims(terms, sentence):
+    row = {**ROW, "garment_type": "sweater"}
+    assert _kinds(sentence, terms, row, field="style_summary") == []
+    assert ("garment", "contradicts") in _kinds("This dress is easy to wear.", terms, row, field="style_summary")
 
 
 def test_facts_ground_claims(terms):
