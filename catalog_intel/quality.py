@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 import polars as pl
 
 from .config import Config
-from .storage import atomic_write_text
+from .storage import atomic_write_text, is_local, location, publish_tree
 
 RESULT_FILE = "validation_result.json"
 DOCS_DIR = "data_docs"
@@ -48,11 +49,11 @@ def validate(table: pl.DataFrame, config: Config, with_copy: bool, out_dir: Path
 
     for name in ("great_expectations", "great_expectations.data_context.types.base"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    out_dir = out_dir.resolve()  # GX needs absolute store paths
+    out_dir = location(os.path.abspath(out_dir) if is_local(out_dir) else out_dir)
     table = with_derived_columns(table)
     frame = _gx_frame(table)
     docs_dir = out_dir / DOCS_DIR
-    staging = Path(tempfile.mkdtemp(prefix=".data_docs.", dir=out_dir))
+    staging = Path(tempfile.mkdtemp(prefix=".data_docs."))  # absolute, local: GX writes files itself
     try:
         context = gx.get_context(mode="ephemeral")
         context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
@@ -70,10 +71,8 @@ def validate(table: pl.DataFrame, config: Config, with_copy: bool, out_dir: Path
         ))
         result = next(iter(checkpoint.run(batch_parameters={"dataframe": frame}).run_results.values()))
         make_site_offline(staging)
-        if docs_dir.exists():
-            shutil.rmtree(docs_dir)
         staging.chmod(0o755)  # mkdtemp creates 0700
-        staging.rename(docs_dir)
+        publish_tree(str(staging), docs_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 

@@ -1,4 +1,4 @@
-"""Run accounting: inputs = rows + rejects, embeddings and LLM calls made or cached."""
+"""Run accounting: inputs = rows + rejects + skipped (dot files), embeddings and LLM calls made or cached."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ class RunSummary:
     inputs: int
     rows: int = 0
     rejects: int = 0
+    skipped: int = 0
     embeddings_computed: int = 0
     embeddings_cached: int = 0
     llm_calls: int = 0
@@ -46,7 +47,7 @@ class RunSummary:
 
     def one_line(self) -> str:
         return (
-            f"catalog-intel: {self.inputs} inputs = {self.rows} rows + {self.rejects} rejects | "
+            f"catalog-intel: {self.inputs} inputs = {self.rows} rows + {self.rejects} rejects + {self.skipped} skipped | "
             f"embeddings {self.embeddings_computed} computed, {self.embeddings_cached} cached | "
             f"LLM {self.llm_calls} calls, {self.llm_cached} cached, {self.llm_failed} failed, {self.llm_retries} retries | "
             f"{self.seconds:.1f} s"
@@ -57,6 +58,7 @@ class RunSummary:
             "# catalog-intel run", "",
             "| | |", "|---|---|",
             f"| inputs | {self.inputs} |", f"| rows written | {self.rows} |", f"| rejects | {self.rejects} |",
+            f"| skipped (dot files) | {self.skipped} |",
             f"| embeddings computed / cached | {self.embeddings_computed} / {self.embeddings_cached} |",
             f"| LLM calls / cached / failed / retries | {self.llm_calls} / {self.llm_cached} / {self.llm_failed} / {self.llm_retries} |",
             f"| data-quality checks passed | {self.validation.get('successful_expectations', 0)} of {self.validation.get('evaluated_expectations', 0)} |",
@@ -79,7 +81,8 @@ class RunSummary:
         ]
 
     def raise_if_too_many_rejects(self, max_share: float) -> None:
-        share = self.rejects / self.inputs if self.inputs else 0.0
+        considered = self.inputs - self.skipped
+        share = self.rejects / considered if considered else 0.0
         if share > max_share:
             raise RunFailed(
                 f"{self.rejects} of {self.inputs} inputs rejected ({share:.0%}), over run.max_reject_share={max_share:.0%}; "

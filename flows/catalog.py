@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 from contextlib import ExitStack
 from datetime import datetime, timezone
-from pathlib import Path
 
 import polars as pl
 from prefect import flow, get_run_logger
@@ -26,6 +25,7 @@ from catalog_intel.llm_service import llm_endpoint
 from catalog_intel.report import review_rows
 from catalog_intel.runlock import RunLock
 from catalog_intel.search import write_run_config
+from catalog_intel.storage import location, uri
 from catalog_intel.summary import RunFailed, RunSummary
 from tasks.caches import compact_caches
 from tasks.color import pixel_color_shard
@@ -61,7 +61,7 @@ def catalog_flow(
     log = get_run_logger()
     config = resolve_config(config_path, clip_model, clip_pretrained, clip_checkpoint, llm_base_url, llm_model,
                             no_llm, cache_dir, shard_size, color_policy)
-    out = Path(out_dir)
+    out = location(out_dir)  # a local folder or a URL: never turned into a local path
     with RunLock(out), ExitStack() as services:
         # Fail fast, before any work, if the weights are not here.
         resolve_weights(config.clip, config.paths.cache_path)
@@ -71,8 +71,8 @@ def catalog_flow(
             config = services.enter_context(llm_endpoint(config))  # embedded server when no base_url
             ensure_rate_limit(config.llm)
 
-        inventory, rejected_at_ingest = ingest_images(source, config)
-        summary = RunSummary(inputs=inventory.height + rejected_at_ingest.height)
+        inventory, rejected_at_ingest, skipped = ingest_images(source, config)
+        summary = RunSummary(inputs=inventory.height + rejected_at_ingest.height + len(skipped), skipped=len(skipped))
         label_index = prepare_label_index(config, model_id)
 
         statuses, attribute_parts, copy_futures = [], [], []
@@ -148,12 +148,12 @@ def _publish(summary: RunSummary, table: pl.DataFrame, rejects: pl.DataFrame, co
              out_dir: str) -> None:
     """The review report, the accounting line, and the run's Prefect artifacts (summary + link to the report)."""
     review = review_rows(table, rejects, config, with_copy)
-    report = Path(write_review_report(review, rejects, summary.as_dict(), config, out_dir)).resolve()
-    summary.outputs["report"] = str(report)
+    report = write_review_report(review, rejects, summary.as_dict(), config, out_dir)
+    summary.outputs["report"] = report
     print(summary.one_line())
-    print(f"review report: {report.as_uri()}")
+    print(f"review report: {uri(report)}")
     create_markdown_artifact(key="catalog-run-summary", markdown=summary.markdown(), description="catalog-intel run summary")
-    create_link_artifact(key="catalog-review-report", link=report.as_uri(), link_text=f"review report ({report})",
+    create_link_artifact(key="catalog-review-report", link=uri(report), link_text=f"review report ({report})",
                          description="catalog-intel review report: gallery, data quality, rejects (static HTML)")
 
 

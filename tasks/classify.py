@@ -1,13 +1,12 @@
 from __future__ import annotations
 
-from pathlib import Path
-
 import polars as pl
 from prefect import task
 
 from catalog_intel.clip_model import load_clip
 from catalog_intel.config import Config
 from catalog_intel.embedding import embedding_store
+from catalog_intel.storage import read_parquet
 from catalog_intel.color_fusion import fuse_color
 from catalog_intel.zeroshot import classify, load_or_build_label_index
 
@@ -31,6 +30,6 @@ def classify_shard(shas: list[str], config: Config, model_id: str, label_index_p
     embeddings = embedding_store(config.paths.cache_path, model_id).lookup(shas)
     if embeddings is None or embeddings.is_empty():
         raise RuntimeError(f"no embeddings in the store for {len(shas)} images of this shard")
-    attributes = classify(embeddings.select("sha256", "embedding"), pl.read_parquet(Path(label_index_path)),
+    attributes = classify(embeddings.select("sha256", "embedding"), read_parquet(label_index_path),
                           config.attributes)
     return fuse_color(attributes, pixel_colors, config)

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from pathlib import Path
-
 import polars as pl
 from prefect import task
 
@@ -15,4 +13,4 @@ from .common import TASK_DEFAULTS, progress_bar
 def write_review_report(review: pl.DataFrame, rejects: pl.DataFrame, run: dict, config: Config, out_dir: str) -> str:
     """OUT/report/index.html with thumbnails (only new ones are made on a re-run)."""
     with progress_bar(None, "report thumbnails") as bar:
-        return str(write_report(review, rejects, run, config, Path(out_dir), progress=bar))
+        return str(write_report(review, rejects, run, config, out_dir, progress=bar))

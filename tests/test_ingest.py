@@ -23,9 +23,10 @@ def test_folder_inventory_hashes_content_and_keeps_odd_names(tmp_path):
     for i, n in enumerate(names):
         _jpeg(tmp_path / n, (i * 40, 10, 10))
     (tmp_path / "twin.jpg").write_bytes((tmp_path / "plain.jpg").read_bytes())
-    (tmp_path / "notes.txt").write_text("ignored")
-    inv, rejects = build_inventory(str(tmp_path), EXTS)
-    assert rejects.height == 0
+    (tmp_path / "notes.txt").write_text("not a photo")
+    inv, rejects, skipped = build_inventory(str(tmp_path), EXTS)
+    assert rejects["image"].to_list() == ["notes.txt"] and rejects["reason"][0].startswith("not an image")
+    assert skipped == []
     assert sorted(inv["image"]) == sorted(names + ["twin.jpg"])
     row = inv.filter(pl.col("image") == "ünïcödé 👚.jpg").row(0, named=True)
     assert row["sha256"] == sha256_file(row["path"])
@@ -44,7 +45,7 @@ def test_manifest_rows_outside_root_or_missing_are_rejected(tmp_path):
         "product_id": ["P1", "P2", "P3", "P4", "P5", "P6"],
         "brand_note": ["x", "y", "z", "w", "v", "u"],
     }).write_csv(manifest)
-    inv, rejects = build_inventory(str(manifest), EXTS)
+    inv, rejects, _ = build_inventory(str(manifest), EXTS)
     assert inv["image"].to_list() == ["img/a.jpg", "img/b.jpg"]
     assert inv["product_id"].to_list() == ["P1", "P2"]
     assert inv["brand_note"].to_list() == ["x", "y"]  # catalog columns are carried along
@@ -58,12 +59,12 @@ def test_manifest_rows_outside_root_or_missing_are_rejected(tmp_path):
 def test_parquet_manifest_and_unusable_sources(tmp_path):
     _jpeg(tmp_path / "a.jpg", (1, 2, 3))
     pl.DataFrame({"path": ["a.jpg"]}).write_parquet(tmp_path / "m.parquet")
-    inv, _ = build_inventory(str(tmp_path / "m.parquet"), EXTS)
+    inv, _, _ = build_inventory(str(tmp_path / "m.parquet"), EXTS)
     assert inv["image"].to_list() == ["a.jpg"] and inv["product_id"].to_list() == [None]
     with pytest.raises(SourceError, match="not found"):
         build_inventory(str(tmp_path / "nope"), EXTS)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(SourceError, match="no images"):
+    with pytest.raises(SourceError, match="no files"):
         build_inventory(str(tmp_path / "empty"), EXTS)
     pl.DataFrame({"sku": ["a.jpg"]}).write_csv(tmp_path / "bad.csv")
     with pytest.raises(SourceError, match="no image path column"):
