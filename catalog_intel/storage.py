@@ -94,6 +94,25 @@ class Location(str):
     def parent(self) -> "Location":
         return Location(parent(self))
 
+    # the read side of pathlib, so callers and tests can use a Location like a Path
+    def read_bytes(self) -> bytes:
+        return read_bytes(self)
+
+    def read_text(self, encoding: str = "utf-8") -> str:
+        return read_bytes(self).decode(encoding)
+
+    def exists(self) -> bool:
+        return exists(self)
+
+    def is_file(self) -> bool:
+        return isfile(self)
+
+    def is_dir(self) -> bool:
+        return isdir(self)
+
+    def as_uri(self) -> str:
+        return uri(self)
+
 
 def location(loc: str | os.PathLike) -> Location:
     """A local path (with ~ expanded) or URL as a Location; a URL is never turned into a local folder."""
@@ -497,9 +516,9 @@ class ParquetStore:
             hit_parts = [p for p in parts if p in holding]  # keep the store's part order
             if not hit_parts:
                 return _read_parts(parts[:1])[0].head(0)
-            return (
+            return (  # is_in, not a join: keeps the parts' order, so "first" is the earliest write
                 pl.concat([f.lazy() for f in _read_parts(hit_parts)], how="vertical_relaxed")
-                .join(wanted, on=self.key, how="semi")
+                .filter(pl.col(self.key).is_in(pl.Series(wanted_keys, dtype=pl.Utf8).implode()))
                 .unique(subset=[self.key], keep="first", maintain_order=True)
                 .collect()
             )
