@@ -604,6 +604,26 @@ class ParquetStore:
         return removed
 
 
+STORE_KEYS = {"embeddings": "sha256", "llm_copy": "copy_key", "pixel_color": "sha256", "file_hashes": "stat_key"}
+
+
+def compact_cache(root: str | os.PathLike, purge_after_s: float = PURGE_AFTER_S,
+                  max_parts: int = 16, part_rows: int = 2048) -> dict[str, tuple[int, int, int]]:
+    """`catalog-intel cache compact`: every store under a cache root -> (parts merged,
+    superseded parts deleted, live parts). Safe while runs use the cache (see ParquetStore)."""
+    root = location(root)
+    folders = sorted({parent(f) for f, _ in walk_files(root)[0] if basename(f).startswith("part-")})
+    done = {}
+    for folder in folders:
+        top = relpath(folder, root).split("/")[0]
+        store = ParquetStore(folder, key=STORE_KEYS.get(top, "sha256"))
+        purged = store.purge(purge_after_s)
+        merged = store.compact(max_parts=max_parts, part_rows=part_rows, purge_after_s=purge_after_s)
+        purged += store.purge(purge_after_s)
+        done[relpath(folder, root)] = (merged, purged, len(store._parts()))
+    return done
+
+
 class FileHashCache:
     """sha256 of files remembered by their stat_key, in a ParquetStore: a re-run
     over an unchanged catalog stats the files instead of reading them all.
