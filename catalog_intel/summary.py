@@ -24,6 +24,7 @@ class RunSummary:
     llm_failed: int = 0
     llm_retries: int = 0
     seconds: float = 0.0
+    phases: dict = field(default_factory=dict)  # task name -> seconds, summed over shards
     abstentions: dict = field(default_factory=dict)
     validation: dict = field(default_factory=dict)
     search: dict = field(default_factory=dict)
@@ -41,6 +42,8 @@ class RunSummary:
     def finish(self, **values) -> None:
         for key, value in values.items():
             setattr(self, key, value)
+        if not self.phases:
+            self.phases = current_phase_times()
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -50,8 +53,11 @@ class RunSummary:
             f"catalog-intel: {self.inputs} inputs = {self.rows} rows + {self.rejects} rejects + {self.skipped} skipped | "
             f"embeddings {self.embeddings_computed} computed, {self.embeddings_cached} cached | "
             f"LLM {self.llm_calls} calls, {self.llm_cached} cached, {self.llm_failed} failed, {self.llm_retries} retries | "
-            f"{self.seconds:.1f} s"
+            f"{self.seconds:.1f} s" + (f" ({self.phase_line()})" if self.phases else "")
         )
+
+    def phase_line(self) -> str:
+        return ", ".join(f"{name} {secs:.1f} s" for name, secs in self.phases.items())
 
     def markdown(self) -> str:
         lines = [
@@ -63,7 +69,8 @@ class RunSummary:
             f"| LLM calls / cached / failed / retries | {self.llm_calls} / {self.llm_cached} / {self.llm_failed} / {self.llm_retries} |",
             f"| data-quality checks passed | {self.validation.get('successful_expectations', 0)} of {self.validation.get('evaluated_expectations', 0)} |",
             *self._search_lines(),
-            f"| wall time | {self.seconds:.1f} s |", "",
+            f"| wall time | {self.seconds:.1f} s |",
+            *([f"| time per phase | {self.phase_line()} |"] if self.phases else []), "",
             "Abstentions (`unknown`) per attribute: " + ", ".join(f"{k} {v}" for k, v in self.abstentions.items()), "",
             "Outputs: " + ", ".join(f"`{p}`" for p in self.outputs.values()),
         ]
@@ -88,3 +95,28 @@ class RunSummary:
                 f"{self.rejects} of {self.inputs} inputs rejected ({share:.0%}), over run.max_reject_share={max_share:.0%}; "
                 "outputs were written, see rejects.csv for the reasons"
             )
+
+
+def phase_times(flow_run_id) -> dict[str, float]:
+    """Seconds per task name (shards summed) of a flow run, longest first, from the Prefect API."""
+    from collections import defaultdict
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    totals: dict[str, float] = defaultdict(float)
+    with get_client(sync_client=True) as client:
+        for run in client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))):
+            name = (run.name or "?").rsplit("-", 1)[0]  # Prefect names task runs "<task name>-<suffix>"
+            totals[name] += run.total_run_time.total_seconds()
+    return {k: round(v, 2) for k, v in sorted(totals.items(), key=lambda kv: -kv[1])}
+
+
+def current_phase_times() -> dict[str, float]:
+    """phase_times of the flow run this code runs in; {} outside one or if the API does not answer."""
+    try:
+        from prefect.runtime import flow_run
+
+        return phase_times(flow_run.id) if flow_run.id else {}
+    except Exception:  # noqa: BLE001 - a summary line is never worth failing a run
+        return {}
