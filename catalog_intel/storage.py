@@ -144,15 +144,15 @@ def resolve(loc: str | os.PathLike) -> str:
     loc = str(loc)
     if is_local(loc):
         return os.path.realpath(_local(loc))
-    protocol, path = loc.split("://", 1)
-    return f"{protocol}://{posixpath.normpath(path)}"
+    fs, path = url_to_fs(loc)
+    return fs.unstrip_protocol(posixpath.normpath(path))  # one spelling per object (memory:///x = memory://x)
 
 
 def relpath(target: str, start: str) -> str:
     """`target` relative to the folder `start` (both local, or both in one store), '/'-separated."""
     if is_local(target) and is_local(start):
         return os.path.relpath(os.path.abspath(_local(target)), os.path.abspath(_local(start))).replace(os.sep, "/")
-    return posixpath.relpath(str(target).split("://", 1)[-1], str(start).split("://", 1)[-1])
+    return posixpath.relpath(url_to_fs(target)[1], url_to_fs(start)[1])
 
 
 def uri(loc: str | os.PathLike) -> str:
