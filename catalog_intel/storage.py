@@ -312,17 +312,32 @@ def read_parquet(loc: str | os.PathLike, columns: list[str] | None = None) -> pl
     return pl.read_parquet(io.BytesIO(read_bytes(loc)), columns=columns)
 
 
+_COLUMN_CACHE: dict[tuple[str, tuple[str, ...]], pl.DataFrame] = {}
+_COLUMN_CACHE_PARTS = 8192
+
+
 def _read_parts(parts: list[str], columns: list[str] | None = None, with_part: bool = False) -> list[pl.DataFrame]:
-    """Each part as a frame (`_part` column added with `with_part`), fetched concurrently from a store."""
+    """Each part as a frame (`_part` column added with `with_part`), fetched concurrently from a store.
+    Parts are immutable (unique names, never rewritten), so column reads (the key column of every
+    part, read by each lookup) are kept in memory: a store on S3 is not downloaded again per lookup."""
     if not parts:
         return []
-    if is_local(parts[0]):
-        frames = [pl.read_parquet(_local(p), columns=columns) for p in parts]
-    else:
-        fs, _ = url_to_fs(parts[0])
-        stripped = [url_to_fs(p)[1] for p in parts]
-        blobs = fs.cat(stripped, on_error="raise")
-        frames = [pl.read_parquet(io.BytesIO(blobs[s]), columns=columns) for s in stripped]
+    wanted = tuple(columns) if columns else None
+    frames: dict[str, pl.DataFrame] = {p: _COLUMN_CACHE[(p, wanted)] for p in parts
+                                       if wanted and (p, wanted) in _COLUMN_CACHE}
+    todo = [p for p in parts if p not in frames]
+    if todo and is_local(todo[0]):
+        frames.update({p: pl.read_parquet(_local(p), columns=columns) for p in todo})
+    elif todo:
+        fs, _ = url_to_fs(todo[0])
+        stripped = {p: url_to_fs(p)[1] for p in todo}
+        blobs = fs.cat(list(stripped.values()), on_error="raise")
+        frames.update({p: pl.read_parquet(io.BytesIO(blobs[s]), columns=columns) for p, s in stripped.items()})
+    if wanted and todo:
+        if len(_COLUMN_CACHE) > _COLUMN_CACHE_PARTS:
+            _COLUMN_CACHE.clear()
+        _COLUMN_CACHE.update({(p, wanted): frames[p] for p in todo})
+    frames = [frames[p] for p in parts]
     if with_part:
         frames = [f.with_columns(pl.lit(p).alias("_part")) for f, p in zip(frames, parts)]
     return frames
