@@ -115,9 +115,10 @@ class Location(str):
 
 
 def location(loc: str | os.PathLike) -> Location:
-    """A local path (with ~ expanded) or URL as a Location; a URL is never turned into a local folder."""
+    """A local path (absolute, ~ expanded: tasks may run in another working folder) or URL as a
+    Location; a URL is never turned into a local folder."""
     loc = str(loc)
-    return Location(loc if is_url(loc) else os.path.expanduser(loc))
+    return Location(loc if is_url(loc) else os.path.abspath(os.path.expanduser(loc)))
 
 
 def join(loc: str | os.PathLike, *parts: str) -> str:
