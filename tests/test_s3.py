@@ -130,3 +130,24 @@ def test_a_run_killed_mid_way_resumes_to_the_rows_of_a_clean_run(s3, seed_images
     a, b = _parquet(f"{bucket}/out/catalog.parquet"), _parquet(f"{bucket}/clean-out/catalog.parquet")
     stable = [c for c in a.columns if c not in VOLATILE]
     assert a.height == 128 and a.sort("image").select(stable).equals(b.sort("image").select(stable))
+
+
+def test_storage_options_from_the_config_and_never_shown(s3, monkeypatch, tmp_path):
+    """Without any AWS_* variable, [paths.storage_options.s3] alone reaches the server; the secret is in no repr."""
+    from catalog_intel.config import load_config
+
+    s3.bucket("catalog-options")
+    for key in (*ENV, "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(key, raising=False)
+    secret = ENV["AWS_SECRET_ACCESS_KEY"]
+    options = {"endpoint_url": s3.endpoint, "key": ENV["AWS_ACCESS_KEY_ID"], "secret": secret,
+               "client_kwargs": {"region_name": "us-east-1"}}
+    try:
+        config = load_config(None, {"paths.storage_options": {"s3": options},
+                                    "paths.cache_dir": "s3://catalog-options/cache"})
+        store = storage.ParquetStore(config.paths.cache_path / "embeddings" / "m", key="sha256")
+        store.append(pl.DataFrame({"sha256": ["a", "b"]}))
+        assert store.existing(["a", "b", "c"]) == {"a", "b"}
+        assert secret not in repr(config) + str(config) + repr(config.paths)
+    finally:
+        storage.configure({})
