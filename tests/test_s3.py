@@ -151,3 +151,21 @@ def test_storage_options_from_the_config_and_never_shown(s3, monkeypatch, tmp_pa
         assert secret not in repr(config) + str(config) + repr(config.paths)
     finally:
         storage.configure({})
+
+
+def test_decode_workers_read_images_from_the_bucket(s3, seed_images, tiny_clip):
+    """DataLoader worker processes read the bytes through fsspec; a missing object is a reject, not a crash."""
+    from catalog_intel.clip_model import load_clip
+    from catalog_intel.config import load_config
+    from catalog_intel.embedding import compute_embeddings
+
+    bucket = s3.bucket("catalog-workers")
+    photos = sorted(seed_images.iterdir())[:6]
+    _upload({p.name: p.read_bytes() for p in photos}, f"{bucket}/drop")
+    config = load_config(None, tiny_clip)
+    clip = load_clip(config.clip, config.paths.cache_path)
+    paths = [f"{bucket}/drop/{p.name}" for p in photos] + [f"{bucket}/drop/gone.jpg"]
+    remote, reasons = compute_embeddings(paths, clip, batch_size=4, decode_workers=1, max_pixels=10**8)
+    local, _ = compute_embeddings([str(p) for p in photos], clip, batch_size=4, decode_workers=0, max_pixels=10**8)
+    assert reasons[:6] == [""] * 6 and reasons[6].startswith("file does not exist")
+    assert abs(remote[:6] - local).max() < 1e-5
