@@ -54,7 +54,9 @@ def scan_folder(root: str, extensions) -> tuple[pl.DataFrame, pl.DataFrame, list
     images, paths, keys, rejects = [], [], [], []
     for loc, info in files:
         rel = relpath(loc, root)
-        if os.path.splitext(loc)[1].lower() in exts:
+        if info is not None and info.get("type") == "other":
+            rejects.append((rel, "not a regular file (a broken link, pipe or socket): replace it with the image file"))
+        elif os.path.splitext(loc)[1].lower() in exts:
             images.append(rel), paths.append(loc if not is_local(loc) else os.path.abspath(loc))
             keys.append(stat_key(loc, info) if info is not None else None)  # the listing's size + ETag
         else:

@@ -223,7 +223,7 @@ def walk_files(root: str | os.PathLike) -> tuple[list[tuple[str, dict | None]], 
     """Every regular file under `root`, recursive -> ([(location, listing info)], skipped).
     Dot files and files in dot folders are skipped (and returned as `skipped`);
     listing info is the object store's (size, ETag) so a re-run need not ask per file;
-    None for local files (stat_key stats them)."""
+    None for local files (stat_key stats them), {"type": "other"} for what is not a regular file."""
     root = str(root)
     found, skipped = [], []
     if is_local(root):
@@ -237,8 +237,10 @@ def walk_files(root: str | os.PathLike) -> tuple[list[tuple[str, dict | None]], 
                 full = os.path.join(dirpath, name)
                 if name.startswith("."):
                     skipped.append(full)
-                elif os.path.isfile(full):  # regular files (and links to them) only
+                elif os.path.isfile(full):  # regular files and links to them
                     found.append((full, None))
+                else:  # a broken link, a pipe, a socket: listed so that it is accounted for, never read
+                    found.append((full, {"type": "other"}))
         return sorted(found), sorted(skipped)
     fs, path = url_to_fs(root)
     fs.invalidate_cache(path)

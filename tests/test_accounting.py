@@ -59,12 +59,15 @@ def test_inventory_lists_every_file_as_image_reject_or_skipped(tmp_path):
     from catalog_intel.config import load_config
 
     files = _odd_folder(tmp_path)
+    (tmp_path / "dangling.jpg").symlink_to(tmp_path / "gone.jpg")
     inventory, rejects, skipped = build_inventory(str(tmp_path), load_config().run.image_extensions)
     assert set(inventory["image"]) == EXPECTED_ROWS | {"fake.png"}  # fake.png fails at decoding
-    assert dict(zip(rejects["image"], rejects["reason"]))["notes.txt"].startswith("not an image (extension .txt")
+    reasons = dict(zip(rejects["image"], rejects["reason"]))
+    assert reasons["notes.txt"].startswith("not an image (extension .txt")
+    assert reasons["dangling.jpg"].startswith("not a regular file")
     assert sorted(str(p.relative_to(tmp_path)) for p in map(type(tmp_path), skipped)) == [".DS_Store",
                                                                                          "sub/.hidden/thumb.jpg"]
-    assert inventory.height + rejects.height + len(skipped) == len(files)
+    assert inventory.height + rejects.height + len(skipped) == len(files) + 1
 
 
 @pytest.mark.parametrize("name", ["animated.gif", "scan.bmp", "print.tif", "phone.heic", "web.avif"])
