@@ -29,7 +29,6 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 def make_images(folder: Path, start: int, count: int) -> None:
     import io
 
-    from PIL import Image
 
     from catalog_intel.synthetic import COLORS, SLEEVES, draw_top, jpeg_with_comment
 

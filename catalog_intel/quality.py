@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -13,7 +12,7 @@ from pathlib import Path
 import polars as pl
 
 from .config import Config
-from .storage import atomic_write_text, is_local, location, publish_tree
+from .storage import atomic_write_text, location, publish_tree
 
 RESULT_FILE = "validation_result.json"
 DOCS_DIR = "data_docs"
@@ -49,7 +48,7 @@ def validate(table: pl.DataFrame, config: Config, with_copy: bool, out_dir: Path
 
     for name in ("great_expectations", "great_expectations.data_context.types.base"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    out_dir = location(os.path.abspath(out_dir) if is_local(out_dir) else out_dir)
+    out_dir = location(out_dir)  # absolute when local: GX needs absolute store paths
     table = with_derived_columns(table)
     frame = _gx_frame(table)
     docs_dir = out_dir / DOCS_DIR
