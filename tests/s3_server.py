@@ -19,6 +19,14 @@ ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing-secret-
        "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1"}
 
 
+def _forget_clients() -> None:
+    """fsspec caches one S3 client per set of arguments; the endpoint comes from the environment,
+    so a client made for an earlier server (another port) must not be reused."""
+    import s3fs
+
+    s3fs.S3FileSystem.clear_instance_cache()
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -54,6 +62,7 @@ class S3Server:
         for key, value in self.env.items():
             self._saved[key] = os.environ.get(key)
             os.environ[key] = value
+        _forget_clients()
         return self
 
     def __exit__(self, *exc) -> None:
@@ -62,6 +71,7 @@ class S3Server:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+        _forget_clients()
         if self._proc is not None:
             self._proc.terminate()
             try:
