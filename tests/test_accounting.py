@@ -104,3 +104,5 @@ def test_a_run_over_odd_inputs_accounts_for_every_file(prefect_server, tmp_path,
     assert rejects["notes.txt"].startswith("not an image") and rejects["fake.png"].startswith("not an image")
     assert (summary["inputs"], summary["rows"], summary["rejects"], summary["skipped"]) == (len(files), 7, 2, 2)
     assert summary["inputs"] == summary["rows"] + summary["rejects"] + summary["skipped"]
+    assert {"ingest", "embed-shard", "classify-shard", "validate", "export"} <= set(summary["phases"])  # time per phase
+    assert all(seconds >= 0 for seconds in summary["phases"].values()) and summary["phases"]["embed-shard"] > 0
