@@ -14,8 +14,10 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "60")
 
 def _add_run_parser(sub) -> None:
     run = sub.add_parser("run", help="enrich a folder or manifest of product images")
-    run.add_argument("source", help="folder of images (recursive) or CSV/Parquet manifest with an image path column")
-    run.add_argument("--out", required=True, help="output folder (catalog.csv, catalog.parquet, rejects.csv, data_docs/)")
+    run.add_argument("source", help="folder of images (recursive) or CSV/Parquet manifest with an image path column; "
+                     "a local path or a URL (s3://, gs://, az://, file://)")
+    run.add_argument("--out", required=True, help="output folder or URL (catalog.csv, catalog.parquet, rejects.csv, "
+                     "data_docs/)")
     run.add_argument("--config", help="TOML configuration file (defaults: catalog_intel/defaults.toml)")
     from catalog_intel.settings import add_override_flags
 
@@ -84,7 +86,30 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluate_parser(sub)
     _add_copy_quality_parser(sub)
     _add_search_parsers(sub)
+    _add_cache_parser(sub)
     return parser
+
+
+def _add_cache_parser(sub) -> None:
+    cache = sub.add_parser("cache", help="maintain a (shared) cache folder")
+    csub = cache.add_subparsers(dest="cache_command", required=True)
+    p = csub.add_parser("compact", help="merge small cache parts and delete parts superseded long enough ago; "
+                        "safe while runs use the cache")
+    p.add_argument("--config")
+    p.add_argument("--cache-dir", help="cache folder or URL (default: the config's paths.cache_dir)")
+    p.add_argument("--purge-after", type=float, help="delete superseded parts only after this many seconds "
+                   "(default: paths.purge_after_s; keep it above the longest single lookup)")
+
+
+def _cache(args) -> int:
+    from catalog_intel.config import load_config
+    from catalog_intel.storage import compact_cache
+
+    config = load_config(args.config, {"paths.cache_dir": args.cache_dir})
+    purge = config.paths.purge_after_s if args.purge_after is None else args.purge_after
+    for folder, (superseded, purged, live) in compact_cache(config.paths.cache_path, purge).items():
+        print(f"{folder}: {superseded} parts merged, {purged} superseded parts deleted, {live} live parts")
+    return 0
 
 
 def _start_prefect_server_early():
@@ -227,15 +252,14 @@ def _copy_quality(args) -> int:
 
 
 def _search(args) -> int:
-    from pathlib import Path
-
     from catalog_intel.clip_model import load_clip
     from catalog_intel.config import load_config
     from catalog_intel.search import read_run_config, similar_to, text_search
+    from catalog_intel.storage import location
 
     if args.k < 1:
         raise SystemExit("catalog-intel: error: -k must be at least 1")
-    out = Path(args.out)
+    out = location(args.out)
     config = load_config(args.config, {"clip.checkpoint": args.clip_checkpoint, "paths.cache_dir": args.cache_dir},
                          base=read_run_config(out))
 
@@ -266,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return {"run": _run, "models": _models, "evaluate": _evaluate, "copy-quality": _copy_quality,
-                "similar": _search, "search": _search}[args.command](args)
+                "similar": _search, "search": _search, "cache": _cache}[args.command](args)
     except (ModelUnavailableError, EmbeddedServerError, ConfigError, SourceError, OutputLocked, EvaluationError,
             CopyQualityError, SearchError) as exc:
         print(f"catalog-intel: error: {exc}", file=sys.stderr)

@@ -7,7 +7,6 @@ once with a message naming the model and the way to supply it."""
 from __future__ import annotations
 
 import functools
-import hashlib
 import importlib.util
 import json
 import os
@@ -33,16 +32,17 @@ class LoadedClip:
 
 
 def clip_cache_dir(cache_root: Path) -> Path:
-    return cache_root / "models" / "clip"
+    """Local folder of the CLIP weights (weights stay local when the cache is a URL)."""
+    from .storage import local_model_root
+
+    return local_model_root(cache_root) / "models" / "clip"
 
 
 @functools.lru_cache(maxsize=8)
 def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 22):
-            digest.update(chunk)
-    return digest.hexdigest()
+    from .storage import sha256_file
+
+    return sha256_file(path)
 
 
 def checkpoint_digest(path: str, cache_root: Path | None = None) -> str:
@@ -51,9 +51,9 @@ def checkpoint_digest(path: str, cache_root: Path | None = None) -> str:
     st = os.stat(path)
     if cache_root is None:
         return _file_sha256(os.path.abspath(path), st.st_size, st.st_mtime_ns)
-    from .storage import FileHashCache, stat_key
+    from .storage import FileHashCache, local_model_root, stat_key
 
-    cache = FileHashCache(cache_root / "file_hashes")
+    cache = FileHashCache(local_model_root(cache_root) / "file_hashes")
     key = stat_key(path)
     known = cache.get([key]).get(key) if key else None
     if known:

@@ -30,15 +30,27 @@ class _Strict(BaseModel):
 
 class PathsConfig(_Strict):
     cache_dir: str
+    # fsspec options per protocol ({"s3": {"endpoint_url": ...}}); may hold credentials, so never shown.
+    storage_options: dict[str, dict[str, Any]] = Field(default_factory=dict, repr=False)
+    # Superseded cache parts are deleted this long after compaction replaced them.
+    purge_after_s: float = Field(3600.0, ge=0)
     # Set by settings.resolve_settings: cache_dir is then absolute and final, so a
     # worker on another machine or with another environment reads the same one.
     resolved: bool = Field(False, exclude=True)
 
+    @model_validator(mode="after")
+    def _configure_storage(self) -> "PathsConfig":
+        from .storage import configure
+
+        configure(self.storage_options)
+        return self
+
     @property
-    def cache_path(self) -> Path:
-        if self.resolved:
-            return Path(self.cache_dir)
-        return Path(os.path.expanduser(os.environ.get("CATALOG_INTEL_CACHE", self.cache_dir)))
+    def cache_path(self):
+        """The cache location: a local path or an fsspec URL (a storage.Location, joins with `/`)."""
+        from .storage import location
+
+        return location(self.cache_dir if self.resolved else os.environ.get("CATALOG_INTEL_CACHE", self.cache_dir))
 
 
 class RunnerConfig(_Strict):

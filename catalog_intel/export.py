@@ -1,13 +1,17 @@
 """Catalog outputs: catalog.csv (the original tool's exact columns), catalog.parquet
-(everything, native lists) and rejects.csv. All writes are atomic."""
+(everything, native lists) and rejects.csv, each published in one step (one PUT on an
+object store), then OUT/_SUCCESS.json naming them, written last."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import json
+import time
 
 import polars as pl
 
-from .storage import write_csv, write_parquet
+from .storage import atomic_write_text, location, write_csv, write_parquet
+
+COMMIT_FILE = "_SUCCESS.json"
 
 CSV_COLUMNS = ("image", "color", "neckline", "sleeve", "pattern", "fabric", "fit",
                "title", "bullet_points", "description", "style_summary", "seo_tags")
@@ -36,14 +40,21 @@ def csv_view(table: pl.DataFrame) -> pl.DataFrame:
     return neutralise_formulas(view.with_columns(pl.col(c).cast(pl.Utf8) for c in CSV_COLUMNS))
 
 
-def write_outputs(table: pl.DataFrame, rejects: pl.DataFrame, out_dir: Path) -> dict[str, str]:
-    """Write the three outputs; returns their paths."""
+def write_outputs(table: pl.DataFrame, rejects: pl.DataFrame, out_dir) -> dict[str, str]:
+    """Write the three outputs (out_dir: a local folder or URL), then the commit file; returns their paths."""
+    out_dir = location(out_dir)
     paths = {
         "catalog_csv": out_dir / "catalog.csv",
         "catalog_parquet": out_dir / "catalog.parquet",
         "rejects_csv": out_dir / "rejects.csv",
     }
-    write_parquet(table, paths["catalog_parquet"])
-    write_csv(csv_view(table), paths["catalog_csv"])
-    write_csv(neutralise_formulas(rejects.select("image", "reason").sort("image")), paths["rejects_csv"])
+    sizes = {
+        "catalog.parquet": write_parquet(table, paths["catalog_parquet"]),
+        "catalog.csv": write_csv(csv_view(table), paths["catalog_csv"]),
+        "rejects.csv": write_csv(neutralise_formulas(rejects.select("image", "reason").sort("image")),
+                                 paths["rejects_csv"]),
+    }
+    atomic_write_text(out_dir / COMMIT_FILE, json.dumps({
+        "rows": table.height, "rejects": rejects.height, "bytes": sizes,
+        "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, indent=1))
     return {k: str(v) for k, v in paths.items()}

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import polars as pl
 
-from .storage import atomic_write_text, read_bytes, remove_files
+from .storage import atomic_write_text, location, read_bytes, remove_files
 
 HISTORY_DIR = "history"
 RUNS_FILE = "runs.jsonl"
@@ -99,7 +99,7 @@ def trend_table(history: list[dict], last: int) -> dict | None:
 # --- the store ------------------------------------------------------------------------------
 
 def read_history(out_dir: Path) -> list[dict]:
-    path = Path(out_dir) / HISTORY_DIR / RUNS_FILE
+    path = location(out_dir) / HISTORY_DIR / RUNS_FILE
     try:
         text = read_bytes(str(path)).decode("utf-8")
     except (OSError, FileNotFoundError):
@@ -117,7 +117,7 @@ def read_history(out_dir: Path) -> list[dict]:
 def append_history(out_dir: Path, metrics: dict, keep: int) -> list[dict]:
     """Add this run's metrics; keep the last `keep` runs."""
     history = (read_history(out_dir) + [metrics])[-keep:]
-    folder = Path(out_dir) / HISTORY_DIR
+    folder = location(out_dir) / HISTORY_DIR
     atomic_write_text(folder / RUNS_FILE, "".join(json.dumps(r) + "\n" for r in history))
     return history
 

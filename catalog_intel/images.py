@@ -8,6 +8,29 @@ import warnings
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .storage import read_bytes
+
+_HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1")
+_heif_ready: bool | None = None
+
+
+def _enable_heif() -> bool:
+    """Register pillow-heif's HEIC/HEIF opener once per process; False if it is not installed."""
+    global _heif_ready
+    if _heif_ready is None:
+        try:
+            from pillow_heif import register_heif_opener
+
+            register_heif_opener()
+            _heif_ready = True
+        except ImportError:
+            _heif_ready = False
+    return _heif_ready
+
+
+def _is_heif(data: bytes) -> bool:
+    return data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS
+
 
 class ImageRejected(Exception):
     """The file cannot be used as a product image; str(exc) is the reason."""
@@ -30,14 +53,15 @@ def _flatten(img: Image.Image) -> Image.Image:
 
 
 def load_rgb(path: str, max_pixels: int, min_side: int | None = None) -> Image.Image:
-    """Open an image file as upright 8-bit RGB.
+    """Open an image file (local path or URL) as upright 8-bit RGB.
 
     `min_side`: the caller will downscale to about this size, so JPEG decoding
     may use DCT scaling (Image.draft), ~4x faster, never going below it.
     Animated images give their first frame. Raises ImageRejected."""
     try:
-        with open(path, "rb") as fh:
-            data = fh.read()
+        data = read_bytes(path)
+    except FileNotFoundError:
+        raise ImageRejected("file does not exist (removed since the run listed it?)") from None
     except PermissionError:
         raise ImageRejected("file is not readable (permission denied): fix its permissions") from None
     except OSError as exc:
@@ -48,6 +72,9 @@ def load_rgb(path: str, max_pixels: int, min_side: int | None = None) -> Image.I
 
 
 def decode_rgb(data: bytes, max_pixels: int, min_side: int | None = None) -> Image.Image:
+    if _is_heif(data) and not _enable_heif():
+        raise ImageRejected("HEIC/HEIF photo, but pillow-heif is not installed: `pip install pillow-heif` "
+                            "(or convert the file to JPEG)")
     try:
         img = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:

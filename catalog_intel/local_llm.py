@@ -154,10 +154,9 @@ def _read_sidecar(target: Path) -> str | None:
 
 
 def _write_sidecar(target: Path, digest: str) -> None:
-    side = _sidecar(target)
-    tmp = side.with_name(f".{side.name}.{os.getpid()}.tmp")
-    tmp.write_text(f"{digest}  {target.name}\n", encoding="utf-8")
-    os.replace(tmp, side)
+    from .storage import atomic_write_text
+
+    atomic_write_text(_sidecar(target), f"{digest}  {target.name}\n")
 
 
 def _progress_bar(total: int, desc: str, enabled: bool):
@@ -180,16 +179,13 @@ class _NoBar:
 
 
 def _sha256_file(path: Path, progress: bool, desc: str) -> str:
-    h = hashlib.sha256()
+    from .storage import sha256_file
+
     bar = _progress_bar(path.stat().st_size, desc, progress)
     try:
-        with open(path, "rb") as f:
-            while chunk := f.read(_CHUNK):
-                h.update(chunk)
-                bar.update(len(chunk))
+        return sha256_file(str(path), progress=bar.update)
     finally:
         bar.close()
-    return h.hexdigest()
 
 
 def ensure_gguf(
@@ -215,7 +211,9 @@ def ensure_gguf(
     :class:`ModelIntegrityError` if the assembled bytes are not the expected model."""
     sha = (expected_sha256 or spec.sha256).lower()
     size = spec.size if expected_size is None else expected_size
-    models_dir = Path(cache_dir).expanduser() / "models"
+    from .storage import local_model_root
+
+    models_dir = local_model_root(cache_dir) / "models"  # a model must be a local file to load
     target = models_dir / spec.filename
 
     if target.is_file() and target.stat().st_size == size:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from .clip_model import clip_cache_dir, pull_pretrained
 from .config import Config
-from .storage import sha256_file
+from .storage import local_model_root, sha256_file
 
 MODEL_SUFFIXES = {".bin", ".pt", ".pth", ".safetensors", ".gguf"}
 
@@ -22,7 +22,7 @@ def pull_models(config: Config) -> list[str]:
 
 
 def list_models(config: Config) -> list[dict]:
-    root = config.paths.cache_path / "models"
+    root = local_model_root(config.paths.cache_path) / "models"
     rows = []
     for path in sorted(root.rglob("*")) if root.is_dir() else []:
         if path.is_file() and path.suffix in MODEL_SUFFIXES:

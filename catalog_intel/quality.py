@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import contextlib
 import shutil
 import tempfile
 from pathlib import Path
@@ -13,7 +14,7 @@ import polars as pl
 
 from .config import Config
 from .history import HISTORY_DIR, VALIDATIONS_DIR, prune_validations
-from .storage import atomic_write_text
+from .storage import atomic_write_text, is_local, local_mirror, location, publish_tree
 
 RESULT_FILE = "validation_result.json"
 DOCS_DIR = "data_docs"
@@ -73,15 +74,16 @@ def validate(table: pl.DataFrame, config: Config, with_copy: bool, out_dir: Path
 
     for name in ("great_expectations", "great_expectations.data_context.types.base"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    out_dir = out_dir.resolve()  # GX needs absolute store paths
+    out_dir = location(out_dir)  # absolute when local: GX needs absolute store paths
     table = with_derived_columns(table)
     frame = _gx_frame(table)
     docs_dir = out_dir / DOCS_DIR
-    staging = Path(tempfile.mkdtemp(prefix=".data_docs.", dir=out_dir))
+    staging = Path(tempfile.mkdtemp(prefix=".data_docs."))  # absolute, local: GX writes files itself
+    stack = contextlib.ExitStack()
     try:
-        validations = out_dir / HISTORY_DIR / VALIDATIONS_DIR
+        validations = stack.enter_context(local_mirror(out_dir / HISTORY_DIR / VALIDATIONS_DIR))  # GX writes to disk
         prune_validations(validations, config.report.history_keep - 1)  # room for this run's
-        incremental = _reuse_pages(validations, docs_dir, staging)
+        incremental = is_local(out_dir) and _reuse_pages(validations, Path(docs_dir), staging)
         context = gx.get_context(mode="ephemeral", project_config=_context_config(validations))
         context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
         context.add_data_docs_site(site_name="catalog", site_config={
@@ -100,11 +102,10 @@ def validate(table: pl.DataFrame, config: Config, with_copy: bool, out_dir: Path
         if not incremental:  # the action rendered this run's page; render the earlier runs' too
             context.build_data_docs(site_names=["catalog"])
         make_site_offline(staging)
-        if docs_dir.exists():
-            shutil.rmtree(docs_dir)
         staging.chmod(0o755)  # mkdtemp creates 0700
-        staging.rename(docs_dir)
+        publish_tree(str(staging), docs_dir)
     finally:
+        stack.close()
         shutil.rmtree(staging, ignore_errors=True)
 
     atomic_write_text(out_dir / RESULT_FILE, json.dumps(result.to_json_dict(), indent=2, default=str))

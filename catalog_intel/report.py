@@ -27,7 +27,8 @@ import polars as pl
 
 from .config import ATTRIBUTE_ORDER, UNKNOWN, Config
 from .images import ImageRejected, load_rgb
-from .storage import atomic_write_bytes, atomic_write_text, read_bytes, remove_files
+from .storage import (atomic_write_bytes, atomic_write_text, basename, exists, isfile, list_dir, location, read_bytes,
+                      relpath, remove_files)
 
 REPORT_DIR = "report"
 THUMBS_DIR = "thumbs"
@@ -114,16 +115,17 @@ def make_thumbnails(items: pl.DataFrame, folder: Path, size: int, max_pixels: in
     that have a thumbnail."""
     items = items.unique(subset="sha256", keep="first").sort("sha256")
     wanted = {thumb_name(s): (s, p) for s, p in zip(items["sha256"], items["path"])}
-    if folder.is_dir():
-        remove_files(p for p in folder.glob("*.jpg") if p.name not in wanted)
-    done = {s for name, (s, _) in wanted.items() if (folder / name).is_file()}
+    folder = location(folder)
+    present = {basename(p): p for p in list_dir(folder, suffix=".jpg")}
+    remove_files(p for name, p in present.items() if name not in wanted)
+    done = {s for name, (s, _) in wanted.items() if name in present}
     todo = [(s, p) for name, (s, p) in wanted.items() if s not in done]
     if progress is not None:
         progress.update(len(done))
 
     def one(item):
         sha, path = item
-        ok = path is not None and os.path.isfile(path) and _thumbnail(path, folder / thumb_name(sha), size, max_pixels)
+        ok = path is not None and _thumbnail(path, folder / thumb_name(sha), size, max_pixels)
         if progress is not None:
             progress.update(1)
         return sha, ok
@@ -152,7 +154,7 @@ def expectation_rows(result: dict | None) -> list[dict]:
 
 
 def _read_json(path: str | None) -> dict | None:
-    if not path or not os.path.isfile(path):
+    if not path or not isfile(path):
         return None
     try:
         return json.loads(read_bytes(path))
@@ -202,9 +204,9 @@ def render_page(template: str, *, title: str, script: str | None = None, run_id:
 
 
 def _rel_link(target: str | None, report_dir: Path) -> str | None:
-    if not target or not os.path.exists(target):
+    if not target or not exists(target):
         return None
-    return quote(os.path.relpath(os.path.abspath(target), os.path.abspath(report_dir)).replace(os.sep, "/"))
+    return quote(relpath(target, report_dir))
 
 
 def _fmt(value, digits: int = 2) -> str:
@@ -388,7 +390,7 @@ def write_product_pages(table: pl.DataFrame, config: Config, folder: Path, back:
     products), written as folder/<product_page_name(image)> with the images in folder/images/ (made from the
     `path` column, longest side 2 x report.thumb_size). `back` is a link shown at the top (the report).
     Pages of images no longer in `table` are removed. Returns the pages' paths."""
-    folder = Path(folder)
+    folder = location(folder)
     for column, dtype in (("similar_images", pl.List(pl.Utf8)), ("similar_scores", pl.List(pl.Float32)),
                           ("copy_error", pl.Utf8), ("path", pl.Utf8), ("product_id", pl.Utf8)):
         if column not in table.columns:
@@ -404,15 +406,14 @@ def write_product_pages(table: pl.DataFrame, config: Config, folder: Path, back:
     images = make_thumbnails(items, folder / PDP_IMAGES, min(1024, 2 * config.report.thumb_size),
                              config.run.max_image_pixels, progress)
     keep = {product_page_name(i) for i in table["image"].to_list()}
-    if folder.is_dir():
-        remove_files(p for p in folder.glob("*.html") if p.name not in keep)
+    remove_files(p for p in list_dir(folder, suffix=".html") if basename(p) not in keep)
     pages = {folder / product_page_name(view["image"]):
              render_page("product.html", title=view["content"]["title"] or view["image"], p=view, back=back)
              for view in product_views(table, names, config, images, back)}
 
     def write(item):  # a re-run rewrites only the pages that changed
         path, text = item
-        if not path.is_file() or path.read_text(encoding="utf-8") != text:
+        if not isfile(path) or read_bytes(path).decode("utf-8") != text:
             atomic_write_text(path, text)
 
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
@@ -423,7 +424,7 @@ def write_product_pages(table: pl.DataFrame, config: Config, folder: Path, back:
 def write_report(review: pl.DataFrame, rejects: pl.DataFrame, run: dict, config: Config, out_dir: Path,
                  progress=None, trend: dict | None = None, alerts: list[str] | None = None) -> Path:
     """OUT/report/index.html plus its thumbnails; returns the page's path."""
-    report_dir = Path(out_dir) / REPORT_DIR
+    report_dir = location(out_dir) / REPORT_DIR
     shown = review.head(config.report.max_cards)
     wanted = set(shown["image"].to_list()) | {s for lst in shown["similar_images"].to_list() for s in (lst or [])}
     items = review.filter(pl.col("image").is_in(list(wanted))).select("sha256", "path") if review.height else \

@@ -28,7 +28,8 @@ import numpy as np
 import polars as pl
 
 from .config import SearchConfig
-from .storage import atomic_write_text, atomic_write_with, read_bytes, remove_files, write_parquet
+from .storage import (atomic_write_text, atomic_write_with, isfile, list_dir, location, read_bytes, read_parquet,
+                      remove_files, write_parquet)
 
 INDEX_DIR = "search"
 MANIFEST = "index.json"
@@ -201,8 +202,8 @@ def _rebuild(reuse: SearchIndex | None, wanted: list[str], fetch, model_id: str,
 
 # --- persistence ---------------------------------------------------------------------------
 
-def index_dir(out_dir: Path) -> Path:
-    return Path(out_dir) / INDEX_DIR
+def index_dir(out_dir: Path | str):
+    return location(out_dir) / INDEX_DIR
 
 
 def save_index(idx: SearchIndex, out_dir: Path) -> Path:
@@ -219,8 +220,8 @@ def save_index(idx: SearchIndex, out_dir: Path) -> Path:
     manifest = {"model_id": idx.model_id, "kind": idx.kind, "dim": idx.dim, "ntotal": len(idx.shas),
                 "active": idx.size, "index_file": index_file, "ids_file": ids_file}
     atomic_write_text(folder / MANIFEST, json.dumps(manifest, indent=2))
-    remove_files(p for p in folder.iterdir() if p.name.startswith(("index-", "ids-"))
-                 and p.name not in (index_file, ids_file))
+    remove_files(p for p in list_dir(folder) if os.path.basename(p).startswith(("index-", "ids-"))
+                 and os.path.basename(p) not in (index_file, ids_file))
     return folder / MANIFEST
 
 
@@ -231,12 +232,12 @@ def load_index(out_dir: Path, ef_search: int | None = None) -> SearchIndex | Non
 
     folder = index_dir(out_dir)
     manifest_path = folder / MANIFEST
-    if not manifest_path.is_file():
+    if not isfile(manifest_path):
         return None
     try:
-        manifest = json.loads(manifest_path.read_text())
-        index = faiss.read_index(str(folder / manifest["index_file"]))
-        ids = pl.read_parquet(folder / manifest["ids_file"])
+        manifest = json.loads(read_bytes(manifest_path))
+        index = faiss.deserialize_index(np.frombuffer(read_bytes(folder / manifest["index_file"]), dtype=np.uint8))
+        ids = read_parquet(folder / manifest["ids_file"])
     except Exception as exc:
         raise SearchError(f"search index in {folder} cannot be read ({exc}); delete {folder} and it is "
                           "rebuilt by the next run") from None
@@ -361,7 +362,7 @@ def write_run_config(out_dir: Path, clip: dict, model_id: str, cache_dir: Path) 
     for key in ("checkpoint", "model_config"):
         if clip.get(key):
             clip[key] = os.path.abspath(os.path.expanduser(clip[key]))
-    path = Path(out_dir) / RUN_CONFIG
+    path = location(out_dir) / RUN_CONFIG
     atomic_write_text(path, json.dumps({"clip_model_id": model_id, "clip": clip,
                                         "paths": {"cache_dir": str(cache_dir)}}, indent=2))
     return path
@@ -369,8 +370,8 @@ def write_run_config(out_dir: Path, clip: dict, model_id: str, cache_dir: Path) 
 
 def read_run_config(out_dir: Path) -> dict:
     """The recorded run config as dotted config keys (for load_config's `base`)."""
-    path = Path(out_dir) / RUN_CONFIG
-    if not path.is_file():
+    path = location(out_dir) / RUN_CONFIG
+    if not isfile(path):
         return {}
     try:
         record = json.loads(read_bytes(str(path)))
@@ -393,23 +394,23 @@ def encode_texts(clip, texts: list[str]) -> np.ndarray:
 
 def open_catalog(out_dir: Path, ef_search: int | None = None) -> tuple[SearchIndex, pl.DataFrame]:
     """The search index and catalog[image, sha256, path] of an output folder."""
-    out = Path(out_dir)
+    out = location(out_dir)
     catalog_path = out / "catalog.parquet"
     index = load_index(out, ef_search)
-    if index is None or not catalog_path.is_file():
+    if index is None or not isfile(catalog_path):
         missing = index_dir(out) / MANIFEST if index is None else catalog_path
         raise SearchError(f"{missing} not found: run `catalog-intel run SOURCE --out {out}` first to build the catalog "
                           "and its search index")
-    catalog = pl.read_parquet(catalog_path, columns=["image", "sha256", "path"])
+    catalog = read_parquet(catalog_path, columns=["image", "sha256", "path"])
     return index, catalog
 
 
 def _checked(clip, index: SearchIndex, out_dir: Path):
     if clip.model_id != index.model_id:
         raise SearchError(
-            f"the index in {index_dir(Path(out_dir))} was built with CLIP {index.model_id}, but the configured model "
+            f"the index in {index_dir(out_dir)} was built with CLIP {index.model_id}, but the configured model "
             f"is {clip.model_id}: its vectors are not comparable. Use the run's model (recorded in "
-            f"{Path(out_dir) / RUN_CONFIG}) or pass its weights with --clip-checkpoint"
+            f"{location(out_dir) / RUN_CONFIG}) or pass its weights with --clip-checkpoint"
         )
     return clip
 
@@ -424,7 +425,7 @@ def similar_to(out_dir: Path, query: str, k: int, load_model: Callable[[], objec
 
     index, catalog = open_catalog(out_dir, ef_search)
     query_image, digest = None, None
-    if os.path.isfile(query):
+    if isfile(query):
         digest = sha256_file(query)
         same = catalog.filter(pl.col("sha256") == digest)
         if same.height:
@@ -435,12 +436,12 @@ def similar_to(out_dir: Path, query: str, k: int, load_model: Callable[[], objec
     elif (row := catalog.filter(pl.col("sha256") == query.lower())).height:
         query_image, digest = row.sort("image")["image"][0], query.lower()
     else:
-        raise SearchError(f"'{query}' is not an image file, nor an image id or sha256 in {Path(out_dir) / 'catalog.parquet'}")
+        raise SearchError(f"'{query}' is not an image file, nor an image id or sha256 in {location(out_dir) / 'catalog.parquet'}")
 
     position = index.position(digest) if digest else None
     if position is not None:
         vector = index.vectors([position])[0]
-    elif query_image is not None and not os.path.isfile(query):
+    elif query_image is not None and not isfile(query):
         raise SearchError(f"'{query}' is in catalog.parquet but not in the search index of {out_dir}: "
                           "re-run the pipeline into that folder to update the index")
     else:

@@ -8,10 +8,10 @@ from __future__ import annotations
 import inspect
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Literal, Mapping
 
 from .config import Config, load_config
+from .storage import location
 
 TASK_RUNNERS = ("local", "dask")
 
@@ -44,7 +44,8 @@ OVERRIDES: tuple[Override, ...] = (
              "(default: an embedded llama.cpp server started for the run)"),
     Override("llm_model", "llm.model", str, "model name to request from the endpoint"),
     Override("no_llm", "llm.enabled", bool, "attributes only; copy columns stay empty", invert=True),
-    Override("cache_dir", "paths.cache_dir", str, "cache folder for embeddings and copy (default ~/.cache/catalog-intel)"),
+    Override("cache_dir", "paths.cache_dir", str, "cache folder or URL for embeddings and copy, shareable "
+             "between runs (default ~/.cache/catalog-intel)"),
     Override("shard_size", "run.shard_size", int, "images per shard, the unit of work a task runner distributes"),
     Override("color_policy", "color.policy", str, "colour from CLIP, from the garment's pixels, or both "
              "(default: config color.policy)", choices=("clip", "pixels", "ensemble")),
@@ -77,8 +78,8 @@ def resolve_settings(config_path: str | None = None, **overrides: Any) -> Config
 
 
 def absolute_paths(config: Config) -> Config:
-    def absolute(path: str) -> str:
-        return str(Path(os.path.expanduser(path)).resolve()) if path else path
+    def absolute(path: str) -> str:  # a URL stays a URL
+        return str(location(path)) if path else path
 
     cache = absolute(os.environ.get("CATALOG_INTEL_CACHE", config.paths.cache_dir))
     clip = config.clip.model_copy(update={"checkpoint": absolute(config.clip.checkpoint),

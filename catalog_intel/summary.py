@@ -1,4 +1,4 @@
-"""Run accounting: inputs = rows + rejects, embeddings and LLM calls made or cached."""
+"""Run accounting: inputs = rows + rejects + skipped (dot files), embeddings and LLM calls made or cached."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ class RunSummary:
     inputs: int
     rows: int = 0
     rejects: int = 0
+    skipped: int = 0
     embeddings_computed: int = 0
     embeddings_cached: int = 0
     llm_calls: int = 0
@@ -28,6 +29,7 @@ class RunSummary:
     llm_retries: int = 0
     llm_schema_fallbacks: int = 0
     seconds: float = 0.0
+    phases: dict = field(default_factory=dict)  # task name -> seconds, summed over shards
     abstentions: dict = field(default_factory=dict)
     completeness: dict = field(default_factory=dict)  # attribute -> share known in the input / output
     facts_unmapped: dict = field(default_factory=dict)  # attribute -> supplier value -> count
@@ -51,16 +53,18 @@ class RunSummary:
     def finish(self, **values) -> None:
         for key, value in values.items():
             setattr(self, key, value)
+        if not self.phases:
+            self.phases = current_phase_times()
 
     def as_dict(self) -> dict:
         return asdict(self)
 
     def one_line(self) -> str:
         line = (
-            f"catalog-intel: {self.inputs} inputs = {self.rows} rows + {self.rejects} rejects | "
+            f"catalog-intel: {self.inputs} inputs = {self.rows} rows + {self.rejects} rejects + {self.skipped} skipped | "
             f"embeddings {self.embeddings_computed} computed, {self.embeddings_cached} cached | "
             f"LLM {self.llm_calls} calls, {self.llm_cached} cached, {self.llm_failed} failed, {self.llm_retries} retries | "
-            f"{self.seconds:.1f} s | {self.runner_line()}"
+            f"{self.seconds:.1f} s" + (f" ({self.phase_line()})" if self.phases else "") + f" | {self.runner_line()}"
         )
         extra = [f"completeness in -> out: {self._completeness_text()}"] if self._has_facts() else []
         extra += [f"facts not in the vocabulary (kept as free facts): {self.facts_unmapped}"] if self.facts_unmapped else []
@@ -96,18 +100,23 @@ class RunSummary:
         shards = ", ".join(f"{w}: {len(s)} shards" for w, s in sorted(self.workers.items()))
         return f"{self.task_runner}: {len(self.workers)} workers ({shards})"
 
+    def phase_line(self) -> str:
+        return ", ".join(f"{name} {secs:.1f} s" for name, secs in self.phases.items())
+
     def markdown(self) -> str:
         lines = [
             "# catalog-intel run", "",
             *[f"**Sudden change:** {a}  " for a in self.alerts], *([""] if self.alerts else []),
             "| | |", "|---|---|",
             f"| inputs | {self.inputs} |", f"| rows written | {self.rows} |", f"| rejects | {self.rejects} |",
+            f"| skipped (dot files) | {self.skipped} |",
             f"| embeddings computed / cached | {self.embeddings_computed} / {self.embeddings_cached} |",
             f"| LLM calls / cached / failed / retries | {self.llm_calls} / {self.llm_cached} / {self.llm_failed} / {self.llm_retries} |",
             f"| data-quality checks passed | {self.validation.get('successful_expectations', 0)} of {self.validation.get('evaluated_expectations', 0)} |",
             *self._search_lines(),
             f"| task runner | {self.runner_line()} |",
-            f"| wall time | {self.seconds:.1f} s |", "",
+            f"| wall time | {self.seconds:.1f} s |",
+            *([f"| time per phase | {self.phase_line()} |"] if self.phases else []), "",
             "Abstentions (`unknown`) per attribute: " + ", ".join(f"{k} {v}" for k, v in self.abstentions.items()),
             *self._completeness_lines(), *[f"\nNote: {note}" for note in self.notes()], "",
             "Outputs: " + ", ".join(f"`{p}`" for p in self.outputs.values()),
@@ -126,9 +135,35 @@ class RunSummary:
         ]
 
     def raise_if_too_many_rejects(self, max_share: float) -> None:
-        share = self.rejects / self.inputs if self.inputs else 0.0
+        considered = self.inputs - self.skipped
+        share = self.rejects / considered if considered else 0.0
         if share > max_share:
             raise RunFailed(
                 f"{self.rejects} of {self.inputs} inputs rejected ({share:.0%}), over run.max_reject_share={max_share:.0%}; "
                 "outputs were written, see rejects.csv for the reasons"
             )
+
+
+def phase_times(flow_run_id) -> dict[str, float]:
+    """Seconds per task name (shards summed) of a flow run, longest first, from the Prefect API."""
+    from collections import defaultdict
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    totals: dict[str, float] = defaultdict(float)
+    with get_client(sync_client=True) as client:
+        for run in client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))):
+            name = (run.name or "?").rsplit("-", 1)[0]  # Prefect names task runs "<task name>-<suffix>"
+            totals[name] += run.total_run_time.total_seconds()
+    return {k: round(v, 2) for k, v in sorted(totals.items(), key=lambda kv: -kv[1])}
+
+
+def current_phase_times() -> dict[str, float]:
+    """phase_times of the flow run this code runs in; {} outside one or if the API does not answer."""
+    try:
+        from prefect.runtime import flow_run
+
+        return phase_times(flow_run.id) if flow_run.id else {}
+    except Exception:  # noqa: BLE001 - a summary line is never worth failing a run
+        return {}

@@ -15,7 +15,7 @@ import polars as pl
 
 from .clip_model import LoadedClip
 from .config import ATTRIBUTE_ORDER, UNKNOWN, AttributeConfig, Config
-from .storage import write_parquet
+from .storage import isfile, write_parquet
 
 
 def label_prompts(attributes: dict[str, AttributeConfig]) -> list[tuple[str, str, list[str]]]:
@@ -62,7 +62,7 @@ def label_index_path(cache_root: Path, model_id: str, config: Config) -> Path:
 def load_or_build_label_index(cache_root: Path, model_id: str, config: Config, clip_loader) -> Path:
     """Path of the cached label-text embeddings; `clip_loader()` is only called on a miss."""
     path = label_index_path(cache_root, model_id, config)
-    if not path.is_file():
+    if not isfile(path):
         write_parquet(encode_label_texts(clip_loader(), config.attributes), path)
     return path
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import time
 from contextlib import ExitStack, contextmanager
 from datetime import datetime, timezone
-from pathlib import Path
 
 import polars as pl
 from prefect import flow, get_run_logger, unmapped
@@ -37,6 +36,7 @@ from catalog_intel.runners import check_runner, copy_runner, describe_runner, gp
 from catalog_intel.search import write_run_config
 from catalog_intel.settings import resolve_settings, with_override_parameters
 from catalog_intel.shard import reduce_shards, shard_specs
+from catalog_intel.storage import location, uri
 from catalog_intel.summary import RunFailed, RunSummary
 from tasks.caches import compact_caches
 from tasks.describe import describe_batch, ensure_rate_limit
@@ -54,11 +54,11 @@ def catalog_flow(source: str, out_dir: str, config_path: str | None = None, **ov
     """Enrich the images in `source` (folder or CSV/Parquet manifest) into `out_dir`."""
     started = time.monotonic()
     config = resolve_settings(config_path, **overrides)  # absolute paths: workers read no environment
-    with RunLock(Path(out_dir)), ExitStack() as services:
+    with RunLock(location(out_dir)), ExitStack() as services:
         model_id = _check_model(config)  # before any work
         embedded = uses_embedded(config)
         config = _start_llm(config, services)
-        inventory, rejected_at_ingest = ingest_images(source, config)
+        inventory, rejected_at_ingest, skipped = ingest_images(source, config)
         facts = RunFacts.load(inventory, config, out_dir)  # supplier facts, reviewer edits (--facts)
         labels = prepare_label_index(config, model_id)
         with shard_runner(config) as runner:
@@ -66,7 +66,8 @@ def catalog_flow(source: str, out_dir: str, config_path: str | None = None, **ov
             attributes = facts.attributes(enriched.attributes, config)  # facts win; reviewed values locked
             with copy_runner(config, runner, embedded) as llm_runner:
                 copy, llm_counts = _describe(facts.needing_copy(attributes), enriched.decoded, config, llm_runner)
-        summary = RunSummary(inputs=inventory.height + rejected_at_ingest.height, **llm_counts,
+        summary = RunSummary(inputs=inventory.height + rejected_at_ingest.height + len(skipped), skipped=len(skipped),
+                             **llm_counts,
                              task_runner=describe_runner(config), workers=enriched.shards_by_worker)
         summary.count_embeddings(enriched.status)
         table = assemble(enriched.decoded, attributes, copy, _meta(config, model_id)) \
@@ -82,7 +83,7 @@ def catalog_flow(source: str, out_dir: str, config_path: str | None = None, **ov
         search, related = _relate(final, config, model_id, out_dir)
         paths = export_catalog(final.join(related, on="image", how="left"), rejects, out_dir)
         if final.height:
-            paths["run_config"] = str(write_run_config(Path(out_dir), config.clip.model_dump(by_alias=True), model_id,
+            paths["run_config"] = str(write_run_config(location(out_dir), config.clip.model_dump(by_alias=True), model_id,
                                                        config.paths.cache_path))
             compact_caches(config, model_id)
         summary.finish(rows=final.height, rejects=rejects.height, abstentions=abstention_counts(final),
@@ -162,16 +163,16 @@ def _publish(summary: RunSummary, table: pl.DataFrame, rejects: pl.DataFrame, co
     The same for a failed run (no usable images), which then raises."""
     review = review_rows(table, rejects, config, config.llm.enabled)
     trend, summary.alerts = record_quality_history(summary.as_dict(), review, rejects, config, out_dir)
-    report = Path(write_review_report(review, rejects, summary.as_dict(), config, out_dir, trend, summary.alerts)).resolve()
+    report = write_review_report(review, rejects, summary.as_dict(), config, out_dir, trend, summary.alerts)
     summary.outputs["report"] = str(report)
     print(summary.one_line())
-    print(f"review report: {report.as_uri()}")
+    print(f"review report: {uri(report)}")
     create_markdown_artifact(key="catalog-run-summary", markdown=summary.markdown(), description="catalog-intel run summary")
-    create_link_artifact(key="catalog-review-report", link=report.as_uri(), link_text=f"review report ({report})",
+    create_link_artifact(key="catalog-review-report", link=uri(report), link_text=f"review report ({report})",
                          description="catalog-intel review report: gallery, data quality, rejects (static HTML)")
     if not summary.rows:
         raise RunFailed(f"no usable images: all {summary.inputs} inputs were rejected "
-                        f"(see {Path(out_dir) / 'rejects.csv'})")
+                        f"(see {location(out_dir) / 'rejects.csv'})")
 
 
 def _empty_table() -> pl.DataFrame:

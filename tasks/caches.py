@@ -16,4 +16,4 @@ def compact_caches(config: Config, model_id: str) -> int:
     killed run loses little) into one file per store, keeping lookups fast."""
     cache = config.paths.cache_path
     stores = [embedding_store(cache, model_id), copy_store(cache), pixel_color_store(config)]
-    return sum(store.compact() for store in stores)
+    return sum(store.compact(purge_after_s=config.paths.purge_after_s) for store in stores)

@@ -6,6 +6,7 @@ from prefect import get_run_logger, task
 from catalog_intel.clip_model import load_clip
 from catalog_intel.config import Config
 from catalog_intel.shard import ShardResult, ShardSpec, enrich
+from catalog_intel.storage import read_parquet
 from catalog_intel.zeroshot import load_or_build_label_index
 
 from .common import TASK_DEFAULTS
@@ -17,7 +18,7 @@ def prepare_label_index(config: Config, model_id: str) -> pl.DataFrame:
     path = load_or_build_label_index(
         config.paths.cache_path, model_id, config, lambda: load_clip(config.clip, config.paths.cache_path)
     )
-    return pl.read_parquet(path)
+    return read_parquet(path)
 
 
 @task(name="enrich-shard", **TASK_DEFAULTS)

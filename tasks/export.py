@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from pathlib import Path
-
 import polars as pl
 from prefect import task
 
@@ -13,4 +11,4 @@ from .common import TASK_DEFAULTS
 @task(name="export", **TASK_DEFAULTS)
 def export_catalog(table: pl.DataFrame, rejects: pl.DataFrame, out_dir: str) -> dict[str, str]:
     """catalog.csv, catalog.parquet and rejects.csv, each written atomically."""
-    return write_outputs(table, rejects, Path(out_dir))
+    return write_outputs(table, rejects, out_dir)

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from pathlib import Path
-
 import polars as pl
 from prefect import task
 
@@ -17,7 +15,7 @@ def write_review_report(review: pl.DataFrame, rejects: pl.DataFrame, run: dict, 
                         trend: dict | None = None, alerts: list[str] | None = None) -> str:
     """OUT/report/index.html with thumbnails (only new ones are made on a re-run) and product pages."""
     with progress_bar(None, "report thumbnails") as bar:
-        return str(write_report(review, rejects, run, config, Path(out_dir), progress=bar, trend=trend, alerts=alerts))
+        return str(write_report(review, rejects, run, config, out_dir, progress=bar, trend=trend, alerts=alerts))
 
 
 @task(name="quality-history", **TASK_DEFAULTS)
@@ -25,5 +23,5 @@ def record_quality_history(run: dict, review: pl.DataFrame, rejects: pl.DataFram
                            out_dir: str) -> tuple[dict | None, list[str]]:
     """Append this run to OUT/history/; returns (trend table, sudden-change alerts)."""
     r = config.report
-    return record_run(Path(out_dir), run, review, rejects, r.trend_runs, r.history_keep, r.alert_min_rejects,
+    return record_run(out_dir, run, review, rejects, r.trend_runs, r.history_keep, r.alert_min_rejects,
                       r.alert_abstention_jump)

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from pathlib import Path
-
 import polars as pl
 from prefect import get_run_logger, task
 
@@ -19,7 +17,7 @@ def update_search_index(catalog: pl.DataFrame, config: Config, model_id: str, ou
     """Bring OUT/search in line with catalog[image, sha256]: only new contents are added,
     their vectors read from the embedding cache. Returns the update's counts."""
     log = get_run_logger()
-    out = Path(out_dir)
+    out = out_dir
     store = embedding_store(config.paths.cache_path, model_id)
     try:
         existing = load_index(out)
@@ -42,9 +40,9 @@ def update_search_index(catalog: pl.DataFrame, config: Config, model_id: str, ou
 def relate_products(catalog: pl.DataFrame, config: Config, out_dir: str) -> tuple[pl.DataFrame, dict]:
     """Top-k similar images and product groups for catalog[image, sha256] ->
     ([image, similar_images, similar_scores, group_id, group_size, duplicate_of], group counts)."""
-    index = load_index(Path(out_dir), config.search.hnsw_ef_search)
+    index = load_index(out_dir, config.search.hnsw_ef_search)
     if index is None:
-        raise SearchError(f"no search index in {index_dir(Path(out_dir))}: the update-search-index task must run first")
+        raise SearchError(f"no search index in {index_dir(out_dir)}: the update-search-index task must run first")
     shas = catalog["sha256"].unique(maintain_order=True).to_list()
     with progress_bar(len(shas), "similar products") as bar:
         near = neighbours(index, shas, max(config.search.top_k + 1, config.search.group_neighbors), progress=bar)

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from pathlib import Path
-
 import polars as pl
 from prefect import task
 
@@ -14,4 +12,4 @@ from .common import TASK_DEFAULTS
 @task(name="validate", **TASK_DEFAULTS)
 def validate_catalog(table: pl.DataFrame, config: Config, with_copy: bool, out_dir: str) -> tuple[dict, pl.DataFrame]:
     """Great Expectations over the final table -> (summary, row rejects)."""
-    return validate(table, config, with_copy, Path(out_dir))
+    return validate(table, config, with_copy, out_dir)

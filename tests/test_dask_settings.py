@@ -52,7 +52,7 @@ def test_paths_are_resolved_once_so_workers_read_no_environment(tmp_path, monkey
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("CATALOG_INTEL_CACHE", "rel-cache")
     config = resolve_settings(None, clip_checkpoint="w.pt")
-    assert config.paths.cache_path == tmp_path / "rel-cache"
+    assert str(config.paths.cache_path) == str(tmp_path / "rel-cache")
     assert config.clip.checkpoint == str(tmp_path / "w.pt")
     # A worker with another environment, another home and another working directory sees the same paths.
     monkeypatch.setenv("CATALOG_INTEL_CACHE", "/elsewhere")
@@ -61,8 +61,8 @@ def test_paths_are_resolved_once_so_workers_read_no_environment(tmp_path, monkey
     import pickle
 
     shipped = pickle.loads(pickle.dumps(config))
-    assert shipped.paths.cache_path == tmp_path / "rel-cache"
-    assert resolve_settings(None, cache_dir="~/c").paths.cache_path == Path("/elsewhere")  # env still wins, as before
+    assert str(shipped.paths.cache_path) == str(tmp_path / "rel-cache")
+    assert str(resolve_settings(None, cache_dir="~/c").paths.cache_path) == "/elsewhere"  # env still wins, as before
 
 
 def test_runner_choice_is_checked_before_any_work():

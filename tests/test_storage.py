@@ -4,7 +4,8 @@ import numpy as np
 import polars as pl
 
 from catalog_intel.embedding import embedding_store, embeddings_frame
-from catalog_intel.storage import ParquetStore, atomic_write_text, list_images
+from catalog_intel import storage
+from catalog_intel.storage import ParquetStore, atomic_write_text, walk_files
 
 
 def test_parquet_store_appends_parts_and_looks_up_by_key(tmp_path):
@@ -35,13 +36,14 @@ def test_atomic_write_leaves_no_temp_files(tmp_path):
     assert os.listdir(target.parent) == ["x.txt"]
 
 
-def test_list_images_is_recursive_sorted_and_filtered(tmp_path):
-    for rel in ["b.JPG", "a/c.png", "a/d.txt", ".hidden/e.jpg", "f.webp"]:
+def test_walk_files_lists_every_file_and_skips_dot_files(tmp_path):
+    for rel in ["b.JPG", "a/c.png", "a/d.txt", ".hidden/e.jpg", "a/.DS_Store", "f.webp"]:
         p = tmp_path / rel
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_bytes(b"x")
-    found = [os.path.relpath(p, tmp_path) for p in list_images(str(tmp_path), [".jpg", ".png", ".webp"])]
-    assert found == ["a/c.png", "b.JPG", "f.webp"]
+    found, skipped = walk_files(str(tmp_path))
+    assert [os.path.relpath(p, tmp_path) for p, _ in found] == ["a/c.png", "a/d.txt", "b.JPG", "f.webp"]
+    assert sorted(os.path.relpath(p, tmp_path) for p in skipped) == [".hidden/e.jpg", "a/.DS_Store"]
 
 
 def test_compact_merges_parts_and_keeps_every_key_once(tmp_path):
@@ -50,9 +52,14 @@ def test_compact_merges_parts_and_keeps_every_key_once(tmp_path):
         store.append(pl.DataFrame({"k": [f"a{i}", "dup"], "v": [i, i]}))
     assert store.compact(max_parts=8) == 0  # few parts: left alone
     assert store.compact(max_parts=2) == 5
-    assert len(list((tmp_path / "s").glob("part-*.parquet"))) == 1
+    assert len(store._parts()) == 1  # readers see the merged part only
+    assert len(list((tmp_path / "s").glob("part-*.parquet"))) == 6  # the old ones stay until purged
     merged = store.lookup([f"a{i}" for i in range(5)] + ["dup"])
     assert merged.height == 6 and store.count() == 6
+    assert store.purge(older_than_s=3600) == 0  # superseded just now: a concurrent reader may hold them
+    assert store.purge(older_than_s=0) == 5
+    assert len(list((tmp_path / "s").glob("part-*.parquet"))) == 1 and store.count() == 6
+    assert not list((tmp_path / "s" / "_compacted").glob("*.json"))
     assert merged.filter(pl.col("k") == "dup")["v"].to_list() == [merged.filter(pl.col("k") == "dup")["v"][0]]
 
 
@@ -64,7 +71,7 @@ def test_compact_keeps_parts_bounded_and_rows_written_together_together(tmp_path
         store.append(pl.DataFrame({"k": [f"b{batch}-{i}" for i in range(100)], "v": [batch] * 100}))
         time.sleep(0.002)  # distinct write times: compaction follows write order
     assert store.compact(max_parts=4, part_rows=250) == 9  # three groups of three parts; the tenth stays
-    parts = sorted((tmp_path / "s").glob("part-*.parquet"))
+    parts = store._parts()
     sizes = sorted(pl.read_parquet(p).height for p in parts)
     assert sizes == [100, 300, 300, 300] and store.count() == 1000
     holding = [p for p in parts if pl.read_parquet(p).filter(pl.col("k") == "b4-7").height]
@@ -76,16 +83,17 @@ def test_lookup_reads_only_parts_holding_the_keys_and_existing_reads_keys(tmp_pa
     for start in range(0, 40, 10):  # four parts, as four shards would write them
         store.append(pl.DataFrame({"k": [f"{i:03d}" for i in range(start, start + 10)], "v": list(range(start, start + 10))}))
     read = []
-    real_scan = pl.scan_parquet
+    real_read = storage._read_parts
 
-    def spying_scan(source, **kwargs):
-        read.append(list(source))
-        return real_scan(source, **kwargs)
+    def spying_read(parts, columns=None, with_part=False):
+        read.append((list(parts), columns))
+        return real_read(parts, columns, with_part)
 
-    monkeypatch.setattr(pl, "scan_parquet", spying_scan)
+    monkeypatch.setattr(storage, "_read_parts", spying_read)
     found = store.lookup(["012", "015", "nope"]).sort("k")
     assert found["v"].to_list() == [12, 15]
-    assert len(read[-1]) == 1  # the rows come from the one part that holds them
+    assert read[0] == (store._parts(), ["k"])  # first the key column of every part
+    assert len(read[-1][0]) == 1 and read[-1][1] is None  # then the rows from the one part that holds them
     assert store.lookup(["nope"]).height == 0
     assert store.existing(["001", "039", "nope"]) == {"001", "039"}
 
@@ -103,19 +111,19 @@ def test_hash_cache_rehashes_changed_files_only(tmp_path, monkeypatch):
     monkeypatch.setattr(ingest, "sha256_file", lambda p: reads.append(os.path.basename(p)) or real_sha(p))
 
     cache = storage.FileHashCache(tmp_path / "cache" / "file_hashes")
-    first, _ = ingest.build_inventory(str(folder), [".jpg"], hash_cache=cache)
+    first, _, _ = ingest.build_inventory(str(folder), [".jpg"], hash_cache=cache)
     assert sorted(reads) == ["a.jpg", "b.jpg", "c.jpg"] and cache.hits == 0
 
     reads.clear()
     cache = storage.FileHashCache(tmp_path / "cache" / "file_hashes")
-    again, _ = ingest.build_inventory(str(folder), [".jpg"], hash_cache=cache)
+    again, _, _ = ingest.build_inventory(str(folder), [".jpg"], hash_cache=cache)
     assert reads == [] and cache.hits == 3
     assert again["sha256"].to_list() == first["sha256"].to_list()
 
     (folder / "b.jpg").write_bytes(b"new content of b")  # new size and mtime
     reads.clear()
     cache = storage.FileHashCache(tmp_path / "cache" / "file_hashes")
-    changed, _ = ingest.build_inventory(str(folder), [".jpg"], hash_cache=cache)
+    changed, _, _ = ingest.build_inventory(str(folder), [".jpg"], hash_cache=cache)
     assert reads == ["b.jpg"] and cache.hits == 2
     by_image = dict(zip(changed["image"], changed["sha256"]))
     assert by_image["b.jpg"] == storage.sha256_file(str(folder / "b.jpg")) != dict(zip(first["image"], first["sha256"]))["b.jpg"]
@@ -138,5 +146,5 @@ def test_hash_cache_compacts_many_parts(tmp_path, monkeypatch):
     cache = storage.FileHashCache(tmp_path / "h")
     for i in range(5):
         cache.put({f"key-{i}": f"sha-{i}", "key-0": "sha-0"})
-    assert len(list((tmp_path / "h").glob("part-*.parquet"))) <= 3
+    assert len(storage.FileHashCache(tmp_path / "h").store._parts()) <= 3
     assert storage.FileHashCache(tmp_path / "h").get([f"key-{i}" for i in range(5)]) == {f"key-{i}": f"sha-{i}" for i in range(5)}
