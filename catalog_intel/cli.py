@@ -28,6 +28,8 @@ def _add_run_parser(sub) -> None:
     run.add_argument("--shard-size", type=int, help="images per pipeline shard")
     run.add_argument("--color-policy", choices=["clip", "pixels", "ensemble"],
                      help="colour from CLIP, from the garment's pixels, or both (default: config color.policy)")
+    run.add_argument("--export", help="shop files into OUT/exports/, comma-separated: shopify,gmc,jsonl,pdp "
+                     "(default: config exports.formats)")
 
 
 def _add_models_parser(sub) -> None:
@@ -122,12 +124,12 @@ def _start_prefect_server_early():
 
 def _run(args) -> int:
     from catalog_intel.clip_model import resolve_weights
-    from catalog_intel.config import resolve_config
+    from catalog_intel.config import export_formats, resolve_config
     from catalog_intel.llm_service import prepare_embedded, uses_embedded
 
     config = resolve_config(args.config, args.clip_model, args.clip_pretrained, args.clip_checkpoint,
                             args.llm_base_url, args.llm_model, args.no_llm, args.cache_dir, args.shard_size,
-                            args.color_policy)
+                            args.color_policy, args.export)
     resolve_weights(config.clip, config.paths.cache_path)  # fail before starting Prefect
     if uses_embedded(config):
         prepare_embedded(config)
@@ -142,6 +144,7 @@ def _run(args) -> int:
         clip_pretrained=args.clip_pretrained, clip_checkpoint=args.clip_checkpoint,
         llm_base_url=args.llm_base_url, llm_model=args.llm_model, no_llm=args.no_llm,
         cache_dir=args.cache_dir, shard_size=args.shard_size, color_policy=args.color_policy,
+        export=export_formats(args.export),
     )
     from catalog_intel.summary import RunSummary
 

@@ -121,6 +121,33 @@ class ReportConfig(_Strict):
     low_confidence_margin: float = Field(ge=0, le=1)
 
 
+EXPORT_FORMATS = ("shopify", "gmc", "jsonl", "pdp")
+
+
+class ExportsConfig(_Strict):
+    formats: tuple[str, ...] = ()
+    product_url: str = ""
+    image_base_url: str = ""
+    vendor: str = ""
+    product_category: str = ""
+    price_column: str = "price"
+    currency: str = ""
+    availability: Literal["", "in_stock", "out_of_stock", "preorder", "backorder"] = ""
+    condition: Literal["", "new", "refurbished", "used"] = ""
+    gender: Literal["", "female", "male", "unisex"] = ""
+    age_group: Literal["", "newborn", "infant", "toddler", "kids", "adult"] = ""
+    publish: bool = False
+
+    @model_validator(mode="after")
+    def _known_formats(self) -> "ExportsConfig":
+        unknown = [f for f in self.formats if f not in EXPORT_FORMATS]
+        if unknown:
+            raise ValueError(f"unknown export {unknown}; known: {', '.join(EXPORT_FORMATS)}")
+        if self.product_url and "{handle}" not in self.product_url:
+            raise ValueError("exports.product_url needs the placeholder {handle}")
+        return self
+
+
 class AttributeConfig(_Strict):
     values: tuple[str, ...]
     templates: tuple[str, ...]
@@ -152,6 +179,7 @@ class Config(_Strict):
     validation: ValidationConfig
     search: SearchConfig
     report: ReportConfig
+    exports: ExportsConfig = ExportsConfig()
     attributes: dict[str, AttributeConfig]
 
     @model_validator(mode="after")
@@ -218,13 +246,23 @@ def resolve_config(
     cache_dir: str | None = None,
     shard_size: int | None = None,
     color_policy: str | None = None,
+    export: str | list[str] | None = None,
 ) -> Config:
     """A run's config: the file, then explicit parameters (None = keep the file's value)."""
     return load_config(config_path, {
         "clip.model": clip_model, "clip.pretrained": clip_pretrained, "clip.checkpoint": clip_checkpoint,
         "llm.base_url": llm_base_url, "llm.model": llm_model, "llm.enabled": False if no_llm else None,
         "paths.cache_dir": cache_dir, "run.shard_size": shard_size, "color.policy": color_policy,
+        "exports.formats": export_formats(export),
     })
+
+
+def export_formats(export: str | list[str] | None) -> list[str] | None:
+    """`--export shopify,gmc` (or a list) as a list of names; None keeps the config's."""
+    if export is None:
+        return None
+    names = export.split(",") if isinstance(export, str) else export
+    return [n.strip() for n in names if n.strip()]
 
 
 def _expand_dotted(flat: dict[str, Any]) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from tasks.color import pixel_color_shard
 from tasks.classify import classify_shard, prepare_label_index
 from tasks.describe import describe_shard, ensure_rate_limit
 from tasks.embed import embed_shard
-from tasks.export import export_catalog
+from tasks.export import export_catalog, export_shop_files
 from tasks.ingest import ingest_images
 from tasks.report import write_review_report
 from tasks.search import relate_products, update_search_index
@@ -55,12 +55,13 @@ def catalog_flow(
     cache_dir: str | None = None,
     shard_size: int | None = None,
     color_policy: str | None = None,
+    export: list[str] | None = None,
 ) -> dict:
     """Enrich the images in `source` (folder or CSV/Parquet manifest) into `out_dir`."""
     started = time.monotonic()
     log = get_run_logger()
     config = resolve_config(config_path, clip_model, clip_pretrained, clip_checkpoint, llm_base_url, llm_model,
-                            no_llm, cache_dir, shard_size, color_policy)
+                            no_llm, cache_dir, shard_size, color_policy, export)
     out = Path(out_dir)
     with RunLock(out), ExitStack() as services:
         # Fail fast, before any work, if the weights are not here.
@@ -132,6 +133,8 @@ def catalog_flow(
         related, group_counts = relate_products(final.select("image", "sha256"), config, out_dir)
         final = final.join(related, on="image", how="left")
         paths = export_catalog(final, rejects, out_dir)
+        if config.exports.formats:
+            paths.update(export_shop_files(final, config, out_dir))
         paths["run_config"] = str(write_run_config(out, config.clip.model_dump(by_alias=True), model_id,
                                                    config.paths.cache_path))
         compact_caches(config, model_id)
