@@ -28,6 +28,8 @@ def _add_run_parser(sub) -> None:
     run.add_argument("--shard-size", type=int, help="images per pipeline shard")
     run.add_argument("--color-policy", choices=["clip", "pixels", "ensemble"],
                      help="colour from CLIP, from the garment's pixels, or both (default: config color.policy)")
+    run.add_argument("--offline", action="store_true",
+                     help="never download: missing CLIP weights stop the run (also HF_HUB_OFFLINE=1)")
     run.add_argument("--export", help="shop files into OUT/exports/, comma-separated: shopify,gmc,jsonl,pdp "
                      "(default: config exports.formats)")
 
@@ -86,6 +88,18 @@ def _add_search_parsers(sub) -> None:
         p.add_argument("--cache-dir", help="cache folder holding pulled CLIP weights (default: the run's)")
 
 
+def _add_demo_parser(sub) -> None:
+    demo = sub.add_parser("demo", help="make the synthetic demo catalog, run it, print the review report's path")
+    demo.add_argument("--out", default="catalog-intel-demo",
+                      help="folder for the demo images (OUT/images) and the run's outputs (default ./catalog-intel-demo)")
+    demo.add_argument("--count", type=int, default=12, help="demo products to draw (default 12)")
+    demo.add_argument("--config", help="TOML configuration file")
+    demo.add_argument("--clip-checkpoint", help="local open_clip weights file")
+    demo.add_argument("--cache-dir", help="cache folder (default ~/.cache/catalog-intel)")
+    demo.add_argument("--no-llm", action="store_true", help="attributes only, no copy (seconds instead of minutes)")
+    demo.add_argument("--offline", action="store_true", help="never download (also HF_HUB_OFFLINE=1)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="catalog-intel", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -94,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluate_parser(sub)
     _add_copy_quality_parser(sub)
     _add_search_parsers(sub)
+    _add_demo_parser(sub)
     return parser
 
 
@@ -123,14 +138,14 @@ def _start_prefect_server_early():
 
 
 def _run(args) -> int:
-    from catalog_intel.clip_model import resolve_weights
+    from catalog_intel.clip_model import ensure_weights
     from catalog_intel.config import export_formats, resolve_config
     from catalog_intel.llm_service import prepare_embedded, uses_embedded
 
     config = resolve_config(args.config, args.clip_model, args.clip_pretrained, args.clip_checkpoint,
                             args.llm_base_url, args.llm_model, args.no_llm, args.cache_dir, args.shard_size,
                             args.color_policy, args.export)
-    resolve_weights(config.clip, config.paths.cache_path)  # fail before starting Prefect
+    ensure_weights(config.clip, config.paths.cache_path, args.offline)  # fetch or fail before starting Prefect
     if uses_embedded(config):
         prepare_embedded(config)
     server = _start_prefect_server_early()
@@ -152,6 +167,34 @@ def _run(args) -> int:
     print(summary.one_line())
     print(f"outputs: {', '.join(summary.outputs.values())}; data docs: {summary.validation.get('data_docs')}")
     print(f"review report: {summary.outputs.get('report')}")
+    return 0
+
+
+def _demo(args) -> int:
+    from pathlib import Path
+
+    from catalog_intel.clip_model import WeightsNotCached, ensure_weights
+    from catalog_intel.config import resolve_config
+    from catalog_intel.synthetic import write_demo_catalog
+
+    config = resolve_config(args.config, clip_checkpoint=args.clip_checkpoint, no_llm=args.no_llm,
+                            cache_dir=args.cache_dir)
+    try:
+        ensure_weights(config.clip, config.paths.cache_path, args.offline)
+    except WeightsNotCached as exc:
+        raise WeightsNotCached(f"the demo needs CLIP weights. {exc} To try the pipeline without them (meaningless "
+                               "attributes): python scripts/make_random_checkpoint.py /tmp/random.pt, then "
+                               "catalog-intel demo --clip-checkpoint /tmp/random.pt.") from None
+    out = Path(args.out)
+    images = write_demo_catalog(out / "images", args.count)
+    print(f"demo catalog: {len(images)} synthetic packshots in {out / 'images'}")
+    run_args = build_parser().parse_args(
+        ["run", str(out / "images"), "--out", str(out)]
+        + [f for flag, value in (("--config", args.config), ("--clip-checkpoint", args.clip_checkpoint),
+                                 ("--cache-dir", args.cache_dir)) if value for f in (flag, value)]
+        + ["--no-llm"] * args.no_llm + ["--offline"] * args.offline)
+    _run(run_args)
+    print(f"\ndemo done. Open the review report: {(out / 'report' / 'index.html').resolve().as_uri()}")
     return 0
 
 
@@ -257,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return {"run": _run, "models": _models, "evaluate": _evaluate, "copy-quality": _copy_quality,
-                "similar": _search, "search": _search}[args.command](args)
+                "similar": _search, "search": _search, "demo": _demo}[args.command](args)
     except (ModelUnavailableError, EmbeddedServerError, ConfigError, SourceError, OutputLocked, EvaluationError,
             CopyQualityError, SearchError) as exc:
         print(f"catalog-intel: error: {exc}", file=sys.stderr)
