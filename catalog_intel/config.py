@@ -68,6 +68,8 @@ class LLMConfig(_Strict):
     api_key_secret_block: str = ""
     timeout_s: float = Field(gt=0)
     max_attempts: int = Field(ge=1)
+    content_attempts: int = Field(2, ge=1)
+    per_product: bool = False
     backoff_initial_s: float = Field(ge=0)
     backoff_max_s: float = Field(ge=0)
     concurrency: int = Field(ge=1)
@@ -88,6 +90,17 @@ class LLMConfig(_Strict):
         if "{attributes}" not in self.user_prompt:
             raise ValueError("llm.user_prompt must contain the placeholder {attributes}")
         return self
+
+
+class FactsConfig(_Strict):
+    default_policy: Literal["trust_facts", "trust_model", "flag_only"] = "trust_facts"
+    policy: dict[str, Literal["trust_facts", "trust_model", "flag_only"]] = Field(default_factory=dict)
+    conflict_confidence: float = Field(0.8, ge=0, le=1)
+    free_text: tuple[str, ...] = ()
+    synonyms: dict[str, dict[str, str]] = Field(default_factory=dict)
+
+    def policy_for(self, attribute: str) -> str:
+        return self.policy.get(attribute, self.default_policy)
 
 
 class ColorConfig(_Strict):
@@ -175,6 +188,7 @@ class Config(_Strict):
     run: RunConfig
     clip: ClipConfig
     llm: LLMConfig
+    facts: FactsConfig = FactsConfig()
     color: ColorConfig
     validation: ValidationConfig
     search: SearchConfig
@@ -198,7 +212,7 @@ class Config(_Strict):
 def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict) and key != "phrases":
+        if isinstance(value, dict) and isinstance(merged.get(key), dict) and key not in ("phrases",):
             merged[key] = _deep_merge(merged[key], value)
         else:
             merged[key] = value

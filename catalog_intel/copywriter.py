@@ -16,7 +16,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Protocol
 
 import openai
 import polars as pl
@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from .config import ATTRIBUTE_ORDER, UNKNOWN, LLMConfig, ValidationConfig
+from .grounding import feedback as grounding_feedback
 from .storage import ParquetStore
 
 MAX_RETRY_AFTER_S = 120.0
@@ -95,12 +96,20 @@ def response_schema() -> dict:
     }
 
 
-# (attributes, copy) -> (contradictions, unsupported claims)
-CopyCheck = Callable[[dict, "CatalogCopy"], tuple[list[str], list[str]]]
+class CopyCheck(Protocol):
+    """The copy gate (grounding.CopyGate): problems of fresh copy, and its repair at the last attempt."""
+
+    def problems(self, attributes: dict, copy: dict) -> list: ...
+
+    def repair(self, attributes: dict, copy: dict, problems: list) -> tuple[dict | None, list[str]]: ...
 
 
 class InvalidCopy(Exception):
     """The server answered, but not with copy that fits the schema."""
+
+
+class RejectedCopy(Exception):
+    """Copy whose problems could not be repaired: too little would remain (not retried)."""
 
 
 UNKNOWN_WORDING = {"color": "colour", "neckline": "neckline", "sleeve": "sleeves or sleeve length",
@@ -228,17 +237,18 @@ def request_copy(
 ) -> tuple[CatalogCopy, list[str]]:
     """One product's copy and its warnings, retried on transient faults; raises the last error.
 
-    `check(attributes, copy)` returns (contradictions, unsupported) for schema-valid
-    copy. Either kind is retried with the problems fed back to the model. Copy that
-    still contradicts its attributes at the last attempt is rejected; copy that still
-    names a fact the attributes do not give is kept, with the warnings, for review."""
+    `check.problems(attributes, copy)` lists what is wrong with schema-valid copy (claims
+    nothing backs, contradictions, copy that is not well formed). Up to
+    `llm.content_attempts` answers are asked for, each with the problems of the last fed
+    back; then `check.repair` removes what is still wrong (listed in the warnings, so the
+    row is flagged for review), and only copy with too little left is rejected."""
     base = build_messages(attributes, llm)
     fmt = {"type": "json_schema", "json_schema": {"name": "catalog_copy", "strict": True, "schema": response_schema()}}
     feedback: list[dict] = []
-    attempts = 0
+    attempts = content_tries = 0
 
     def attempt() -> tuple[CatalogCopy, list[str]]:
-        nonlocal attempts
+        nonlocal attempts, content_tries
         attempts += 1
         throttle()
         stats.add(calls=1)
@@ -253,14 +263,22 @@ def request_copy(
         if choice is not None and choice.finish_reason == "length":
             raise InvalidCopy("response cut off at max_tokens (raise llm.max_tokens)")
         copy = parse_copy(choice.message.content if choice else None, limits)
-        contradicted, unsupported = check(attributes, copy) if check else ([], [])
-        if contradicted or (unsupported and attempts < llm.max_attempts):
-            problems = contradicted + unsupported
+        problems = check.problems(attributes, copy.model_dump()) if check else []
+        if not problems:
+            return copy, []
+        content_tries += 1
+        if content_tries < llm.content_attempts and attempts < llm.max_attempts:
             feedback[:] = [{"role": "assistant", "content": choice.message.content},
-                           {"role": "user", "content": "That copy breaks the rules: " + "; ".join(problems)
-                            + ". Write it again without those words, using only the given attributes."}]
-            raise InvalidCopy("copy contradicts its attributes: " + "; ".join(problems))
-        return copy, unsupported
+                           {"role": "user", "content": grounding_feedback(problems)}]
+            raise InvalidCopy("copy has problems: " + "; ".join(p.reason for p in problems))
+        repaired, removed = check.repair(attributes, copy.model_dump(), problems)
+        if repaired is None:
+            raise RejectedCopy("copy rejected, " + removed[-1] + " after removing: "
+                               + "; ".join(p.reason for p in problems))
+        try:
+            return CatalogCopy.model_validate(repaired), removed
+        except ValidationError as exc:
+            raise RejectedCopy(f"copy rejected: repaired copy breaks the schema ({exc.errors()[0]['msg']})") from None
 
     retrying = Retrying(
         stop=stop_after_attempt(llm.max_attempts),

@@ -10,7 +10,7 @@ from prefect.concurrency.sync import rate_limit
 from prefect.exceptions import ObjectNotFound
 
 from catalog_intel.config import Config, LLMConfig
-from catalog_intel.copy_quality import copy_check
+from catalog_intel.grounding import copy_check
 from catalog_intel.copywriter import describe
 
 from .common import TASK_DEFAULTS, progress_bar

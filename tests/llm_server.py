@@ -216,7 +216,8 @@ class FaultPlan:
 
 
 def extract_attributes(messages: Any) -> dict:
-    """Parse the JSON object embedded in the last user message ({} if none)."""
+    """Parse the JSON object embedded in the last user message that has one ({} if none):
+    a feedback message after an answer carries none, the product's message before it does."""
     if not isinstance(messages, list):
         return {}
     for msg in reversed(messages):
@@ -228,14 +229,14 @@ def extract_attributes(messages: Any) -> dict:
                 p.get("text", "") for p in content if isinstance(p, dict)
             )
         if not isinstance(content, str):
-            return {}
+            continue
         start, end = content.find("{"), content.rfind("}")
         if start == -1 or end <= start:
-            return {}
+            continue
         try:
             obj = json.loads(content[start : end + 1])
         except ValueError:
-            return {}
+            continue
         return obj if isinstance(obj, dict) else {}
     return {}
 

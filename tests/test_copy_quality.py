@@ -189,16 +189,29 @@ def test_cli_copy_quality_side_by_side(tmp_path):
     assert bad.returncode == 2 and "none.csv" in bad.stderr
 
 
-def test_unsupported_claims_flag_invented_facts():
-    from catalog_intel.copy_quality import build_terms, unsupported_claims
+def test_grounding_and_form_figures():
     from catalog_intel.config import load_config
+    from catalog_intel.copy_quality import copy_quality
 
-    terms = build_terms(load_config())
-    row = {"color": "black", "sleeve": "unknown", "fabric": "unknown",
-           "title": "Black Top", "bullet_points": ["Long sleeves for warmth", "Soft cotton feel"],
-           "description": "A black top.", "style_summary": "Easy.", "seo_tags": ["black top", "top", "women top"]}
-    reasons = unsupported_claims(row, terms)
-    assert [r.split(":")[0] for r in reasons] == ["sleeve", "fabric"]
-    assert "names long sleeve" in reasons[0] and "names cotton" in reasons[1]
-    row.update(sleeve="long sleeve", fabric="cotton")
-    assert unsupported_claims(row, terms) == []
+    base = {"color": "black", "sleeve": "unknown", "fabric": "unknown", "garment_type": "top",
+            "title": "Black Top", "bullet_points": ["Soft feel.", "Easy to wear."],
+            "description": "A black top.", "style_summary": "Wear it to the office.",
+            "seo_tags": ["black top", "women top", "office top"], "material": None}
+    rows = [
+        {**base, "image": "ok.jpg", "description": "A black top for work."},
+        {**base, "image": "invented.jpg", "bullet_points": ["Long sleeves for warmth.", "Soft cotton feel."]},
+        {**base, "image": "fact.jpg", "bullet_points": ["Soft cotton feel.", "Easy to wear."], "material": "cotton"},
+        {**base, "image": "season.jpg", "style_summary": "Ideal for chilly evenings."},
+        {**base, "image": "cut.jpg", "description": "A black top that adds a touch of style to an",
+         "seo_tags": ["black top", "Black  top", "top"]},
+        {**base, "image": "script.jpg", "style_summary": "Allows for a放松 look."},
+    ]
+    res = copy_quality(pl.DataFrame(rows), load_config())
+    flagged = {r["image"]: r["reasons"] for r in res["ungrounded_claims"]["rows_flagged"]}
+    assert sorted(flagged) == ["invented.jpg", "script.jpg", "season.jpg"]
+    assert [r.split(":")[0] for r in flagged["invented.jpg"]] == ["sleeve", "fabric"]
+    assert res["ungrounded_claims"]["by_kind"]["season"] == 1 and res["ungrounded_claims"]["by_kind"]["script"] == 1
+    assert res["ungrounded_claims"]["free_fact_columns"] == ["material"]
+    assert res["form"]["truncated_fields"] == 1 and res["form"]["rows"]["duplicate_tag"] == 1
+    assert res["form"]["other_script_rows"] == 1
+    assert res["form"]["duplicate_descriptions_share"] == pytest.approx(4 / 6)  # "A black top." x4

@@ -123,53 +123,80 @@ def test_retry_after_is_honoured_and_throttle_gates_every_attempt(tmp_path):
     assert times[1] - times[0] >= 0.95  # waited the server's Retry-After, not the 10 ms backoff
 
 
-def test_copy_breaking_the_rules_is_retried_with_feedback_then_rejected(tmp_path):
-    from catalog_intel.copy_quality import copy_check
+class _Gate:
+    """The real gate, with scripted extra problems per answer (None: the real rules only)."""
 
+    def __init__(self, cfg, extra):
+        from catalog_intel.grounding import Claim, copy_check
+
+        self.real, self.extra, self.answers, self.Claim = copy_check(cfg), list(extra), 0, Claim
+
+    def problems(self, attributes, copy):
+        self.answers += 1
+        kind = self.extra[self.answers - 1] if self.answers <= len(self.extra) else None
+        added = []
+        if kind == "men":
+            added = [self.Claim("gender", "title", None, copy["title"], "men's", "contradicts",
+                                "gender: a women's item (title: 'men's')")]
+        elif kind == "bullet":
+            b = copy["bullet_points"][0]
+            added = [self.Claim("size", "bullet_points", 0, b, "sizes", "ungrounded",
+                                "size: says 'sizes' but no fact says so (bullet_points: 'sizes')")]
+        elif kind == "everything":
+            added = [self.Claim("season", "description", None, copy["description"].split(". ")[0] + ".", "summer",
+                                "ungrounded", "season: says 'summer'")]
+            added += [self.Claim("size", "bullet_points", i, b, "sizes", "ungrounded", "size: says 'sizes'")
+                      for i, b in enumerate(copy["bullet_points"])]
+        return self.real.problems(attributes, copy) + added
+
+    def repair(self, attributes, copy, problems):
+        return self.real.repair(attributes, copy, problems)
+
+
+def test_copy_with_problems_is_retried_with_feedback_then_repaired_or_rejected(tmp_path):
     cfg = load_config()
-    strict = copy_check(cfg)
-    seen = []
-
-    def check(attributes, copy):  # the real rules, plus one invented break on the first answer
-        seen.append(copy.title)
-        contradicted, unsupported = strict(attributes, copy)
-        return contradicted + (["gender: says 'men's' (title) for a women's item"] if len(seen) == 1 else []), unsupported
-
+    gate = _Gate(cfg, ["men"])
     with FakeLLMServer() as server:
-        copy, stats = describe(PRODUCTS.slice(0, 1), _llm(cfg, server), cfg.validation, tmp_path, check=check)
+        copy, stats = describe(PRODUCTS.slice(0, 1), _llm(cfg, server), cfg.validation, tmp_path, check=gate)
         second = server.request_log[1]["body"]["messages"]
-    assert copy["copy_error"][0] is None and stats.calls == 2 and stats.retries == 1
-    assert second[-2]["role"] == "assistant" and "breaks the rules: gender" in second[-1]["content"]
+    assert copy["copy_error"][0] is None and copy["copy_warnings"][0].to_list() == []
+    assert stats.calls == 2 and stats.retries == 1
+    assert second[-2]["role"] == "assistant" and "- title: 'men's' (gender: a women's item): leave it out" \
+        in second[-1]["content"]
 
+    # still wrong at the last content attempt: the bullet is removed, the rest kept, the removal recorded
+    gate = _Gate(cfg, ["bullet", "bullet"])
     with FakeLLMServer() as server:
-        copy, stats = describe(PRODUCTS.slice(1, 1), _llm(cfg, server, max_attempts=2), cfg.validation,
-                               tmp_path, check=lambda a, c: (["colour: says green"], []))
-    assert copy["copy_error"][0] == "copy contradicts its attributes: colour: says green"
+        copy, stats = describe(PRODUCTS.slice(3, 1), _llm(cfg, server, content_attempts=2), cfg.validation,
+                               tmp_path / "b", check=gate)
+        first = json.loads(server.request_log[1]["body"]["messages"][-2]["content"])
+    assert copy["copy_error"][0] is None and stats.calls == 2 and stats.failed == 0
+    assert copy["bullet_points"][0].to_list() == first["bullet_points"][1:]
+    [warning] = copy["copy_warnings"][0].to_list()
+    assert warning.startswith(f"removed bullet_points 1: '{first['bullet_points'][0]}' (size:")
+
+    # too little would remain: rejected with the reason
+    gate = _Gate(cfg, ["everything", "everything"])
+    with FakeLLMServer() as server:
+        copy, stats = describe(PRODUCTS.slice(1, 1), _llm(cfg, server, content_attempts=2), cfg.validation,
+                               tmp_path / "c", check=gate)
+    assert copy["copy_error"][0].startswith("copy rejected, fewer than 2 bullet points remain after removing:")
     assert stats.calls == 2 and stats.failed == 1
-
-    # an invented fact the model keeps repeating: kept at the last attempt, with the warning
-    with FakeLLMServer() as server:
-        copy, stats = describe(PRODUCTS.slice(3, 1), _llm(cfg, server, max_attempts=3), cfg.validation,
-                               tmp_path, check=lambda a, c: ([], ["fabric: names cotton but fabric is not known"]))
-    assert copy["copy_error"][0] is None and copy["title"][0]
-    assert copy["copy_warnings"].to_list() == [["fabric: names cotton but fabric is not known"]]
-    assert stats.calls == 3 and stats.failed == 0
 
 
 def test_real_rules_accept_faithful_copy_and_catch_invented_facts():
-    from catalog_intel.copy_quality import copy_check
-    from catalog_intel.copywriter import CatalogCopy
+    from catalog_intel.grounding import copy_check
 
     check = copy_check(load_config())
     attrs = {"product": "women's top", "color": "red", "garment_type": "t-shirt"}
-    good = CatalogCopy(title="Red T-Shirt", bullet_points=["Red", "Classic t-shirt"], description="A red t-shirt.",
-                       style_summary="Simple and red.", seo_tags=["red t-shirt", "red top", "women t-shirt"])
-    assert check(attrs, good) == ([], [])
-    bad = good.model_copy(update={"description": "A red cotton dress with long sleeves."})
-    contradicted, problems = check(attrs, bad)
-    assert contradicted == []
-    assert any(p.startswith("sleeve: names long sleeve") for p in problems)
-    assert any(p.startswith("fabric: names cotton") for p in problems)
+    good = {"title": "Red T-Shirt", "bullet_points": ["Red colour.", "Classic t-shirt."], "description": "A red t-shirt.",
+            "style_summary": "Simple and red.", "seo_tags": ["red t-shirt", "red top", "women t-shirt"]}
+    assert check.problems(attrs, good) == []
+    bad = {**good, "description": "A red cotton dress with long sleeves."}
+    kinds = sorted((p.kind, p.problem) for p in check.problems(attrs, bad))
+    assert kinds == [("fabric", "ungrounded"), ("garment", "contradicts"), ("sleeve", "ungrounded")]
+    assert check.problems({**attrs, "facts": {"material": "100% cotton"}, "sleeve": "long sleeve"},
+                          {**good, "description": "A red cotton t-shirt with long sleeves."}) == []
 
 
 def test_concurrent_describe_steps_share_one_request_per_attribute_set(tmp_path):

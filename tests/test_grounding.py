@@ -1,0 +1,133 @@
+"""The claim checker: hand-written sentences that must and must not be flagged."""
+
+import pytest
+
+from catalog_intel.config import load_config
+from catalog_intel.grounding import build_terms, claims, copy_check, facts_text, form_problems, repair
+
+ROW = {"color": "pink", "sleeve": "short sleeve", "neckline": "v-neck", "pattern": "solid", "fabric": None,
+       "fit": None, "garment_type": "t-shirt"}
+
+
+@pytest.fixture(scope="module")
+def terms():
+    return build_terms(load_config())
+
+
+def _kinds(sentence, terms, row=ROW, facts="", field="description"):
+    copy = {"title": "", "bullet_points": [], "description": "", "style_summary": "", "seo_tags": []}
+    copy[field] = [sentence] if field in ("bullet_points", "seo_tags") else sentence
+    return sorted({(c.kind, c.problem) for c in claims({**row, **copy}, terms, facts)})
+
+
+MUST_FLAG = [
+    # (sentence, kind, problem)
+    ("Perfect for all seasons.", "season", "ungrounded"),
+    ("A cosy layer for chilly evenings.", "season", "ungrounded"),
+    ("Keeps you warm in winter.", "season", "ungrounded"),
+    ("Light enough for warm weather.", "season", "ungrounded"),
+    ("A must-have for this fall.", "season", "ungrounded"),
+    ("Wear it year-round.", "season", "ungrounded"),
+    ("Available in sizes S, M, L and XL.", "size", "ungrounded"),
+    ("Comes in XS-XL.", "size", "ungrounded"),
+    ("Flattering on all body types.", "size", "ungrounded"),
+    ("Made from high-quality cotton.", "fabric", "ungrounded"),
+    ("A soft cotton-polyester blend.", "fabric", "ungrounded"),
+    ("Crafted in fine knit.", "fabric", "ungrounded"),
+    ("Breathable and lightweight.", "fabric", "ungrounded"),
+    ("Features a touch of elastane.", "fabric", "ungrounded"),
+    ("A relaxed fit for easy days.", "fit", "ungrounded"),
+    ("Its oversized silhouette drapes well.", "fit", "ungrounded"),
+    ("A slim-fit cut.", "fit", "ungrounded"),
+    ("The cropped length shows off high waists.", "fit", "ungrounded"),
+    ("Machine washable for easy care.", "care", "ungrounded"),
+    ("Dry clean only.", "care", "ungrounded"),
+    ("A classic from H&M.", "brand", "ungrounded"),
+    ("Only $19.99.", "price", "ungrounded"),
+    ("An affordable wardrobe staple.", "price", "ungrounded"),
+    ("A classic men's cut.", "gender", "contradicts"),
+    ("This blue t-shirt is a staple.", "colour", "contradicts"),
+    ("With long sleeves for cover.", "sleeve", "contradicts"),
+    ("A round crew neckline.", "neckline", "contradicts"),
+    ("Bold stripes all over.", "pattern", "contradicts"),
+    ("This pretty dress flatters.", "garment", "contradicts"),
+    ("Allows for a放松 feel.", "script", "ungrounded"),
+    ("Мягкая ткань.", "script", "ungrounded"),
+]
+
+
+@pytest.mark.parametrize("sentence,kind,problem", MUST_FLAG)
+def test_must_flag(terms, sentence, kind, problem):
+    assert (kind, problem) in _kinds(sentence, terms)
+
+
+MUST_NOT_FLAG = [
+    "A pink t-shirt with a v-neck and short sleeves.",
+    "Short-sleeved and easy to wear.",
+    "Pair it with white jeans or a black skirt.",  # styling suggestions
+    "Dress it up or down.",
+    "Tuck it into your favourite trousers.",
+    "A comfortable fit for everyday wear.",
+    "The v-neckline frames the face.",
+    "A versatile wardrobe staple for work or weekend.",
+    "Soft to the touch.",
+    "Simple, clean lines for an effortless look.",
+    "A solid choice for casual days.",
+    "Perfect for layering under a jacket.",
+    "A timeless piece for any occasion.",
+    "Easy to style with accessories.",
+    "Women's pink t-shirt.",
+]
+
+
+@pytest.mark.parametrize("sentence", MUST_NOT_FLAG)
+def test_must_not_flag(terms, sentence):
+    assert _kinds(sentence, terms) == []
+
+
+def test_facts_ground_claims(terms):
+    facts = facts_text({"facts": {"material": "95% cotton, 5% elastane", "care": "machine wash 30°C",
+                                  "sizes": "XS-XL", "brand": "Acme"}})
+    for sentence in ("Made from soft cotton.", "Machine washable.", "Available in sizes XS to XL.", "By Acme.",
+                     "A cotton blend with elastane."):
+        assert _kinds(sentence, terms, facts=facts) == [], sentence
+    assert ("season", "ungrounded") in _kinds("Made for summer.", terms, facts=facts)
+    assert ("fabric", "ungrounded") in _kinds("Pure silk.", terms, facts=facts)
+    # a free fact column of a catalog row counts the same way
+    assert facts_text({"material": "linen", "brand": None}, ["material", "brand"]) == "material: linen"
+
+
+def test_known_attributes_ground_claims(terms):
+    row = {**ROW, "fabric": "knit", "fit": "slim", "pattern": "striped", "color": "white"}
+    assert _kinds("A fitted, knitted white top with navy stripes.", terms, row) == []  # a secondary colour on stripes
+    assert _kinds("Slim fit, jersey knit.", terms, row) == []
+    assert ("fit", "contradicts") in _kinds("A relaxed, boxy shape.", terms, row)
+    hoodie = {**ROW, "garment_type": "hoodie", "neckline": None}
+    assert _kinds("A cosy hood with drawstrings.", terms, hoodie) == []  # a hoodie is hooded
+    assert ("neckline", "ungrounded") in _kinds("A round crew neck.", terms, {**ROW, "neckline": None})
+    assert ("colour", "ungrounded") in _kinds("In soft pink.", terms, {**ROW, "color": None})
+
+
+def test_form_problems_and_repair():
+    copy = {"title": "Pink V-Neck T-Shirt",
+            "bullet_points": ["Short sleeves.", "Available in sizes S to XL.", "Short sleeves", "easy to move in and"],
+            "description": "A pink v-neck t-shirt. Perfect for all seasons. It adds a touch of style to an",
+            "style_summary": "A pink v-neck t-shirt.",
+            "seo_tags": ["pink v-neck shirt", "Pink V-Neck  Shirt", "pink-v-neck shirt", "pink tee"]}
+    kinds = sorted(p.kind for p in form_problems(copy))
+    assert kinds == ["duplicate_bullet", "duplicate_tag", "duplicate_tag", "summary_repeats", "truncated", "truncated"]
+    gate = copy_check(load_config())
+    attrs = {"product": "women's top", **{k: v for k, v in ROW.items() if v}}
+    problems = gate.problems(attrs, copy)
+    # one bullet would remain, too few for the schema: no copy (the product is rejected) ...
+    fixed, removed = gate.repair(attrs, copy, problems)
+    assert fixed is None and removed[-1] == "fewer than 2 bullet points remain"
+    # ... unless enough remain; tags are de-duplicated and topped up from the attributes
+    copy["bullet_points"].append("A classic v-neck.")
+    fixed, removed = repair(copy, gate.problems(attrs, copy), attrs, load_config().validation)
+    assert fixed["description"] == "A pink v-neck t-shirt."
+    assert fixed["bullet_points"] == ["Short sleeves.", "A classic v-neck."]
+    assert fixed["seo_tags"] == ["pink tee", "pink t-shirt", "solid t-shirt"]
+    assert fixed["style_summary"] == "A pink t-shirt that is easy to style every day."
+    assert any(r.startswith("removed description: 'Perfect for all seasons.' (season:") for r in removed)
+    assert gate.problems(attrs, fixed) == []
