@@ -69,6 +69,7 @@ class LLMConfig(_Strict):
     timeout_s: float = Field(gt=0)
     max_attempts: int = Field(ge=1)
     content_attempts: int = Field(2, ge=1)
+    languages: tuple[str, ...] = ("en",)
     per_product: bool = False
     backoff_initial_s: float = Field(ge=0)
     backoff_max_s: float = Field(ge=0)
@@ -89,6 +90,23 @@ class LLMConfig(_Strict):
     def _prompt_has_slot(self) -> "LLMConfig":
         if "{attributes}" not in self.user_prompt:
             raise ValueError("llm.user_prompt must contain the placeholder {attributes}")
+        return self
+
+
+class LanguageConfig(_Strict):
+    name: str
+    product: str = ""
+    endings: tuple[str, ...] = ()
+    words: dict[str, dict[str, tuple[str, ...]]] = Field(default_factory=dict)
+    non_top: tuple[str, ...] = ()
+    gender_terms: tuple[str, ...] = ()
+    styling_words: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _words_listed(self) -> "LanguageConfig":
+        empty = [f"{a}.{v}" for a, values in self.words.items() for v, w in values.items() if not w]
+        if empty:
+            raise ValueError(f"no words given for {', '.join(empty)}")
         return self
 
 
@@ -194,6 +212,7 @@ class Config(_Strict):
     search: SearchConfig
     report: ReportConfig
     exports: ExportsConfig = ExportsConfig()
+    languages: dict[str, LanguageConfig] = Field(default_factory=dict)
     attributes: dict[str, AttributeConfig]
 
     @model_validator(mode="after")
@@ -201,6 +220,25 @@ class Config(_Strict):
         missing = [a for a in ATTRIBUTE_ORDER if a not in self.attributes]
         if missing:
             raise ValueError(f"attributes missing from the vocabulary: {missing}")
+        return self
+
+    @model_validator(mode="after")
+    def _languages_have_tables(self) -> "Config":
+        """Each copy language has words for every colour, garment type and sleeve value (what
+        its checker must read). Words for values outside the vocabulary are ignored."""
+        for lang in self.llm.languages:
+            if lang == "en":
+                continue
+            if lang not in self.languages:
+                raise ValueError(f"llm.languages names '{lang}' without a [languages.{lang}] table")
+            words = self.languages[lang].words
+            unknown = [a for a in words if a not in self.attributes]
+            if unknown:
+                raise ValueError(f"languages.{lang}.words: {unknown} are not attributes")
+            for attribute in ("color", "garment_type", "sleeve"):
+                missing = [v for v in self.attributes[attribute].values if v not in words.get(attribute, {})]
+                if missing:
+                    raise ValueError(f"languages.{lang}.words.{attribute}: no words for {missing}")
         return self
 
     def vocabulary_digest(self) -> str:

@@ -138,7 +138,8 @@ def copy_key(attributes: dict, llm: LLMConfig) -> str:
 def build_messages(attributes: dict, llm: LLMConfig) -> list[dict]:
     return [
         {"role": "system", "content": llm.system_prompt},
-        {"role": "user", "content": llm.user_prompt.format(attributes=json.dumps(attributes, sort_keys=True))},
+        {"role": "user", "content": llm.user_prompt.format(attributes=json.dumps(attributes, sort_keys=True,
+                                                                                ensure_ascii=False))},
     ]
 
 

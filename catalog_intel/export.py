@@ -37,7 +37,9 @@ def csv_view(table: pl.DataFrame) -> pl.DataFrame:
 
 
 def write_outputs(table: pl.DataFrame, rejects: pl.DataFrame, out_dir: Path) -> dict[str, str]:
-    """Write the three outputs; returns their paths."""
+    """Write the three outputs (and catalog.<lang>.csv per copy language); returns their paths."""
+    from .languages import copy_languages, language_view
+
     paths = {
         "catalog_csv": out_dir / "catalog.csv",
         "catalog_parquet": out_dir / "catalog.parquet",
@@ -46,4 +48,7 @@ def write_outputs(table: pl.DataFrame, rejects: pl.DataFrame, out_dir: Path) -> 
     write_parquet(table, paths["catalog_parquet"])
     write_csv(csv_view(table), paths["catalog_csv"])
     write_csv(neutralise_formulas(rejects.select("image", "reason").sort("image")), paths["rejects_csv"])
+    for lang in copy_languages(table):  # copy in other languages: catalog.<lang>.csv, same columns
+        paths[f"catalog_csv_{lang}"] = out_dir / f"catalog.{lang}.csv"
+        write_csv(csv_view(language_view(table, lang)), paths[f"catalog_csv_{lang}"])
     return {k: str(v) for k, v in paths.items()}

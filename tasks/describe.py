@@ -12,6 +12,7 @@ from prefect.exceptions import ObjectNotFound
 from catalog_intel.config import Config, LLMConfig
 from catalog_intel.grounding import copy_check
 from catalog_intel.copywriter import describe
+from catalog_intel.languages import describe_languages, extra_languages
 
 from .common import TASK_DEFAULTS, progress_bar
 
@@ -41,6 +42,11 @@ def describe_shard(attributes: pl.DataFrame, config: Config, shard_no: int) -> t
             attributes, config.llm, config.validation, config.paths.cache_path,
             throttle=lambda: rate_limit(name, occupy=1, strict=True), progress=bar, check=copy_check(config),
         )
-    counts = {"llm_calls": stats.calls, "llm_retries": stats.retries, "llm_failed": stats.failed, "llm_cached": stats.cached}
+        more, more_stats = describe_languages(attributes, config, describe, progress=bar,
+                                              throttle=lambda: rate_limit(name, occupy=1, strict=True))
+    if extra_languages(config):
+        copy = copy.join(more, on="sha256", how="left")
+    every = [stats, *more_stats]
+    counts = {f"llm_{k}": sum(getattr(s, k) for s in every) for k in ("calls", "retries", "failed", "cached")}
     get_run_logger().info("shard %d copy: %s", shard_no, counts)
     return copy, counts

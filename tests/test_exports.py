@@ -6,6 +6,7 @@ import json
 
 import polars as pl
 import pytest
+from conftest import copy_seed_images
 
 from catalog_intel.config import ConfigError, load_config
 from catalog_intel.exports import write_exports
@@ -151,10 +152,7 @@ def test_a_run_with_export_writes_the_shop_files_and_warns_once(prefect_server, 
     from catalog_intel.cli import build_parser
     from flows.catalog import catalog_flow
 
-    src = tmp_path / "src"
-    src.mkdir()
-    for p in sorted(seed_images.iterdir())[:3]:
-        (src / p.name).write_bytes(p.read_bytes())
+    src = copy_seed_images(seed_images, tmp_path / "src", 3)
     args = build_parser().parse_args(["run", str(src), "--out", "x", "--export", "shopify, jsonl,gmc"])
     assert args.export == "shopify, jsonl,gmc"
     out = tmp_path / "out"
