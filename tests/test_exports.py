@@ -138,6 +138,10 @@ def test_pdp_export_calls_the_page_writer_when_installed(tmp_path, monkeypatch):
 
 
 def test_export_config_is_checked():
+    from catalog_intel.config import export_formats, resolve_config
+
+    assert export_formats("shopify, jsonl,,gmc") == ["shopify", "jsonl", "gmc"] and export_formats(None) is None
+    assert resolve_config(export="gmc,pdp").exports.formats == ("gmc", "pdp")
     with pytest.raises(ConfigError, match="unknown export"):
         load_config(overrides={"exports.formats": ["shopify", "amazon"]})
     with pytest.raises(ConfigError, match="handle"):
