@@ -26,7 +26,7 @@ HERE = Path(__file__).resolve().parent.parent
 HM = HERE.parent / "shared" / "data" / "hm-tops"
 # The rules the checker has in every language (size, season, care, brand and price are English only),
 # so this figure compares languages fairly.
-SHARED_RULES = ("colour", "garment", "sleeve", "neckline", "pattern", "fabric", "fit", "gender")
+SHARED_RULES = ("colour", "garment", "sleeve", "neckline", "pattern", "fabric", "fit", "gender", "language")
 
 
 def products(n: int, config) -> pl.DataFrame:

@@ -6,7 +6,8 @@ For a language, the attribute values that reach the LLM are translated by the co
 `[languages.<lang>.words]` table (first word of each list), the prompt asks for that
 language, and the copy is cached per language (the prompt and prompt version differ).
 The grounding checker runs per language with term lists from the same table, so colour,
-garment type, sleeve, pattern, fabric, neckline and fit claims are checked in that language.
+garment type, sleeve, pattern, fabric, neckline and fit claims are checked in that language, and
+copy that is in English instead is caught too.
 
 A language's copy never rejects a product: where it fails, its columns stay empty and
 `copy_error_<lang>` says why."""
@@ -20,9 +21,13 @@ import polars as pl
 
 from .config import ATTRIBUTE_ORDER, UNKNOWN, Config, LanguageConfig, LLMConfig, ValidationConfig
 from .copywriter import COPY_COLUMNS, CopyCheck
-from .grounding import CopyGate, Terms, TermSet, claims, copy_check, facts_text, form_problems, repair
+from .grounding import (Claim, Terms, TermSet, _units, build_terms, claims, copy_check, facts_text, form_problems,
+                        repair)
 
 BASE = "en"
+# English words that no German or French copy needs: a small model often answers in English.
+ENGLISH_MARKERS = re.compile(r"(?<![\w\-])(?:the|and|with|this|your|for|from|made|perfect|features?|sleeves?"
+                             r"|neckline|women's|woman's|stylish|comfortable|versatile)(?![\w\-])", re.IGNORECASE)
 LANGUAGE_COPY = (*COPY_COLUMNS, "copy_warnings", "copy_error")
 
 
@@ -117,13 +122,28 @@ class LanguageGate:
     terms: Terms
     limits: ValidationConfig
     back: dict[str, dict[str, str]]  # attribute -> the language's word -> vocabulary value
+    name: str
+    english_colours: TermSet
 
     def _vocabulary(self, attributes: dict) -> dict:
         return {k: self.back.get(k, {}).get(v, v) if isinstance(v, str) else v for k, v in attributes.items()}
 
     def problems(self, attributes: dict, copy: dict) -> list:
         row = {**self._vocabulary(attributes), **copy}
-        return claims(row, self.terms, facts_text(attributes)) + form_problems(copy)
+        return claims(row, self.terms, facts_text(attributes)) + self.english(copy) + form_problems(copy)
+
+    def english(self, copy: dict) -> list[Claim]:
+        """Copy written in English instead: English function words, or English colour words that
+        are not also words of this language ("pink" is German too)."""
+        out = []
+        for field, item, sentence in _units(copy):
+            found = [m.group(0) for m in ENGLISH_MARKERS.finditer(sentence)]
+            found += [matched for _, matched, _, _ in self.english_colours.find(sentence)
+                      if not self.terms.colour.find(matched)]
+            if found:
+                out.append(Claim("language", field, item, sentence, found[0], "ungrounded",
+                                 f"language: English '{found[0]}' in {self.name} copy ({field}: '{found[0]}')"))
+        return out
 
     def repair(self, attributes: dict, copy: dict, problems: list) -> tuple[dict | None, list[str]]:
         if any(p.field in ("title", "style_summary") for p in problems):
@@ -139,7 +159,7 @@ def language_gate(config: Config, lang: str) -> CopyCheck:
         return copy_check(config)
     spec = config.languages[lang]
     back = {a: {w[0]: v for v, w in values.items() if w} for a, values in spec.words.items()}
-    return LanguageGate(language_terms(config, lang), config.validation, back)
+    return LanguageGate(language_terms(config, lang), config.validation, back, spec.name, build_terms(config).colour)
 
 
 # --------------------------------------------------------------------------- the pipeline step

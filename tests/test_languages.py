@@ -58,6 +58,9 @@ def test_the_llm_gets_the_attribute_words_and_the_prompt_in_its_language(config)
     ("fr", "T-shirt blanc rayé", "colour"),
     ("fr", "T-shirt noir à manches longues", "sleeve"),
     ("fr", "Robe noire rayée", "garment"),
+    ("de", "The Black T-Shirt", "language"),
+    ("de", "Weißes T-Shirt", "colour"),
+    ("fr", "T-shirt black", "language"),
 ])
 def test_the_checker_reads_colour_garment_and_sleeve_in_each_language(config, lang, title, kind):
     gate = language_gate(config, lang)
@@ -65,6 +68,19 @@ def test_the_checker_reads_colour_garment_and_sleeve_in_each_language(config, la
                  bullets=("Basic", "Bequem"), tags=["basic", "alltag", "shirt"])
     problems = gate.problems(_translated(config, lang), copy)
     assert [p.kind for p in problems if p.field == "title"] == ([kind] if kind else [])
+
+
+def test_copy_in_english_instead_is_caught_but_shared_words_are_not(config):
+    gate = language_gate(config, "de")
+    attrs = {**_translated(config, "de"), "color": "rosa"}
+    ok = _copy("Pinkes T-Shirt mit Streifen", description="Ein Top in Pink.", bullets=("Rundhals", "Gestreift"))
+    assert gate.problems(attrs, ok) == []
+    english = _copy("Rosa T-Shirt", description="Ein schlichtes Top mit Streifen. Perfect for the office.")
+    [problem] = gate.problems(attrs, english)
+    assert (problem.kind, problem.field, problem.sentence, problem.text) == \
+        ("language", "description", "Perfect for the office.", "Perfect")
+    fixed, _ = gate.repair(attrs, english, [problem])
+    assert fixed["description"] == "Ein schlichtes Top mit Streifen."
 
 
 def test_a_colour_before_trousers_is_a_styling_tip_not_a_claim(config):
