@@ -22,7 +22,7 @@ def export_shop_files(table: pl.DataFrame, config: Config, out_dir: str) -> dict
     """OUT/exports/: the shop files named by exports.formats; missing shop values warned once."""
     from catalog_intel.exports import write_exports
 
-    paths, warnings = write_exports(table, Path(out_dir), config.exports)
+    paths, warnings = write_exports(table, Path(out_dir), config)
     for warning in warnings:
         get_run_logger().warning(warning)
     return paths

@@ -36,7 +36,7 @@ def _table() -> pl.DataFrame:
 
 def _config(**exports):
     return load_config(overrides={"exports.formats": ["shopify", "gmc", "jsonl", "pdp"],
-                                  **{f"exports.{k}": v for k, v in exports.items()}}).exports
+                                  **{f"exports.{k}": v for k, v in exports.items()}})
 
 
 class _Collect(html.parser.HTMLParser):
@@ -131,9 +131,11 @@ def test_pdp_export_calls_the_page_writer_when_installed(tmp_path, monkeypatch):
     from catalog_intel.exports import pdp
 
     seen = {}
-    monkeypatch.setattr(pdp, "find_writer", lambda: lambda table, folder: seen.update(rows=table.height, folder=folder))
-    paths, warnings = write_exports(_table(), tmp_path, _config())
-    assert seen == {"rows": 3, "folder": tmp_path / "exports" / "pdp"}
+    monkeypatch.setattr(pdp, "find_writer", lambda: lambda table, config, folder: seen.update(
+        rows=table.height, folder=folder, config=config))
+    cfg = _config()
+    paths, warnings = write_exports(_table(), tmp_path, cfg)
+    assert seen == {"rows": 3, "folder": tmp_path / "exports" / "pdp", "config": cfg}
     assert paths["export_pdp"] == str(tmp_path / "exports" / "pdp") and not any("pdp" in w for w in warnings)
 
 

@@ -7,19 +7,19 @@ from pathlib import Path
 
 import polars as pl
 
-from ..config import ExportsConfig
+from ..config import Config
 from . import jsonl, merchant, pdp, shopify
 from .fields import Missing
 
 EXPORTERS = {"shopify": shopify.write, "gmc": merchant.write, "jsonl": jsonl.write, "pdp": pdp.write}
 
 
-def write_exports(table: pl.DataFrame, out_dir: Path, cfg: ExportsConfig) -> tuple[dict[str, str], list[str]]:
+def write_exports(table: pl.DataFrame, out_dir: Path, config: Config) -> tuple[dict[str, str], list[str]]:
     """Write each configured export; returns {name: path} and the run's warnings (each once)."""
     missing, paths = Missing(), {}
     folder = Path(out_dir) / "exports"
-    for name in cfg.formats:
-        path = EXPORTERS[name](table, folder, cfg, missing)
+    for name in config.exports.formats:
+        path = EXPORTERS[name](table, folder, config, missing)
         if path is not None:
             paths[f"export_{name}"] = str(path)
     return paths, missing.warnings()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import polars as pl
 
-from ..config import ExportsConfig
+from ..config import Config
 from ..storage import atomic_write_text
 from .fields import Missing
 
@@ -28,7 +28,7 @@ def to_jsonl(table: pl.DataFrame) -> str:
     return "".join(line + "\n" for line in lines)
 
 
-def write(table: pl.DataFrame, folder: Path, cfg: ExportsConfig, missing: Missing) -> Path:
+def write(table: pl.DataFrame, folder: Path, config: Config, missing: Missing) -> Path:
     path = folder / FILENAME
     atomic_write_text(path, to_jsonl(table.fill_nan(None)))
     return path

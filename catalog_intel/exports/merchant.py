@@ -13,7 +13,7 @@ from pathlib import Path
 
 import polars as pl
 
-from ..config import ExportsConfig
+from ..config import Config, ExportsConfig
 from ..export import neutralise_formulas
 from ..storage import atomic_write_text
 from .fields import Missing, attribute, handles, image_url, one_line, prices, product_url
@@ -69,7 +69,7 @@ def to_tsv(frame: pl.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write(table: pl.DataFrame, folder: Path, cfg: ExportsConfig, missing: Missing) -> Path:
+def write(table: pl.DataFrame, folder: Path, config: Config, missing: Missing) -> Path:
     path = folder / FILENAME
-    atomic_write_text(path, to_tsv(merchant_rows(table, cfg, missing)))
+    atomic_write_text(path, to_tsv(merchant_rows(table, config.exports, missing)))
     return path

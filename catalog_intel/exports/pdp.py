@@ -8,12 +8,12 @@ from pathlib import Path
 
 import polars as pl
 
-from ..config import ExportsConfig
+from ..config import Config
 from .fields import Missing
 
-# Where the review branch's page writer may live: (module, function). The function
-# takes (table, folder) and writes the pages into folder.
-WRITERS = (("catalog_intel.pdp", "write_product_pages"), ("catalog_intel.report", "write_product_pages"))
+# Where the page writer lives: (module, function). It takes (table, config, folder) and writes
+# one page per row, with its images, into folder (report.write_product_pages of issue 12).
+WRITERS = (("catalog_intel.report", "write_product_pages"), ("catalog_intel.pdp", "write_product_pages"))
 
 
 def find_writer():
@@ -27,11 +27,11 @@ def find_writer():
     return None
 
 
-def write(table: pl.DataFrame, folder: Path, cfg: ExportsConfig, missing: Missing) -> Path | None:
+def write(table: pl.DataFrame, folder: Path, config: Config, missing: Missing) -> Path | None:
     writer = find_writer()
     if writer is None:
         missing.skipped("pdp", "this installation has no product detail page writer yet (issue 12)")
         return None
-    writer(table, folder / "pdp")
+    writer(table, config, folder / "pdp")
     return folder / "pdp"
 

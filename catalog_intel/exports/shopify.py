@@ -9,7 +9,7 @@ from pathlib import Path
 import jinja2
 import polars as pl
 
-from ..config import ExportsConfig
+from ..config import Config, ExportsConfig
 from ..export import neutralise_formulas
 from ..storage import write_csv
 from .fields import Missing, attribute, handles, image_url, one_line, prices, text_list
@@ -62,7 +62,7 @@ def shopify_rows(table: pl.DataFrame, cfg: ExportsConfig, missing: Missing) -> p
     return neutralise_formulas(frame.select(COLUMNS).fill_null(""))
 
 
-def write(table: pl.DataFrame, folder: Path, cfg: ExportsConfig, missing: Missing) -> Path:
+def write(table: pl.DataFrame, folder: Path, config: Config, missing: Missing) -> Path:
     path = folder / FILENAME
-    write_csv(shopify_rows(table, cfg, missing), path)
+    write_csv(shopify_rows(table, config.exports, missing), path)
     return path
