@@ -226,6 +226,8 @@ class Config(_Strict):
     def _languages_have_tables(self) -> "Config":
         """Each copy language has words for every colour, garment type and sleeve value (what
         its checker must read). Words for values outside the vocabulary are ignored."""
+        if "en" not in self.llm.languages:
+            raise ValueError('llm.languages must include "en": English copy is the catalog\'s own (catalog.csv)')
         for lang in self.llm.languages:
             if lang == "en":
                 continue

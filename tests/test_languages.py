@@ -122,7 +122,9 @@ def test_language_config_is_checked():
     with pytest.raises(ConfigError, match=r"languages.de.words.color: no words for \['teal'\]"):
         load_config(overrides={"llm.languages": ["en", "de"], "attributes.color.values": colours})
     with pytest.raises(ConfigError, match=r"\['colour'\] are not attributes"):
-        load_config(overrides={"llm.languages": ["de"], "languages.de.words.colour.black": ["schwarz"]})
+        load_config(overrides={"llm.languages": ["en", "de"], "languages.de.words.colour.black": ["schwarz"]})
+    with pytest.raises(ConfigError, match='must include "en"'):
+        load_config(overrides={"llm.languages": ["de"]})
     # A smaller vocabulary is fine (extra words are ignored), and so is a table no run uses.
     load_config(overrides={"llm.languages": ["en", "de"], "attributes.color.values": ["black", "white"]})
 
