@@ -32,6 +32,9 @@ def _add_run_parser(sub) -> None:
                      help="never download: missing CLIP weights stop the run (also HF_HUB_OFFLINE=1)")
     run.add_argument("--export", help="shop files into OUT/exports/, comma-separated: shopify,gmc,jsonl,pdp "
                      "(default: config exports.formats)")
+    run.add_argument("--facts", metavar="FILE",
+                     help="CSV/Parquet of supplier facts keyed by image (or product_id): attribute columns "
+                          "(color, sleeve, ...) and free-text facts (material, brand, care, sizes); blank = no fact")
 
 
 def _add_models_parser(sub) -> None:
@@ -146,6 +149,10 @@ def _run(args) -> int:
                             args.llm_base_url, args.llm_model, args.no_llm, args.cache_dir, args.shard_size,
                             args.color_policy, args.export)
     ensure_weights(config.clip, config.paths.cache_path, args.offline)  # fetch or fail before starting Prefect
+    if args.facts:
+        from catalog_intel.facts import read_facts_file
+
+        read_facts_file(args.facts)  # a bad facts file fails before any work
     if uses_embedded(config):
         prepare_embedded(config)
     server = _start_prefect_server_early()
@@ -158,7 +165,7 @@ def _run(args) -> int:
         source=args.source, out_dir=args.out, config_path=args.config, clip_model=args.clip_model,
         clip_pretrained=args.clip_pretrained, clip_checkpoint=args.clip_checkpoint,
         llm_base_url=args.llm_base_url, llm_model=args.llm_model, no_llm=args.no_llm,
-        cache_dir=args.cache_dir, shard_size=args.shard_size, color_policy=args.color_policy,
+        cache_dir=args.cache_dir, shard_size=args.shard_size, color_policy=args.color_policy, facts=args.facts,
         export=export_formats(args.export),
     )
     from catalog_intel.summary import RunSummary

@@ -80,6 +80,7 @@ class LLMConfig(_Strict):
     seed: int = -1
     max_tokens: int = Field(gt=0)
     embedded_threads: int = Field(0, ge=0)
+    embedded_nice: int = Field(10, ge=0, le=19)
     embedded_parallel: int = Field(2, ge=1)
     embedded_context: int = Field(4096, ge=512)
     prompt_version: str
@@ -133,6 +134,9 @@ class ValidationConfig(_Strict):
     bullets_max: int
     seo_tags_min: int
     seo_tags_max: int
+    bullet_max_words: int = Field(20, ge=1)
+    seo_tag_max_words: int = Field(6, ge=1)
+    description_max_sentences: int = Field(5, ge=1)
 
 
 class SearchConfig(_Strict):

@@ -25,9 +25,13 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_at
 
 from .config import ATTRIBUTE_ORDER, UNKNOWN, LLMConfig, ValidationConfig
 from .grounding import feedback as grounding_feedback
+from .grounding import norm_text
 from .storage import ParquetStore
 
 MAX_RETRY_AFTER_S = 120.0
+#: servers (base_url, model) that refused response_format json_schema in this process: asked
+#: without it from then on (the prompt asks for the JSON, pydantic validates it)
+_SCHEMA_REFUSED: dict[tuple[str, str], str] = {}
 _IN_FLIGHT: dict[str, Future] = {}  # copy key -> the answer being fetched in this process
 _IN_FLIGHT_LOCK = threading.Lock()
 FLUSH_EVERY = 1  # answers take seconds; one small part each costs nothing and a kill loses none
@@ -59,8 +63,16 @@ class CatalogCopy(BaseModel):
     @field_validator("bullet_points", "seo_tags", mode="before")
     @classmethod
     def _clean_list(cls, v):
+        # Repeats (case, spacing and hyphens ignored) are dropped before the item counts are checked.
         if isinstance(v, list):
-            return [_clean(x) for x in v if isinstance(x, str) and _clean(x)]
+            out, seen = [], set()
+            for x in v:
+                x = _clean(x) if isinstance(x, str) else ""
+                key = norm_text(x)
+                if x and key not in seen:
+                    out.append(x)
+                    seen.add(key)
+            return out
         return v
 
     @field_validator("bullet_points")
@@ -84,12 +96,13 @@ def response_schema() -> dict:
     return {
         "type": "object",
         "properties": {
-            # Lengths well inside max_tokens: a reply cut at max_tokens is broken JSON.
-            "title": {"type": "string", "maxLength": 90},
-            "bullet_points": {"type": "array", "items": {"type": "string", "maxLength": 120}, "minItems": 2, "maxItems": 6},
-            "description": {"type": "string", "maxLength": 500},
-            "style_summary": {"type": "string", "maxLength": 200},
-            "seo_tags": {"type": "array", "items": {"type": "string", "maxLength": 40}, "minItems": 3, "maxItems": 5},
+            # No maxLength: a grammar stops the string at the cap, mid-word. Lengths are asked
+            # for in words and sentences (the prompt) and checked (CatalogCopy, grounding.form_problems).
+            "title": {"type": "string"},
+            "bullet_points": {"type": "array", "items": {"type": "string"}, "minItems": 2, "maxItems": 6},
+            "description": {"type": "string"},
+            "style_summary": {"type": "string"},
+            "seo_tags": {"type": "array", "items": {"type": "string"}, "minItems": 3, "maxItems": 5},
         },
         "required": list(COPY_COLUMNS),
         "additionalProperties": False,
@@ -117,13 +130,16 @@ UNKNOWN_WORDING = {"color": "colour", "neckline": "neckline", "sleeve": "sleeves
 
 
 def prompt_attributes(row: dict) -> dict:
-    """The attributes the LLM may use: known values only ("unknown" is never shown),
-    plus the one fact true of every product (so a missing garment type is not filled in)."""
+    """The attributes the LLM may use: known values only ("unknown" is never shown), the
+    catalog's free-text facts (``facts_json``: material, brand, care, sizes...), plus the one
+    fact true of every product (so a missing garment type is not filled in)."""
     known = {a: row[a] for a in ATTRIBUTE_ORDER if row.get(a) not in (None, "", UNKNOWN)}
+    facts = json.loads(row["facts_json"]) if row.get("facts_json") else {}
     # Small models fill gaps ("long sleeves", "cotton"); naming the gaps curbs that (measured
-    # with `catalog-intel copy-quality`: "names unknown attribute").
-    unknown = [UNKNOWN_WORDING[a] for a in ATTRIBUTE_ORDER if a not in known and a in row]
-    return {"product": "women's top", **known, **({"do_not_mention": unknown} if unknown else {})}
+    # with `catalog-intel copy-quality`: ungrounded claims).
+    unknown = [UNKNOWN_WORDING[a] for a in ATTRIBUTE_ORDER if a not in known and a in row and a not in facts]
+    return {"product": "women's top", **known, **({"facts": facts} if facts else {}),
+            **({"do_not_mention": unknown} if unknown else {})}
 
 
 def copy_key(attributes: dict, llm: LLMConfig) -> str:
@@ -146,8 +162,11 @@ def build_messages(attributes: dict, llm: LLMConfig) -> list[dict]:
 def parse_copy(content: str | None, limits: ValidationConfig | None = None) -> CatalogCopy:
     if not content or not content.strip():
         raise InvalidCopy("empty response")
+    text = content.strip()
+    if not text.startswith("{") and "{" in text:  # no response_format: the model may wrap it in prose or ```json
+        text = text[text.index("{"):text.rindex("}") + 1] if "}" in text else text
     try:
-        data = json.loads(content)
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidCopy(f"response is not JSON ({exc.msg} at char {exc.pos})") from None
     if not isinstance(data, dict):
@@ -170,6 +189,7 @@ class CallStats:
     retries: int = 0
     failed: int = 0
     cached: int = 0
+    schema_fallbacks: int = 0  # requests sent again without response_format (the server refused it)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, **counts: int) -> None:
@@ -235,6 +255,7 @@ def request_copy(
     throttle: Callable[[], None],
     stats: CallStats,
     check: CopyCheck | None = None,
+    seed_offset: int = 0,
 ) -> tuple[CatalogCopy, list[str]]:
     """One product's copy and its warnings, retried on transient faults; raises the last error.
 
@@ -244,7 +265,6 @@ def request_copy(
     back; then `check.repair` removes what is still wrong (listed in the warnings, so the
     row is flagged for review), and only copy with too little left is rejected."""
     base = build_messages(attributes, llm)
-    fmt = {"type": "json_schema", "json_schema": {"name": "catalog_copy", "strict": True, "schema": response_schema()}}
     feedback: list[dict] = []
     attempts = content_tries = 0
 
@@ -255,11 +275,9 @@ def request_copy(
         stats.add(calls=1)
         # A seed per attempt: the same product gets the same copy on any machine running
         # the same model, while a retry still gets a different sample.
-        seed = None if llm.seed < 0 else llm.seed + attempts
-        reply = client.chat.completions.create(
-            model=llm.model, messages=base + feedback, response_format=fmt,
-            temperature=llm.temperature, max_tokens=llm.max_tokens, seed=seed,
-        )
+        seed = None if llm.seed < 0 else llm.seed + seed_offset + attempts
+        reply = _create(client, llm, stats, messages=base + feedback, temperature=llm.temperature,
+                        max_tokens=llm.max_tokens, seed=seed)
         choice = reply.choices[0] if reply.choices else None
         if choice is not None and choice.finish_reason == "length":
             raise InvalidCopy("response cut off at max_tokens (raise llm.max_tokens)")
@@ -291,6 +309,27 @@ def request_copy(
     return retrying(attempt)
 
 
+def _create(client: openai.OpenAI, llm: LLMConfig, stats: CallStats, **kwargs):
+    """One chat completion, with response_format json_schema unless this server refused it: a
+    refusal (400/415/422/501) is remembered for the run and the request sent again without it."""
+    server = (str(client.base_url), llm.model)
+    if server not in _SCHEMA_REFUSED:
+        fmt = {"type": "json_schema", "json_schema": {"name": "catalog_copy", "strict": True, "schema": response_schema()}}
+        try:
+            return client.chat.completions.create(model=llm.model, response_format=fmt, **kwargs)
+        except openai.APIStatusError as exc:
+            if exc.status_code not in (400, 415, 422, 501):
+                raise
+            _SCHEMA_REFUSED[server] = f"HTTP {exc.status_code}: {str(exc.message)[:120]}"
+        stats.add(calls=1, schema_fallbacks=1)
+    return client.chat.completions.create(model=llm.model, **kwargs)
+
+
+def schema_refusals() -> dict[tuple[str, str], str]:
+    """The servers that refused response_format json_schema in this process, and how."""
+    return dict(_SCHEMA_REFUSED)
+
+
 def copy_store(cache_root: Path) -> ParquetStore:
     return ParquetStore(cache_root / "llm_copy", key="copy_key")
 
@@ -319,9 +358,11 @@ def describe(
     bullet_points, description, style_summary, seo_tags, copy_error].
     Identical attribute sets cost one request; cached copy costs none."""
     stats = CallStats()
-    rows = attributes.select(["sha256", *[a for a in ATTRIBUTE_ORDER if a in attributes.columns]]).to_dicts()
+    cols = [c for c in (*ATTRIBUTE_ORDER, "facts_json") if c in attributes.columns]
+    rows = attributes.select(["sha256", *cols]).to_dicts()
     prompts = {r["sha256"]: prompt_attributes(r) for r in rows}
-    keys = {sha: copy_key(p, llm) for sha, p in prompts.items()}
+    # llm.per_product: each product its own copy (the sha salts the key, the prompt is the same)
+    keys = {sha: copy_key({**p, "_product": sha} if llm.per_product else p, llm) for sha, p in prompts.items()}
     by_key = {k: prompts[sha] for sha, k in keys.items()}
 
     store = copy_store(cache_root)
@@ -348,7 +389,9 @@ def describe(
                 stats.add(cached=1)
                 return (key, *shared.result(), False)
             try:
-                copy, warnings = request_copy(client, by_key[key], llm, limits, throttle, stats, check)
+                # per-product copy: same prompt, another sample per product
+                offset = int(key[:6], 16) if llm.per_product else 0
+                copy, warnings = request_copy(client, by_key[key], llm, limits, throttle, stats, check, offset)
                 answer = ({**copy.model_dump(), "warnings": warnings}, None)
             except Exception as exc:  # a row that exhausts its retries is rejected, the run goes on
                 stats.add(failed=1)

@@ -81,14 +81,16 @@ OTHER_FABRICS: tuple[str, ...] = (
     "wool", "woollen", "merino", "cashmere", "viscose", "rayon", "modal", "lyocell", "tencel", "elastane", "spandex",
     "lycra", "nylon", "polyamide", "acrylic", "fleece", "velvet", "mesh", "crepe", "poplin", "twill", "corduroy",
     "leather", "suede", "muslin", "organza", "tulle", "bamboo", "hemp", "sequins", "sequin", "organic cotton",
-    "recycled polyester",
+    "recycled polyester", "cotton-polyester", "polyester-cotton", "poly-cotton", "cotton-linen", "linen-cotton",
+    "cotton-elastane", "cotton-modal", "viscose-blend", "wool-blend", "linen-blend",
 )
 #: what a material claim may say without naming a fibre; grounded only by a fact that says so
 FABRIC_PROPERTIES: tuple[str, ...] = (
     "breathable", "stretchy", "stretch", "moisture-wicking", "lightweight", "heavyweight", "thermal", "insulating",
     "organic", "recycled", "sustainable", "eco-friendly", "durable", "long-lasting", "waterproof", "water-resistant",
     "quick-dry", "quick-drying", "high-quality fabric", "high-quality material", "premium fabric",
-    "premium material", "blend",
+    "premium material", "high-quality materials", "premium materials", "quality fabric", "quality fabrics",
+    "quality materials", "fabric blend", "blended fabric", "blend fabric", "blended",
 )
 NECKLINE_SYNONYMS: dict[str, tuple[str, ...]] = {
     "round neck": ("round neck", "round neckline", "round-neck", "crew neck", "crewneck", "crew-neck",
@@ -378,6 +380,10 @@ _PRICE = re.compile(
     r"|budget[- ]friendly|inexpensive|cheap|bargain|on sale|discount(?:ed)?|great value|value for money|low[- ]priced?"
     r"|prices?|priced|pricing|best[- ]?sellers?|best[- ]selling|limited edition|free shipping|free returns)(?![\w\-])",
     re.IGNORECASE)
+#: other colours or shades on offer: nothing given says so
+_COLOURWAYS = re.compile(r"(?<![\w\-])(?:available|comes?|offered) in (?:a (?:variety|range) of |multiple |several |many "
+                         r"|different |various |other |more |a choice of )(?:\w+ )?(?:colou?rs|shades|colou?rways|hues)"
+                         r"(?![\w\-])", re.IGNORECASE)
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=\S)")
 _SUBJECT_BEFORE = re.compile(r"(?:\b(?:this|the|our|a|an)\s+(?:[\w\-]+\s+){0,3})$", re.IGNORECASE)
 _PAIRING = re.compile(r"\b(?:pair|paired|pairs|pairing|wear(?:ing)? (?:it )?with|style(?:d)? (?:it )?with|team|tuck"
@@ -491,7 +497,7 @@ def claims(row: dict, terms: Terms, facts: str = "") -> list[Claim]:
                 own = known.get(attribute)
                 if _in_facts(matched, facts) or (own and (value == own or frozenset((value, own)) in compatible)):
                     continue
-                if value == "property:blend" and re.search(r"%|\bblend", facts):  # "95% cotton, 5% elastane"
+                if value.startswith("property:") and "blend" in value and re.search(r"%|\bblend", facts):  # "95% cotton, 5% elastane"
                     continue
                 if value.startswith("property:") or value.startswith("other:") or own is None or not contradict:
                     add(kind, field, item, sentence, matched, "ungrounded",
@@ -519,8 +525,8 @@ def claims(row: dict, terms: Terms, facts: str = "") -> list[Claim]:
         vocab("fabric", "fabric", terms.fabric, contradict=False)  # a fibre and a knit can both be true
         vocab("fit", "fit", terms.fit)
         _garment_claims(field, item, sentence, known["garment_type"], "garment_type" in row, terms, facts, add)
-        for kind, rx in (("size", _SIZE), ("size", _SIZE_LIST), ("season", _SEASON), ("care", _CARE),
-                         ("brand", _BRAND), ("price", _PRICE)):
+        for kind, rx in (("colour", _COLOURWAYS), ("size", _SIZE), ("size", _SIZE_LIST), ("season", _SEASON),
+                         ("care", _CARE), ("brand", _BRAND), ("price", _PRICE)):
             for m in rx.finditer(sentence):
                 text = m.group(0)
                 # a fact of this kind ("sizes: XS-XL", "care: machine wash") grounds claims of the kind
@@ -537,10 +543,10 @@ def claims(row: dict, terms: Terms, facts: str = "") -> list[Claim]:
 
 
 def _garment_claims(field, item, sentence, own, has_column, terms, facts, add) -> None:
-    """What the product is: any garment word in the title, style summary or tags; in bullets and
-    the description only as the subject ("this cropped sweater"), not a styling suggestion."""
+    """What the product is: any garment word in the title or tags; elsewhere only as the subject
+    ("this cropped sweater"), not a styling suggestion ("worn with jeans or skirts")."""
     for value, matched, start, _ in terms.garment.find(sentence):
-        if field not in GARMENT_FIELDS:
+        if field not in ("title", "seo_tags"):
             if not _SUBJECT_BEFORE.search(sentence[:start]) or _PAIRING.search(sentence[:start]):
                 continue
         if _in_facts(matched, facts):
@@ -561,7 +567,7 @@ def _garment_claims(field, item, sentence, own, has_column, terms, facts, add) -
 _FUNCTION_WORDS = frozenset("a an the to and or of with for in on at your its their this that as by from into "
                             "is are be but so than".split())
 _TERMINAL = re.compile(r"[.!?…][\"'”’)\]]*$")
-FORM_KINDS = ("truncated", "duplicate_tag", "duplicate_bullet", "summary_repeats", "summary_sentences")
+FORM_KINDS = ("truncated", "duplicate_tag", "duplicate_bullet", "summary_repeats", "summary_sentences", "too_long")
 
 
 def norm_text(text: str) -> str:
@@ -589,9 +595,10 @@ def summary_repeats(summary: str, description: str) -> bool:
     return bool(s) and len(s & d) / len(s) >= 0.5
 
 
-def form_problems(copy: dict) -> list[Claim]:
+def form_problems(copy: dict, limits: ValidationConfig | None = None) -> list[Claim]:
     """What makes copy unfit to publish besides its claims: a field cut mid-sentence, repeated
-    SEO tags or bullets, a style summary of several sentences or one repeating the description."""
+    SEO tags or bullets, a style summary of several sentences or one repeating the description,
+    and (with `limits`) bullets, tags or descriptions longer than asked for."""
     out: list[Claim] = []
 
     def add(kind, field, item, sentence, reason):
@@ -611,6 +618,14 @@ def form_problems(copy: dict) -> list[Claim]:
             if key in seen:
                 add(kind, field, i, str(x), "repeats an earlier one")
             seen.add(key)
+    if limits is not None:
+        for field, cap in (("bullet_points", limits.bullet_max_words), ("seo_tags", limits.seo_tag_max_words)):
+            for i, x in enumerate(copy.get(field) or []):
+                if len(str(x).split()) > cap:
+                    add("too_long", field, i, str(x), f"over {cap} words")
+        sentences = [x for x in _SENTENCE.split(str(copy.get("description") or "")) if x.strip()]
+        for x in sentences[limits.description_max_sentences:]:
+            add("too_long", "description", None, x, f"over {limits.description_max_sentences} sentences")
     summary, description = copy.get("style_summary") or "", copy.get("description") or ""
     if summary and len([x for x in _SENTENCE.split(summary.strip()) if x.strip()]) > 1:
         add("summary_sentences", "style_summary", None, summary, "more than one sentence")
@@ -716,10 +731,19 @@ class CopyGate:
 
     def problems(self, attributes: dict, copy: dict) -> list[Claim]:
         row = {**attributes, **copy}
-        return claims(row, self.terms, facts_text(attributes)) + form_problems(copy)
+        return claims(row, self.terms, facts_text(attributes)) + form_problems(copy, self.limits)
 
     def repair(self, attributes: dict, copy: dict, problems: list[Claim]) -> tuple[dict | None, list[str]]:
-        return repair(copy, problems, attributes, self.limits)
+        removed: list[str] = []
+        for _ in range(3):  # a removal can expose another problem (the row's colour named only there)
+            copy, more = repair(copy, problems, attributes, self.limits)
+            removed += more
+            if copy is None:
+                return None, removed
+            problems = self.problems(attributes, copy)
+            if not problems:
+                return copy, removed
+        return None, removed + ["copy still has problems after repair"]
 
 
 def copy_check(config: Config) -> CopyGate:

@@ -299,15 +299,17 @@ def _assemble(
 
 
 def _default_threads() -> int:
-    """One core left for this process's own work, at most 8 (generation is memory-bound).
+    """Every usable core, at most 8 (generation is memory-bound).
 
-    llama.cpp's threads synchronise at every layer, so when another process takes a core
-    they stall: on 2 busy cores, 2 threads fell to 2-4 tokens/s where 1 thread kept 15-18."""
+    llama.cpp's threads synchronise at every layer, so when the run's own embedding takes a
+    core they stall (on 2 busy cores, 2 threads fell to 2-4 tokens/s where 1 thread kept
+    15-18). The pipeline therefore runs the server at a lower CPU priority (``nice``): while
+    embedding runs it yields to it, and once embedding is done it has all the cores."""
     try:
         n = len(os.sched_getaffinity(0))  # respects taskset / cpusets, unlike os.cpu_count()
     except AttributeError:  # not on Linux
         n = os.cpu_count() or 1
-    return max(1, min(n - 1, 8))
+    return max(1, min(n, 8))
 
 
 def _make_server(cfg: dict):
@@ -342,6 +344,8 @@ def _child_main(cfg_json: str) -> None:
     """Entry point of the child process (``isolate=True``)."""
     cfg = json.loads(cfg_json)
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    if cfg.get("nice"):
+        os.nice(int(cfg["nice"]))  # the run's own work (embedding) first; idle cores are ours
     try:
         server = _make_server(cfg)
     except Exception as e:  # noqa: BLE001 - reported to the parent through stderr + exit code
@@ -379,7 +383,8 @@ class EmbeddedLLMServer:
     native crash cannot take this process down, and stopping is a process exit).
 
     ``n_ctx`` is the total KV context, shared by the ``n_parallel`` slots (each slot gets
-    ``n_ctx // n_parallel`` tokens). ``threads`` defaults to the usable CPUs minus one, at most 8.
+    ``n_ctx // n_parallel`` tokens). ``threads`` defaults to the usable CPUs, at most 8;
+    ``nice`` (child process only) lowers its CPU priority so that the caller's own work comes first.
     ``verbosity``: llama.cpp log threshold (0 silent, 1 errors, 2 warnings, 3 info, 4 debug).
     ``cache_ram_mib``: host-RAM prompt cache cap (llama.cpp's default is 8192; 0 disables).
     Safe to use repeatedly, sequentially: each ``with`` block starts a fresh server on a
@@ -400,6 +405,7 @@ class EmbeddedLLMServer:
         verbosity: int = 1,
         cache_ram_mib: int = 256,
         startup_timeout_s: float = 180.0,
+        nice: int = 0,
     ) -> None:
         self.gguf_path = Path(gguf_path)
         self.n_ctx = int(n_ctx)
@@ -413,6 +419,7 @@ class EmbeddedLLMServer:
         self.n_gpu_layers = int(n_gpu_layers)
         self.verbosity = int(verbosity)
         self.cache_ram_mib = int(cache_ram_mib)
+        self.nice = int(nice)  # isolate=True only: the child process's CPU priority offset
         self.startup_timeout_s = startup_timeout_s
         self.port: int | None = None
         self.model: str | None = None
@@ -467,6 +474,7 @@ class EmbeddedLLMServer:
             "n_gpu_layers": self.n_gpu_layers,
             "verbosity": self.verbosity,
             "cache_ram_mib": self.cache_ram_mib,
+            "nice": self.nice,
         }
         t0 = time.monotonic()
         try:

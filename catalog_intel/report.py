@@ -53,7 +53,8 @@ def review_rows(table: pl.DataFrame, rejects: pl.DataFrame, config: Config, with
     - `unknown_attributes`: attributes that abstained;
     - `low_attributes`: confidence below the attribute's min_confidence + report.low_confidence_margin;
     - `copy_failed`: the LLM gave no usable copy (when copy was asked for);
-    - `copy_warnings`: the copy names facts its attributes do not give;
+    - `copy_warnings`: what the copy gate removed from the copy;
+    - `conflicts`: a catalog fact and a confident model disagree (facts.py);
     - `reject_reason`: why the row is not in the catalog;
     - `needs_review`: any of these."""
     margin = config.report.low_confidence_margin
@@ -62,6 +63,7 @@ def review_rows(table: pl.DataFrame, rejects: pl.DataFrame, config: Config, with
     for column, dtype in (("similar_images", pl.List(pl.Utf8)), ("similar_scores", pl.List(pl.Float32)),
                           ("group_id", pl.Utf8), ("group_size", pl.UInt32), ("duplicate_of", pl.Utf8),
                           ("copy_error", pl.Utf8), ("copy_warnings", pl.List(pl.Utf8)), ("title", pl.Utf8),
+                          ("conflicts", pl.List(pl.Utf8)),
                           ("sha256", pl.Utf8), ("path", pl.Utf8)):
         if column not in rows.columns:
             rows = rows.with_columns(pl.lit(None, dtype=dtype).alias(column))
@@ -86,6 +88,7 @@ def review_rows(table: pl.DataFrame, rejects: pl.DataFrame, config: Config, with
     return rows.with_columns(
         ((pl.col("unknown_attributes").list.len() > 0) | (pl.col("low_attributes").list.len() > 0)
          | pl.col("copy_failed") | (pl.col("copy_warnings").list.len().fill_null(0) > 0)
+         | (pl.col("conflicts").list.len().fill_null(0) > 0)  # a catalog fact and a confident model disagree
          | pl.col("reject_reason").is_not_null()).alias("needs_review")
     ).sort(["needs_review", "image"], descending=[True, False])
 
@@ -241,6 +244,9 @@ def _summary_section(run: dict, meta: dict, report_dir: Path) -> str:
          f"{run.get('llm_calls', 0)} / {run.get('llm_cached', 0)} / {run.get('llm_failed', 0)} / {run.get('llm_retries', 0)}"),
         ("abstentions (unknown)", ", ".join(f"{k} {v}" for k, v in (run.get("abstentions") or {}).items()) or "none"),
     ]
+    if any((v.get("input") or 0) > 0 for v in (run.get("completeness") or {}).values()):  # catalog facts given
+        rows.append(("known in input -> output", ", ".join(
+            f"{a} {v['input']:.0%} -> {v['output']:.0%}" for a, v in run["completeness"].items() if v["output"] is not None)))
     search = run.get("search") or {}
     if search:
         rows.append(("search index", f"{search.get('kind', '?')}, {search.get('size', 0)} distinct images "
@@ -314,6 +320,8 @@ def _card(row: dict, names: list[str], config: Config, card_ids: dict, thumbs: d
         flags.append('<span class="pill bad">copy failed</span>')
     if row.get("copy_warnings"):
         flags.append(f'<span class="pill warn">check copy: {e("; ".join(row["copy_warnings"]))}</span>')
+    if row.get("conflicts"):
+        flags.append(f'<span class="pill warn">fact conflict: {e("; ".join(row["conflicts"]))}</span>')
     if row.get("duplicate_of"):
         flags.append(f'<span class="pill">exact duplicate of {e(row["duplicate_of"])}</span>')
     if (row.get("group_size") or 0) > 1:

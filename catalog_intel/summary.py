@@ -7,6 +7,10 @@ from dataclasses import asdict, dataclass, field
 import polars as pl
 
 
+def _pct(x) -> str:
+    return "-" if x is None else f"{100 * x:.0f}%"
+
+
 class RunFailed(RuntimeError):
     """The run finished its outputs but must be reported as failed."""
 
@@ -22,8 +26,12 @@ class RunSummary:
     llm_cached: int = 0
     llm_failed: int = 0
     llm_retries: int = 0
+    llm_schema_fallbacks: int = 0
     seconds: float = 0.0
     abstentions: dict = field(default_factory=dict)
+    completeness: dict = field(default_factory=dict)  # attribute -> share known in the input / output
+    facts_unmapped: dict = field(default_factory=dict)  # attribute -> supplier value -> count
+    llm_notes: list = field(default_factory=list)  # e.g. response_format fallback
     validation: dict = field(default_factory=dict)
     search: dict = field(default_factory=dict)
     outputs: dict = field(default_factory=dict)
@@ -45,12 +53,39 @@ class RunSummary:
         return asdict(self)
 
     def one_line(self) -> str:
-        return (
+        line = (
             f"catalog-intel: {self.inputs} inputs = {self.rows} rows + {self.rejects} rejects | "
             f"embeddings {self.embeddings_computed} computed, {self.embeddings_cached} cached | "
             f"LLM {self.llm_calls} calls, {self.llm_cached} cached, {self.llm_failed} failed, {self.llm_retries} retries | "
             f"{self.seconds:.1f} s"
         )
+        extra = [f"completeness in -> out: {self._completeness_text()}"] if self._has_facts() else []
+        extra += [f"facts not in the vocabulary (kept as free facts): {self.facts_unmapped}"] if self.facts_unmapped else []
+        return "\n".join([line, *extra, *self.notes()])
+
+    def notes(self) -> list[str]:
+        fallback = ["the LLM server refused response_format json_schema: copy was asked for without it for the rest "
+                    "of the run (the prompt asks for the JSON, pydantic validates it)"] if self.llm_schema_fallbacks else []
+        return fallback + list(self.llm_notes)
+
+    def _has_facts(self) -> bool:
+        return any((v.get("input") or 0) > 0 for v in self.completeness.values())
+
+    def _completeness_text(self) -> str:
+        return ", ".join(f"{a} {_pct(v['input'])} -> {_pct(v['output'])}" for a, v in self.completeness.items())
+
+    def _completeness_lines(self) -> list[str]:
+        if not self.completeness:
+            return []
+        lines = ["", "Completeness (share of products with a known value):", "",
+                 "| attribute | input (facts) | output |", "|---|---|---|"]
+        for a, v in self.completeness.items():
+            lines.append(f"| {a} | {_pct(v['input'])} | {_pct(v['output'])} |")
+        if self.facts_unmapped:
+            lines += ["", "Supplier values outside the vocabulary (kept as free facts for the copy): "
+                      + "; ".join(f"{a}: " + ", ".join(f"{k} ({n})" for k, n in vals.items())
+                                  for a, vals in self.facts_unmapped.items())]
+        return lines
 
     def markdown(self) -> str:
         lines = [
@@ -62,7 +97,8 @@ class RunSummary:
             f"| data-quality checks passed | {self.validation.get('successful_expectations', 0)} of {self.validation.get('evaluated_expectations', 0)} |",
             *self._search_lines(),
             f"| wall time | {self.seconds:.1f} s |", "",
-            "Abstentions (`unknown`) per attribute: " + ", ".join(f"{k} {v}" for k, v in self.abstentions.items()), "",
+            "Abstentions (`unknown`) per attribute: " + ", ".join(f"{k} {v}" for k, v in self.abstentions.items()),
+            *self._completeness_lines(), *[f"\nNote: {note}" for note in self.notes()], "",
             "Outputs: " + ", ".join(f"`{p}`" for p in self.outputs.values()),
         ]
         return "\n".join(lines)

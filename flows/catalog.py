@@ -22,6 +22,7 @@ from catalog_intel.assemble import (abstention_counts, assemble, copy_failures, 
 from catalog_intel.clip_model import model_id as clip_model_id
 from catalog_intel.clip_model import resolve_weights
 from catalog_intel.config import Config, resolve_config
+from catalog_intel.facts import completeness, merge_facts, split_facts, unmapped_facts
 from catalog_intel.llm_service import llm_endpoint
 from catalog_intel.report import review_rows
 from catalog_intel.runlock import RunLock
@@ -55,6 +56,7 @@ def catalog_flow(
     cache_dir: str | None = None,
     shard_size: int | None = None,
     color_policy: str | None = None,
+    facts: str | None = None,
     export: list[str] | None = None,
 ) -> dict:
     """Enrich the images in `source` (folder or CSV/Parquet manifest) into `out_dir`."""
@@ -73,6 +75,7 @@ def catalog_flow(
             ensure_rate_limit(config.llm)
 
         inventory, rejected_at_ingest = ingest_images(source, config)
+        inventory, known_facts = split_facts(inventory, config, facts)  # supplier facts: manifest / --facts FILE
         summary = RunSummary(inputs=inventory.height + rejected_at_ingest.height)
         label_index = prepare_label_index(config, model_id)
 
@@ -87,7 +90,7 @@ def catalog_flow(
                 continue
             pixels = pixel_color_shard(shard.filter(pl.col("sha256").is_in(ok)), config) \
                 if config.color.policy != "clip" else None
-            attributes = classify_shard(ok, config, model_id, label_index, pixels)
+            attributes = merge_facts(classify_shard(ok, config, model_id, label_index, pixels), known_facts, config)
             attribute_parts.append(attributes)
             if with_copy:  # runs while the next shard embeds
                 copy_futures.append(describe_shard.submit(attributes, config, shard_no))
@@ -139,6 +142,7 @@ def catalog_flow(
                                                    config.paths.cache_path))
         compact_caches(config, model_id)
 
+        summary.finish(completeness=completeness(inventory, final, config), facts_unmapped=unmapped_facts(inventory, config))
         summary.finish(rows=final.height, rejects=rejects.height, abstentions=abstention_counts(final),
                        validation=validation, search={**search, **group_counts}, outputs=paths,
                        seconds=time.monotonic() - started)

@@ -47,6 +47,7 @@ def describe_shard(attributes: pl.DataFrame, config: Config, shard_no: int) -> t
     if extra_languages(config):
         copy = copy.join(more, on="sha256", how="left")
     every = [stats, *more_stats]
-    counts = {f"llm_{k}": sum(getattr(s, k) for s in every) for k in ("calls", "retries", "failed", "cached")}
+    counts = {f"llm_{k}": sum(getattr(s, k) for s in every)
+              for k in ("calls", "retries", "failed", "cached", "schema_fallbacks")}
     get_run_logger().info("shard %d copy: %s", shard_no, counts)
     return copy, counts

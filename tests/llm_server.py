@@ -534,6 +534,11 @@ class _Handler(BaseHTTPRequestHandler):
         if owner.latency_s > 0 and owner._stopping.wait(owner.latency_s):
             self._drop()
             return
+        kind = (body.get("response_format") or {}).get("type") if isinstance(body.get("response_format"), dict) else None
+        if kind in owner.reject_response_format:
+            self._error(400, f"'response_format.type' : value is not one of the allowed values ['text']: {kind}",
+                        "invalid_request_error", "invalid_request_error")
+            return
 
         plan = owner.faults
         if fault == "http_429":
@@ -563,6 +568,8 @@ class _Handler(BaseHTTPRequestHandler):
             if fault in ("invalid_json", "missing_fields", "overlong", "empty")
             else json.dumps(build_copy(attrs, requested_language(body.get("messages"))))
         )
+        if owner.fenced and fault is None:
+            content = "Here is the copy:\n```json\n" + content + "\n```"
         self._send_json(200, _completion(body, content))
 
 
@@ -610,7 +617,14 @@ class FakeLLMServer:
         host: str = "127.0.0.1",
         port: int = 0,
         verbose: bool = False,
+        reject_response_format: tuple[str, ...] = (),
+        fenced: bool = False,
     ) -> None:
+        # reject_response_format=("json_schema",): answer 400 to that kind, as Ollama's /v1 and
+        # some gateways do (LM Studio, in turn, refuses "json_object"); fenced: wrap the JSON in
+        # a ```json block, as models do when no response_format holds them.
+        self.reject_response_format = tuple(reject_response_format)
+        self.fenced = fenced
         self.faults = faults
         self.latency_s = float(latency_s)
         self.host = host

@@ -97,6 +97,16 @@ def test_faulty_server_every_good_row_is_described(tmp_path):
     assert stats.calls == 15 + stats.retries
 
 
+def test_per_product_copy_gives_identical_attribute_sets_their_own_request(tmp_path):
+    cfg = load_config()
+    with FakeLLMServer() as server:
+        copy, stats = describe(PRODUCTS, _llm(cfg, server, per_product=True), cfg.validation, tmp_path)
+        assert server.requests == 4 and stats.calls == 4 and copy["copy_key"].n_unique() == 4
+        # the prompt is the same: only the cache key tells the products apart
+        prompts = [r["body"]["messages"][1]["content"] for r in server.request_log]
+        assert len(set(prompts)) == 3 and len({r["body"]["seed"] for r in server.request_log}) == 4
+
+
 def test_row_that_exhausts_retries_gets_the_last_error(tmp_path):
     cfg = load_config()
     plan = FaultPlan.fail_product(lambda a: a.get("color") == "red", kind="http_503")
@@ -211,3 +221,20 @@ def test_concurrent_describe_steps_share_one_request_per_attribute_set(tmp_path)
     assert sum(stats.calls for _, stats in runs) == 3
     assert all(copy["copy_error"].null_count() == 4 for copy, _ in runs)
     assert runs[0][0].drop("copy_key").equals(runs[1][0].drop("copy_key"))
+
+
+def test_server_refusing_json_schema_gets_requests_without_it_for_the_rest_of_the_run(tmp_path):
+    from catalog_intel.summary import RunSummary
+
+    cfg = load_config()
+    with FakeLLMServer(reject_response_format=("json_schema",), fenced=True) as server:
+        copy, stats = describe(PRODUCTS, _llm(cfg, server), cfg.validation, tmp_path)
+        kinds = [(r["body"].get("response_format") or {}).get("type") for r in server.request_log]
+    assert copy["copy_error"].null_count() == 4 and copy["title"].null_count() == 0  # every product described
+    # refused once per request in flight at the time, then never asked with json_schema again;
+    # each refused product is asked again at once, without it; fenced JSON is still read
+    refused = kinds.count("json_schema")
+    assert 1 <= refused <= cfg.llm.concurrency and kinds[refused:] == [None] * 3 and len(kinds) == 3 + refused
+    assert stats.schema_fallbacks == refused and stats.failed == 0 and stats.retries == 0
+    summary = RunSummary(inputs=4, llm_schema_fallbacks=stats.schema_fallbacks)
+    assert "refused response_format json_schema" in summary.one_line()

@@ -29,10 +29,12 @@ MUST_FLAG = [
     ("A must-have for this fall.", "season", "ungrounded"),
     ("Wear it year-round.", "season", "ungrounded"),
     ("Available in sizes S, M, L and XL.", "size", "ungrounded"),
+    ("Also available in a variety of colours.", "colour", "ungrounded"),
     ("Comes in XS-XL.", "size", "ungrounded"),
     ("Flattering on all body types.", "size", "ungrounded"),
     ("Made from high-quality cotton.", "fabric", "ungrounded"),
     ("A soft cotton-polyester blend.", "fabric", "ungrounded"),
+    ("Made from a soft fabric blend.", "fabric", "ungrounded"),
     ("Crafted in fine knit.", "fabric", "ungrounded"),
     ("Breathable and lightweight.", "fabric", "ungrounded"),
     ("Features a touch of elastane.", "fabric", "ungrounded"),
@@ -77,12 +79,22 @@ MUST_NOT_FLAG = [
     "A timeless piece for any occasion.",
     "Easy to style with accessories.",
     "Women's pink t-shirt.",
+    "A unique blend of style and comfort.",
 ]
+MUST_NOT_FLAG_SUMMARY = ["A sweater that can be worn with jeans or skirts for a casual look.",
+                         "Layer it under a blazer for the office."]
 
 
 @pytest.mark.parametrize("sentence", MUST_NOT_FLAG)
 def test_must_not_flag(terms, sentence):
     assert _kinds(sentence, terms) == []
+
+
+@pytest.mark.parametrize("sentence", MUST_NOT_FLAG_SUMMARY)
+def test_styling_suggestions_in_the_style_summary_are_not_garment_claims(terms, sentence):
+    row = {**ROW, "garment_type": "sweater"}
+    assert _kinds(sentence, terms, row, field="style_summary") == []
+    assert ("garment", "contradicts") in _kinds("This dress is easy to wear.", terms, row, field="style_summary")
 
 
 def test_facts_ground_claims(terms):
@@ -131,3 +143,24 @@ def test_form_problems_and_repair():
     assert fixed["style_summary"] == "A pink t-shirt that is easy to style every day."
     assert any(r.startswith("removed description: 'Perfect for all seasons.' (season:") for r in removed)
     assert gate.problems(attrs, fixed) == []
+
+
+def test_lengths_are_words_and_sentences_and_the_schema_has_no_character_cap():
+    import json
+
+    from catalog_intel.copywriter import CatalogCopy, response_schema
+
+    assert "maxLength" not in json.dumps(response_schema())
+    limits = load_config().validation
+    copy = {"title": "Pink Top", "bullet_points": ["Short.", " ".join(["word"] * 21) + "."],
+            "description": "One. Two. Three. Four. Five. Six.", "style_summary": "Wear it with jeans.",
+            "seo_tags": ["pink top", "a b c d e f g", "tee"]}
+    problems = [(p.kind, p.field, p.item) for p in form_problems(copy, limits)]
+    assert problems == [("too_long", "bullet_points", 1), ("too_long", "seo_tags", 1), ("too_long", "description", None)]
+    # repeated tags and bullets are dropped before the counts are checked
+    valid = CatalogCopy(title="Pink Top", bullet_points=["Soft.", "soft", "Light."], description="A pink top.",
+                        style_summary="Wear it.", seo_tags=["pink top", "Pink  Top", "pink-top", "tee", "v-neck tee"])
+    assert valid.seo_tags == ["pink top", "tee", "v-neck tee"] and valid.bullet_points == ["Soft.", "Light."]
+    with pytest.raises(ValueError, match="at least 3 items"):
+        CatalogCopy(title="Pink Top", bullet_points=["Soft.", "Light."], description="A pink top.",
+                    style_summary="Wear it.", seo_tags=["pink top", "Pink Top", "tee"])

@@ -337,3 +337,34 @@ def test_server_restarts_sequentially_and_frees_port(real_gguf: Path, isolate: b
     with EmbeddedLLMServer(real_gguf, n_ctx=1024, n_parallel=1, isolate=isolate) as other:
         assert other.running
     assert not other.running
+
+
+def test_embedded_server_uses_every_core_at_a_lower_priority(monkeypatch):
+    """All usable cores (at most 8), niced so the run's own embedding comes first."""
+    import os
+
+    from catalog_intel import llm_service, local_llm
+    from catalog_intel.config import load_config
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(2)))
+    assert local_llm._default_threads() == 2
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(32)))
+    assert local_llm._default_threads() == 8
+    seen = {}
+
+    class Server:
+        def __init__(self, gguf, **kw):
+            seen.update(kw)
+            self.base_url, self.model = "http://127.0.0.1:1/v1", "m"
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(local_llm, "EmbeddedLLMServer", Server)
+    monkeypatch.setattr(llm_service, "prepare_embedded", lambda config: "/x.gguf")
+    with llm_service.llm_endpoint(load_config()) as config:
+        assert config.llm.base_url == "http://127.0.0.1:1/v1"
+    assert seen["nice"] == 10 and seen["threads"] is None and seen["isolate"] is True
