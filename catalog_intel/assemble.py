@@ -40,7 +40,8 @@ def assemble(inventory: pl.DataFrame, attributes: pl.DataFrame, copy: pl.DataFra
     extra_cols += [c for c in (*(f"{a}_source" for a in ATTRIBUTE_ORDER), "conflicts") if c in attributes.columns]
     table = (
         inventory.join(attributes.select("sha256", *attr_cols, *extra_cols), on="sha256", how="left")
-        .join(copy.unique(subset="sha256").select("sha256", *COPY_COLUMNS, "copy_warnings", "copy_error"),
+        .join(copy.unique(subset="sha256").select("sha256", *COPY_COLUMNS, "copy_warnings", "copy_error",
+                                                  *[c for c in copy.columns if c not in COPY_FRAME_SCHEMA]),
               on="sha256", how="left")
         .with_columns([pl.lit(v).alias(k) for k, v in meta.items()])
     )

@@ -22,6 +22,8 @@ def _add_run_parser(sub) -> None:
     from catalog_intel.settings import add_override_flags
 
     add_override_flags(run)  # one flag per declared run override (catalog_intel/settings.py)
+    run.add_argument("--offline", action="store_true",
+                     help="never download: missing CLIP weights stop the run (also HF_HUB_OFFLINE=1)")
 
 
 def _add_models_parser(sub) -> None:
@@ -78,6 +80,18 @@ def _add_search_parsers(sub) -> None:
         p.add_argument("--cache-dir", help="cache folder holding pulled CLIP weights (default: the run's)")
 
 
+def _add_demo_parser(sub) -> None:
+    demo = sub.add_parser("demo", help="make the synthetic demo catalog, run it, print the review report's path")
+    demo.add_argument("--out", default="catalog-intel-demo",
+                      help="folder for the demo images (OUT/images) and the run's outputs (default ./catalog-intel-demo)")
+    demo.add_argument("--count", type=int, default=12, help="demo products to draw (default 12)")
+    demo.add_argument("--config", help="TOML configuration file")
+    demo.add_argument("--clip-checkpoint", help="local open_clip weights file")
+    demo.add_argument("--cache-dir", help="cache folder (default ~/.cache/catalog-intel)")
+    demo.add_argument("--no-llm", action="store_true", help="attributes only, no copy (seconds instead of minutes)")
+    demo.add_argument("--offline", action="store_true", help="never download (also HF_HUB_OFFLINE=1)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="catalog-intel", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -87,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_copy_quality_parser(sub)
     _add_search_parsers(sub)
     _add_cache_parser(sub)
+    _add_demo_parser(sub)
     return parser
 
 
@@ -138,14 +153,14 @@ def _start_prefect_server_early():
 
 
 def _run(args) -> int:
-    from catalog_intel.clip_model import resolve_weights
+    from catalog_intel.clip_model import ensure_weights
     from catalog_intel.llm_service import prepare_embedded, uses_embedded
     from catalog_intel.runners import check_runner
     from catalog_intel.settings import overrides_from_args, resolve_settings
 
     overrides = overrides_from_args(args)
     config = resolve_settings(args.config, **overrides)
-    resolve_weights(config.clip, config.paths.cache_path)  # fail before starting Prefect
+    ensure_weights(config.clip, config.paths.cache_path, args.offline)  # fetch or fail before starting Prefect
     check_runner(config, uses_embedded(config))
     if config.facts.file:
         from catalog_intel.review_edits import load_plan
@@ -186,6 +201,34 @@ def _api_url_for_workers(config):
     server = SubprocessASGIServer()
     server.start()  # the one already started by _start_prefect_server_early (one per process)
     return temporary_settings(updates={PREFECT_API_URL: server.api_url})
+
+
+def _demo(args) -> int:
+    from pathlib import Path
+
+    from catalog_intel.clip_model import WeightsNotCached, ensure_weights
+    from catalog_intel.config import resolve_config
+    from catalog_intel.synthetic import write_demo_catalog
+
+    config = resolve_config(args.config, clip_checkpoint=args.clip_checkpoint, no_llm=args.no_llm,
+                            cache_dir=args.cache_dir)
+    try:
+        ensure_weights(config.clip, config.paths.cache_path, args.offline)
+    except WeightsNotCached as exc:
+        raise WeightsNotCached(f"the demo needs CLIP weights. {exc} To try the pipeline without them (meaningless "
+                               "attributes): python scripts/make_random_checkpoint.py /tmp/random.pt, then "
+                               "catalog-intel demo --clip-checkpoint /tmp/random.pt.") from None
+    out = Path(args.out)
+    images = write_demo_catalog(out / "images", args.count)
+    print(f"demo catalog: {len(images)} synthetic packshots in {out / 'images'}")
+    run_args = build_parser().parse_args(
+        ["run", str(out / "images"), "--out", str(out)]
+        + [f for flag, value in (("--config", args.config), ("--clip-checkpoint", args.clip_checkpoint),
+                                 ("--cache-dir", args.cache_dir)) if value for f in (flag, value)]
+        + ["--no-llm"] * args.no_llm + ["--offline"] * args.offline)
+    _run(run_args)
+    print(f"\ndemo done. Open the review report: {(out / 'report' / 'index.html').resolve().as_uri()}")
+    return 0
 
 
 def _models(args) -> int:
@@ -290,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return {"run": _run, "models": _models, "evaluate": _evaluate, "copy-quality": _copy_quality,
-                "similar": _search, "search": _search, "cache": _cache}[args.command](args)
+                "similar": _search, "search": _search, "cache": _cache, "demo": _demo}[args.command](args)
     except (ModelUnavailableError, EmbeddedServerError, ConfigError, SourceError, OutputLocked, EvaluationError,
             CopyQualityError, SearchError) as exc:
         print(f"catalog-intel: error: {exc}", file=sys.stderr)

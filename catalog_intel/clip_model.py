@@ -1,8 +1,10 @@
 """Loading open_clip models, offline-first.
 
-A run never downloads: weights come from a local checkpoint file or from the
-cache that `catalog-intel models pull` fills. Anything else stops the run at
-once with a message naming the model and the way to supply it."""
+Weights come from a local checkpoint file or from the cache that `catalog-intel
+models pull` fills. Only `catalog-intel run` on a machine that is not offline
+(`--offline`, HF_HUB_OFFLINE=1) fetches missing pretrained weights itself
+(`ensure_weights`); everything else stops at once with a message naming the model
+and the ways to supply it."""
 
 from __future__ import annotations
 
@@ -10,15 +12,29 @@ import functools
 import importlib.util
 import json
 import os
+import socket
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from .config import ClipConfig
 
 
 class ModelUnavailableError(RuntimeError):
     """The configured model cannot be loaded here; the message says how to fix it."""
+
+
+class WeightsNotCached(ModelUnavailableError):
+    """Pretrained weights that a download could supply are not in the cache."""
+
+
+_TRUE = {"1", "true", "yes", "on"}
+
+
+def offline_mode(flag: bool = False) -> bool:
+    """--offline, or Hugging Face's own switch HF_HUB_OFFLINE=1."""
+    return flag or os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in _TRUE
 
 
 @dataclass(frozen=True)
@@ -218,13 +234,55 @@ def resolve_weights(cfg: ClipConfig, cache_root: Path) -> Path:
     if found is not None:
         _memo_store(cfg, cache_root, found)
     if found is None:
-        raise ModelUnavailableError(
+        raise WeightsNotCached(
             f"CLIP weights {cfg.model} (pretrained '{cfg.pretrained}') are not in the local cache "
-            f"({clip_cache_dir(cache_root)}) and runs never download. Fix: run `catalog-intel models pull` "
-            "once on a machine with network (same cache folder), or pass a local open_clip checkpoint "
-            "with --clip-checkpoint PATH."
+            f"({clip_cache_dir(cache_root)}). Fix: run `catalog-intel models pull` once on a machine with "
+            "network (same cache folder; `catalog-intel run` without --offline / HF_HUB_OFFLINE=1 also fetches "
+            "them), or pass a local open_clip checkpoint with --clip-checkpoint PATH."
         )
     return found
+
+
+def _download_host(cfg: ClipConfig) -> str | None:
+    """The host a download would contact; None where a proxy decides (no direct probe)."""
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return None
+    pcfg = _pretrained_cfg(cfg)
+    url = os.environ.get("HF_ENDPOINT", "https://huggingface.co") if pcfg.get("hf_hub") else pcfg.get("url", "")
+    return urlsplit(url).hostname
+
+
+def _reachable(host: str, timeout_s: float = 5.0) -> bool:
+    """A quick TCP probe, so an offline machine fails in seconds instead of after the hub's retries."""
+    try:
+        socket.create_connection((host, 443), timeout=timeout_s).close()
+        return True
+    except OSError:
+        return False
+
+
+def ensure_weights(cfg: ClipConfig, cache_root: Path, offline: bool = False, say=print) -> Path:
+    """`resolve_weights`, and on a cache miss outside offline mode a first-run download
+    into the cache (open_clip / huggingface_hub draw the progress bar)."""
+    try:
+        return resolve_weights(cfg, cache_root)
+    except WeightsNotCached as exc:
+        if offline_mode(offline):
+            raise WeightsNotCached(f"{exc} This run is offline (--offline or HF_HUB_OFFLINE=1), so it "
+                                   "does not download.") from None
+        missing = exc
+    host = _download_host(cfg)
+    if host and not _reachable(host):
+        raise WeightsNotCached(f"{missing} No network: {host} cannot be reached, so they were not downloaded.")
+    say(f"CLIP weights {cfg.model} ({cfg.pretrained}) are not cached yet: downloading them once into "
+        f"{clip_cache_dir(cache_root)} (--offline stops this)")
+    try:
+        path = pull_pretrained(cfg, cache_root)
+    except ModelUnavailableError as exc:
+        raise WeightsNotCached(f"{missing} The download failed: {exc}") from None
+    _memo_store(cfg, cache_root, path)
+    say(f"CLIP weights saved to {path}")
+    return path
 
 
 def pick_device(requested: str) -> str:

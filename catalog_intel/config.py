@@ -94,6 +94,7 @@ class LLMConfig(_Strict):
     max_attempts: int = Field(ge=1)
     content_attempts: int = Field(2, ge=1)
     repair_max_removals: int = Field(2, ge=0)
+    languages: tuple[str, ...] = ("en",)
     per_product: bool = False
     backoff_initial_s: float = Field(ge=0)
     backoff_max_s: float = Field(ge=0)
@@ -116,6 +117,23 @@ class LLMConfig(_Strict):
     def _prompt_has_slot(self) -> "LLMConfig":
         if "{attributes}" not in self.user_prompt:
             raise ValueError("llm.user_prompt must contain the placeholder {attributes}")
+        return self
+
+
+class LanguageConfig(_Strict):
+    name: str
+    product: str = ""
+    endings: tuple[str, ...] = ()
+    words: dict[str, dict[str, tuple[str, ...]]] = Field(default_factory=dict)
+    non_top: tuple[str, ...] = ()
+    gender_terms: tuple[str, ...] = ()
+    styling_words: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _words_listed(self) -> "LanguageConfig":
+        empty = [f"{a}.{v}" for a, values in self.words.items() for v, w in values.items() if not w]
+        if empty:
+            raise ValueError(f"no words given for {', '.join(empty)}")
         return self
 
 
@@ -169,6 +187,33 @@ class ReportConfig(_Strict):
     alert_abstention_jump: float = Field(gt=0, le=1)
 
 
+EXPORT_FORMATS = ("shopify", "gmc", "jsonl", "pdp")
+
+
+class ExportsConfig(_Strict):
+    formats: tuple[str, ...] = ()
+    product_url: str = ""
+    image_base_url: str = ""
+    vendor: str = ""
+    product_category: str = ""
+    price_column: str = "price"
+    currency: str = ""
+    availability: Literal["", "in_stock", "out_of_stock", "preorder", "backorder"] = ""
+    condition: Literal["", "new", "refurbished", "used"] = ""
+    gender: Literal["", "female", "male", "unisex"] = ""
+    age_group: Literal["", "newborn", "infant", "toddler", "kids", "adult"] = ""
+    publish: bool = False
+
+    @model_validator(mode="after")
+    def _known_formats(self) -> "ExportsConfig":
+        unknown = [f for f in self.formats if f not in EXPORT_FORMATS]
+        if unknown:
+            raise ValueError(f"unknown export {unknown}; known: {', '.join(EXPORT_FORMATS)}")
+        if self.product_url and "{handle}" not in self.product_url:
+            raise ValueError("exports.product_url needs the placeholder {handle}")
+        return self
+
+
 class AttributeConfig(_Strict):
     values: tuple[str, ...]
     templates: tuple[str, ...]
@@ -202,6 +247,8 @@ class Config(_Strict):
     validation: ValidationConfig
     search: SearchConfig
     report: ReportConfig
+    exports: ExportsConfig = ExportsConfig()
+    languages: dict[str, LanguageConfig] = Field(default_factory=dict)
     attributes: dict[str, AttributeConfig]
 
     @model_validator(mode="after")
@@ -209,6 +256,27 @@ class Config(_Strict):
         missing = [a for a in ATTRIBUTE_ORDER if a not in self.attributes]
         if missing:
             raise ValueError(f"attributes missing from the vocabulary: {missing}")
+        return self
+
+    @model_validator(mode="after")
+    def _languages_have_tables(self) -> "Config":
+        """Each copy language has words for every colour, garment type and sleeve value (what
+        its checker must read). Words for values outside the vocabulary are ignored."""
+        if "en" not in self.llm.languages:
+            raise ValueError('llm.languages must include "en": English copy is the catalog\'s own (catalog.csv)')
+        for lang in self.llm.languages:
+            if lang == "en":
+                continue
+            if lang not in self.languages:
+                raise ValueError(f"llm.languages names '{lang}' without a [languages.{lang}] table")
+            words = self.languages[lang].words
+            unknown = [a for a in words if a not in self.attributes]
+            if unknown:
+                raise ValueError(f"languages.{lang}.words: {unknown} are not attributes")
+            for attribute in ("color", "garment_type", "sleeve"):
+                missing = [v for v in self.attributes[attribute].values if v not in words.get(attribute, {})]
+                if missing:
+                    raise ValueError(f"languages.{lang}.words.{attribute}: no words for {missing}")
         return self
 
     def vocabulary_digest(self) -> str:
@@ -263,6 +331,14 @@ def resolve_config(config_path: str | None = None, **overrides: Any) -> Config:
     from .settings import resolve_settings
 
     return resolve_settings(config_path, **overrides)
+
+
+def export_formats(export: str | list[str] | None) -> list[str] | None:
+    """`--export shopify,gmc` (or a list) as a list of names; None keeps the config's."""
+    if export is None:
+        return None
+    names = export.split(",") if isinstance(export, str) else export
+    return [n.strip() for n in names if n.strip()]
 
 
 def _expand_dotted(flat: dict[str, Any]) -> dict[str, Any]:

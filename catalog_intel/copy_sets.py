@@ -27,8 +27,9 @@ def expand_copy(keys: pl.DataFrame, parts: list[pl.DataFrame]) -> pl.DataFrame:
     """The representatives' copy given to every image with the same attribute set."""
     if not parts:
         return pl.DataFrame(schema=COPY_FRAME_SCHEMA)
-    by_key = pl.concat(parts).drop("sha256").unique(subset="copy_key", keep="first")
-    return keys.join(by_key, on="copy_key", how="left").select(COPY_FRAME_SCHEMA.keys())
+    by_key = pl.concat(parts, how="diagonal_relaxed").drop("sha256").unique(subset="copy_key", keep="first")
+    extra = [c for c in by_key.columns if c not in COPY_FRAME_SCHEMA]  # copy in other languages
+    return keys.join(by_key, on="copy_key", how="left").select(*COPY_FRAME_SCHEMA.keys(), *extra)
 
 
 def sum_counts(counts: list[dict]) -> dict[str, int]:

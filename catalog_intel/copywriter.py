@@ -171,7 +171,8 @@ def prompts_and_keys(attributes: pl.DataFrame, llm: LLMConfig) -> tuple[dict[str
 def build_messages(attributes: dict, llm: LLMConfig) -> list[dict]:
     return [
         {"role": "system", "content": llm.system_prompt},
-        {"role": "user", "content": llm.user_prompt.format(attributes=json.dumps(attributes, sort_keys=True))},
+        {"role": "user", "content": llm.user_prompt.format(attributes=json.dumps(attributes, sort_keys=True,
+                                                                                ensure_ascii=False))},
     ]
 
 

@@ -43,6 +43,8 @@ def csv_view(table: pl.DataFrame) -> pl.DataFrame:
 def write_outputs(table: pl.DataFrame, rejects: pl.DataFrame, out_dir) -> dict[str, str]:
     """Write the three outputs (out_dir: a local folder or URL), then the commit file; returns their paths."""
     out_dir = location(out_dir)
+    from .languages import copy_languages, language_view
+
     paths = {
         "catalog_csv": out_dir / "catalog.csv",
         "catalog_parquet": out_dir / "catalog.parquet",
@@ -57,4 +59,7 @@ def write_outputs(table: pl.DataFrame, rejects: pl.DataFrame, out_dir) -> dict[s
     atomic_write_text(out_dir / COMMIT_FILE, json.dumps({
         "rows": table.height, "rejects": rejects.height, "bytes": sizes,
         "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, indent=1))
+    for lang in copy_languages(table):  # copy in other languages: catalog.<lang>.csv, same columns
+        paths[f"catalog_csv_{lang}"] = out_dir / f"catalog.{lang}.csv"
+        sizes[f"catalog.{lang}.csv"] = write_csv(csv_view(language_view(table, lang)), paths[f"catalog_csv_{lang}"])
     return {k: str(v) for k, v in paths.items()}

@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable, Literal, Mapping
 
-from .config import Config, load_config
+from .config import Config, export_formats, load_config
 from .storage import location
 
 TASK_RUNNERS = ("local", "dask")
@@ -24,6 +24,7 @@ class Override:
     help: str
     choices: tuple[str, ...] = ()
     invert: bool = False  # a `--no-x` switch: True sets the key to False
+    parse: Callable[[Any], Any] | None = None  # flag text -> config value (e.g. a comma-separated list)
 
     @property
     def flag(self) -> str:
@@ -33,7 +34,7 @@ class Override:
         """The config value for a given parameter value (None = keep the file's)."""
         if self.invert:
             return False if given else None
-        return given
+        return self.parse(given) if self.parse is not None and given is not None else given
 
 
 OVERRIDES: tuple[Override, ...] = (
@@ -52,6 +53,8 @@ OVERRIDES: tuple[Override, ...] = (
     Override("facts", "facts.file", str, "CSV/Parquet of catalog facts keyed by image (or product_id): attribute "
              "columns (color, sleeve, ...), free-text facts (material, brand, care, sizes) and the review report's "
              "edits (copy columns, review_status); blank = no fact"),
+    Override("export", "exports.formats", str, "shop files into OUT/exports/, comma-separated: shopify,gmc,jsonl,pdp "
+             "(default: config exports.formats)", parse=export_formats),
     Override("task_runner", "runner.task_runner", str, "where the shard tasks run: in this process (local) or on "
              "a Dask cluster (dask)", choices=TASK_RUNNERS),
     Override("dask_address", "runner.dask_address", str, "scheduler of an existing Dask cluster, e.g. "

@@ -75,6 +75,14 @@ def write_catalog(folder: Path, count: int, size=(800, 1000), quality: int = 88,
     return paths
 
 
+DEMO_COUNT, DEMO_SIZE = 12, (480, 600)
+
+
+def write_demo_catalog(folder: Path, count: int = DEMO_COUNT) -> list[Path]:
+    """The demo catalog (`catalog-intel demo`, scripts/make_demo_data.py): small packshots."""
+    return write_catalog(folder, count, size=DEMO_SIZE)
+
+
 def jpeg_with_comment(data: bytes, comment: bytes) -> bytes:
     """The same JPEG with a COM segment added: identical pixels, different bytes
     (and sha256). Lets benchmarks make many distinct catalog files from a few

@@ -3,7 +3,7 @@
     ingest -> catalog facts and review edits -> map(enrich shard: embed, pixel colour,
     classify) -> reduce -> facts over the models -> describe (distinct attribute sets,
     batched and mapped) -> review edits -> validate
-    -> search index, similar products, groups -> export -> publish
+    -> search index, similar products, groups -> export (+ shop files) -> publish
 
 The shard tasks run on the chosen task runner (runner.task_runner: local, or a
 Dask cluster through prefect-dask); the parameters beyond source/out_dir/config_path
@@ -41,7 +41,7 @@ from catalog_intel.summary import RunFailed, RunSummary
 from tasks.caches import compact_caches
 from tasks.describe import describe_batch, ensure_rate_limit
 from tasks.enrich import enrich_shard, prepare_label_index
-from tasks.export import export_catalog
+from tasks.export import export_catalog, export_shop_files
 from tasks.ingest import ingest_images
 from tasks.report import record_quality_history, write_review_report
 from tasks.search import relate_products, update_search_index
@@ -81,7 +81,10 @@ def catalog_flow(source: str, out_dir: str, config_path: str | None = None, **ov
                                 rejected_by_checks)
         final = table.filter(~pl.col("image").is_in(rejects["image"].implode())).drop("copy_error", strict=False)
         search, related = _relate(final, config, model_id, out_dir)
-        paths = export_catalog(final.join(related, on="image", how="left"), rejects, out_dir)
+        published = final.join(related, on="image", how="left")
+        paths = export_catalog(published, rejects, out_dir)
+        if config.exports.formats and final.height:  # shop files: Shopify, Merchant Center, JSON Lines, pages
+            paths.update(export_shop_files(published, config, out_dir))
         if final.height:
             paths["run_config"] = str(write_run_config(location(out_dir), config.clip.model_dump(by_alias=True), model_id,
                                                        config.paths.cache_path))

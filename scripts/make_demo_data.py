@@ -3,11 +3,11 @@
 import argparse
 from pathlib import Path
 
-from catalog_intel.synthetic import write_catalog
+from catalog_intel.synthetic import write_demo_catalog
 
 parser = argparse.ArgumentParser(description=__doc__)
 parser.add_argument("--count", type=int, default=24)
 parser.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "data" / "demo" / "images"))
 args = parser.parse_args()
-paths = write_catalog(Path(args.out), args.count, size=(480, 600))
+paths = write_demo_catalog(Path(args.out), args.count)
 print(f"{len(paths)} demo images in {args.out}")

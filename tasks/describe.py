@@ -13,6 +13,7 @@ from prefect.exceptions import ObjectNotFound
 from catalog_intel.config import Config, LLMConfig
 from catalog_intel.grounding import copy_check
 from catalog_intel.copywriter import describe
+from catalog_intel.languages import describe_languages, extra_languages
 
 from .common import TASK_DEFAULTS, progress_bar
 
@@ -50,7 +51,11 @@ def describe_batch(sets: pl.DataFrame, config: Config, batch_no: int) -> tuple[p
             sets, config.llm, config.validation, config.paths.cache_path,
             throttle=throttle, progress=bar, check=copy_check(config),
         )
-    counts = {"llm_calls": stats.calls, "llm_retries": stats.retries, "llm_failed": stats.failed, "llm_cached": stats.cached,
-              "llm_schema_fallbacks": stats.schema_fallbacks}
+        more, more_stats = describe_languages(sets, config, describe, progress=bar, throttle=throttle)
+    if extra_languages(config):
+        copy = copy.join(more, on="sha256", how="left")
+    every = [stats, *more_stats]
+    counts = {f"llm_{k}": sum(getattr(s, k) for s in every)
+              for k in ("calls", "retries", "failed", "cached", "schema_fallbacks")}
     get_run_logger().info("copy batch %d: %s", batch_no, counts)
     return copy, counts

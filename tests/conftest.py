@@ -148,3 +148,11 @@ def catalog_run(prefect_server, tiny_clip, seed_images, tmp_path_factory):
         summary = catalog_flow(source=str(src), out_dir=str(out), config_path=str(config), cache_dir=str(cache),
                                llm_base_url=llm.base_url)
     return SimpleNamespace(src=src, out=out, cache=cache, config=config, summary=summary, fit_threshold=fit_threshold)
+
+
+def copy_seed_images(seed_images: Path, folder: Path, count: int) -> Path:
+    """The first `count` seed photos copied into `folder` (a small source for a run)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for p in sorted(seed_images.iterdir())[:count]:
+        (folder / p.name).write_bytes(p.read_bytes())
+    return folder

@@ -38,6 +38,7 @@ import argparse
 import itertools
 import json
 import random
+import re
 import socket
 import threading
 import time
@@ -267,11 +268,48 @@ def _sleeve_phrase(sleeve: str) -> str:
     return f"{sleeve} sleeves"
 
 
-def build_copy(attrs: Mapping[str, Any]) -> dict:
+# Copy in another language, when the system prompt asks for one ("Write every field in German only").
+_LANGUAGE_ASKED = re.compile(r"Write every field in (\w+) only")
+_IN_LANGUAGE = {
+    "German": {"colour": "Farbe", "pattern": "Muster", "fillers": ("Vielseitig kombinierbar", "Bequem im Alltag"),
+               "description": "Ein {lead} für jeden Tag.", "summary": "Schlicht und vielseitig.", "tag": "damen"},
+    "French": {"colour": "Couleur", "pattern": "Motif", "fillers": ("Facile à porter", "Une pièce polyvalente"),
+               "description": "Un {lead} pour tous les jours.", "summary": "Simple et polyvalent.", "tag": "femme"},
+}
+
+
+def requested_language(messages: Any) -> str | None:
+    for msg in messages if isinstance(messages, list) else []:
+        if isinstance(msg, dict) and msg.get("role") == "system" and isinstance(msg.get("content"), str):
+            m = _LANGUAGE_ASKED.search(msg["content"])
+            if m and m.group(1) in _IN_LANGUAGE:
+                return m.group(1)
+    return None
+
+
+def _build_copy_in(language: str, attrs: Mapping[str, Any]) -> dict:
+    """Deterministic copy in German or French from the (already translated) attribute words."""
+    words = _IN_LANGUAGE[language]
+    color, pattern, sleeve = _known(attrs, "color"), _known(attrs, "pattern"), _known(attrs, "sleeve")
+    garment = _known(attrs, "garment_type") or "Top"
+    title = " ".join(_cap(x) for x in (color, pattern, garment) if x)
+    bullets = [f"{words['colour']}: {color}" if color else None, f"{words['pattern']}: {pattern}" if pattern else None,
+               _cap(sleeve) if sleeve else None]
+    bullets = [b for b in bullets if b] + list(words["fillers"])
+    lead = " ".join(x for x in (garment, color) if x)
+    tags = [garment.lower(), *(x.lower() for x in (color, pattern) if x), words["tag"]]
+    return {"title": title, "bullet_points": bullets[:4], "description": words["description"].format(lead=lead),
+            "style_summary": words["summary"], "seo_tags": list(dict.fromkeys(tags))[:5]}
+
+
+def build_copy(attrs: Mapping[str, Any], language: str | None = None) -> dict:
     """Deterministic, schema-valid catalog copy from product attributes.
 
-    Only attribute values present (and not "unknown") are mentioned.
+    Only attribute values present (and not "unknown") are mentioned. With a `language`
+    (German, French) the copy is in that language.
     """
+    if language:
+        return _build_copy_in(language, attrs)
     color = _known(attrs, "color", "colour")
     pattern = _known(attrs, "pattern")
     neckline = _known(attrs, "neckline")
@@ -528,7 +566,7 @@ class _Handler(BaseHTTPRequestHandler):
         content = (
             _fault_content(fault, attrs)
             if fault in ("invalid_json", "missing_fields", "overlong", "empty")
-            else json.dumps(build_copy(attrs))
+            else json.dumps(build_copy(attrs, requested_language(body.get("messages"))))
         )
         if owner.fenced and fault is None:
             content = "Here is the copy:\n```json\n" + content + "\n```"

@@ -187,7 +187,7 @@ def test_same_content_in_different_shards_gives_one_row_per_image(prefect_server
 
 
 def test_cli_without_weights_fails_at_once_with_a_clear_message(tmp_path, seed_images):
-    env = {**os.environ, "CATALOG_INTEL_CACHE": str(tmp_path / "empty-cache")}
+    env = {**os.environ, "CATALOG_INTEL_CACHE": str(tmp_path / "empty-cache"), "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run([sys.executable, "-m", "catalog_intel.cli", "run", str(seed_images), "--out", str(tmp_path / "o"),
                            "--no-llm"], capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
     assert proc.returncode == 2

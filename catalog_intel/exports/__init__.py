@@ -1,0 +1,25 @@
+"""Shop exports into OUT/exports/: Shopify product CSV, Google Merchant Center feed,
+JSON Lines, product detail pages. `write_exports` runs the ones the config names."""
+
+from __future__ import annotations
+
+from ..storage import location
+
+import polars as pl
+
+from ..config import Config
+from . import jsonl, merchant, pdp, shopify
+from .fields import Missing
+
+EXPORTERS = {"shopify": shopify.write, "gmc": merchant.write, "jsonl": jsonl.write, "pdp": pdp.write}
+
+
+def write_exports(table: pl.DataFrame, out_dir: Path, config: Config) -> tuple[dict[str, str], list[str]]:
+    """Write each configured export; returns {name: path} and the run's warnings (each once)."""
+    missing, paths = Missing(), {}
+    folder = location(out_dir) / "exports"
+    for name in config.exports.formats:
+        path = EXPORTERS[name](table, folder, config, missing)
+        if path is not None:
+            paths[f"export_{name}"] = str(path)
+    return paths, missing.warnings()

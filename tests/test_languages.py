@@ -1,0 +1,185 @@
+"""Copy in several languages: translated attributes, per-language prompts and cache,
+the grounding checker per language, suffixed columns and catalog.<lang>.csv."""
+
+import csv
+
+import polars as pl
+import pytest
+from conftest import copy_seed_images
+
+from catalog_intel.config import ConfigError, load_config
+from catalog_intel.copywriter import build_messages, copy_key, describe, prompt_attributes
+from catalog_intel.languages import (describe_languages, language_gate, language_llm, language_pass_rate,
+                                     translate_attributes)
+
+ROW = {"color": "black", "neckline": "round neck", "sleeve": "short sleeve", "pattern": "striped",
+       "fabric": "unknown", "fit": "unknown", "garment_type": "t-shirt"}
+
+
+@pytest.fixture(scope="module")
+def config():
+    return load_config(overrides={"llm.languages": ["en", "de", "fr"]})
+
+
+def _copy(title, description="Ein Oberteil für jeden Tag.", bullets=("Rundhals", "Gestreift"), tags=None):
+    return {"title": title, "bullet_points": list(bullets), "description": description,
+            "style_summary": "Schlicht und vielseitig.", "seo_tags": list(tags or ["t-shirt", "streifen", "basic"])}
+
+
+def _translated(config, lang, row=ROW):
+    frame = translate_attributes(pl.DataFrame([{"sha256": "a", **row}]), config, lang)
+    return {k: v for k, v in frame.row(0, named=True).items() if k != "sha256"}
+
+
+def test_the_llm_gets_the_attribute_words_and_the_prompt_in_its_language(config):
+    de = _translated(config, "de")
+    assert (de["color"], de["sleeve"], de["garment_type"], de["neckline"], de["fabric"]) == \
+        ("schwarz", "kurzarm", "T-Shirt", "Rundhalsausschnitt", "unknown")
+    llm = language_llm(config.llm, "de", config.languages["de"])
+    messages = build_messages(prompt_attributes(de), llm)
+    assert "Write every field in German only" in messages[0]["content"] and '"Damen-Oberteil"' in messages[0]["content"]
+    assert '"color": "schwarz"' in messages[1]["content"]
+    fr = _translated(config, "fr")
+    assert (fr["color"], fr["sleeve"], fr["garment_type"]) == ("noir", "manches courtes", "t-shirt")
+    # Cached per language: the same product has a different copy key in each.
+    keys = {copy_key(prompt_attributes(ROW), config.llm), copy_key(prompt_attributes(de), llm),
+            copy_key(prompt_attributes(fr), language_llm(config.llm, "fr", config.languages["fr"]))}
+    assert len(keys) == 3
+
+
+@pytest.mark.parametrize("lang,title,kind", [
+    ("de", "Schwarzes gestreiftes T-Shirt mit kurzen Ärmeln", None),
+    ("de", "Rotes gestreiftes T-Shirt", "colour"),
+    ("de", "Schwarzes T-Shirt mit langen Ärmeln", "sleeve"),
+    ("de", "Schwarzes gestreiftes Kleid", "garment"),
+    ("de", "Schwarze Bluse mit Streifen", "garment"),
+    ("de", "Schwarzes T-Shirt für Herren", "gender"),
+    ("fr", "T-shirt noir rayé à manches courtes", None),
+    ("fr", "T-shirt blanc rayé", "colour"),
+    ("fr", "T-shirt noir à manches longues", "sleeve"),
+    ("fr", "Robe noire rayée", "garment"),
+    ("de", "The Black T-Shirt", "language"),
+    ("de", "Weißes T-Shirt", "colour"),
+    ("fr", "T-shirt black", "language"),
+])
+def test_the_checker_reads_colour_garment_and_sleeve_in_each_language(config, lang, title, kind):
+    gate = language_gate(config, lang)
+    copy = _copy(title, description="Schlicht." if lang == "de" else "Un basique.",
+                 bullets=("Basic", "Bequem"), tags=["basic", "alltag", "shirt"])
+    problems = gate.problems(_translated(config, lang), copy)
+    assert [p.kind for p in problems if p.field == "title"] == ([kind] if kind else [])
+
+
+def test_copy_in_english_instead_is_caught_but_shared_words_are_not(config):
+    gate = language_gate(config, "de")
+    attrs = {**_translated(config, "de"), "color": "rosa"}
+    ok = _copy("Pinkes T-Shirt mit Streifen", description="Ein Top in Pink.", bullets=("Rundhals", "Gestreift"))
+    assert gate.problems(attrs, ok) == []
+    english = _copy("Rosa T-Shirt", description="Ein schlichtes Top mit Streifen. Perfect for the office.")
+    [problem] = gate.problems(attrs, english)
+    assert (problem.kind, problem.field, problem.sentence, problem.text) == \
+        ("language", "description", "Perfect for the office.", "Perfect")
+    fixed, _ = gate.repair(attrs, english, [problem])
+    assert fixed["description"] == "Ein schlichtes Top mit Streifen."
+
+
+def test_a_colour_before_trousers_is_a_styling_tip_not_a_claim(config):
+    gate = language_gate(config, "de")
+    copy = _copy("Schwarzes T-Shirt", description="Passt gut zu einer blauen Jeans.")
+    assert gate.problems(_translated(config, "de"), copy) == []
+
+
+def test_repair_never_rebuilds_a_title_in_english(config):
+    gate = language_gate(config, "de")
+    attrs = _translated(config, "de")
+    bad_title = _copy("Rotes T-Shirt")
+    fixed, removed = gate.repair(attrs, bad_title, gate.problems(attrs, bad_title))
+    assert fixed is None and "cannot be rebuilt" in removed[0]
+    bad_bullet = _copy("Schwarzes T-Shirt", bullets=("Rundhals", "Gestreift", "Mit langen Ärmeln"))
+    fixed, removed = gate.repair(attrs, bad_bullet, gate.problems(attrs, bad_bullet))
+    assert fixed["bullet_points"] == ["Rundhals", "Gestreift"] and "Mit langen Ärmeln" in removed[0]
+
+
+def test_each_language_is_generated_once_and_then_cached(config, fake_llm, tmp_path):
+    cfg = load_config(overrides={"llm.languages": ["en", "de", "fr"], "llm.base_url": fake_llm.base_url,
+                                 "llm.requests_per_second": 50.0, "paths.cache_dir": str(tmp_path)})
+    attributes = pl.DataFrame([{"sha256": "a", **ROW}, {"sha256": "b", **ROW, "color": "red"}])
+    copy, stats = describe_languages(attributes, cfg, describe)
+    assert fake_llm.requests == 4 and [s.calls for s in stats] == [2, 2]
+    assert set(copy.columns) >= {"title_de", "bullet_points_de", "seo_tags_de", "copy_error_de", "title_fr"}
+    assert copy.filter(pl.col("sha256") == "a")["title_de"][0].startswith("Schwarz")
+    assert copy.filter(pl.col("sha256") == "b")["title_fr"][0].startswith("Rouge")
+    again, stats = describe_languages(attributes, cfg, describe)
+    assert fake_llm.requests == 4 and [s.cached for s in stats] == [2, 2]
+    assert again.sort("sha256").equals(copy.sort("sha256"))
+
+
+def test_language_config_is_checked():
+    with pytest.raises(ConfigError, match=r"'it' without a \[languages.it\] table"):
+        load_config(overrides={"llm.languages": ["en", "it"]})
+    colours = ["black", "white", "grey", "beige", "brown", "red", "pink", "orange", "yellow", "green", "turquoise",
+               "blue", "navy", "purple", "multicolor", "teal"]
+    with pytest.raises(ConfigError, match=r"languages.de.words.color: no words for \['teal'\]"):
+        load_config(overrides={"llm.languages": ["en", "de"], "attributes.color.values": colours})
+    with pytest.raises(ConfigError, match=r"\['colour'\] are not attributes"):
+        load_config(overrides={"llm.languages": ["en", "de"], "languages.de.words.colour.black": ["schwarz"]})
+    with pytest.raises(ConfigError, match='must include "en"'):
+        load_config(overrides={"llm.languages": ["de"]})
+    # A smaller vocabulary is fine (extra words are ignored), and so is a table no run uses.
+    load_config(overrides={"llm.languages": ["en", "de"], "attributes.color.values": ["black", "white"]})
+
+
+def test_catalog_lang_csv_has_the_languages_copy_in_the_usual_columns(config, tmp_path):
+    from catalog_intel.export import CSV_COLUMNS, write_outputs
+
+    table = pl.DataFrame([{"image": "a.jpg", "product_id": None, **ROW, "title": "Black tee",
+                           "bullet_points": ["Black", "Tee"], "description": "A tee.", "style_summary": "Easy.",
+                           "seo_tags": ["tee", "black", "top"], "title_de": "=Schwarzes T-Shirt",
+                           "bullet_points_de": ["Schwarz", "Baumwolle; weich"], "description_de": "Ein Shirt.",
+                           "style_summary_de": "Schlicht.", "seo_tags_de": ["t-shirt", "schwarz", "basic"]}])
+    paths = write_outputs(table, pl.DataFrame(schema={"image": pl.Utf8, "reason": pl.Utf8}), tmp_path)
+    assert paths["catalog_csv_de"] == str(tmp_path / "catalog.de.csv")
+    with open(tmp_path / "catalog.de.csv", newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert tuple(rows[0]) == CSV_COLUMNS and rows[0]["color"] == "black"
+    assert rows[0]["title"] == "'=Schwarzes T-Shirt" and rows[0]["bullet_points"] == "Schwarz; Baumwolle; weich"
+    assert next(csv.DictReader(open(tmp_path / "catalog.csv")))["title"] == "Black tee"
+
+
+def test_pass_rate_per_language(config):
+    good = {"image": "a.jpg", **ROW, "title_de": "Schwarzes T-Shirt", "bullet_points_de": ["Rundhals", "Basic"],
+            "description_de": "Ein T-Shirt mit Streifen.", "style_summary_de": "Schlicht und klar.",
+            "seo_tags_de": ["t-shirt", "schwarz", "streifen"]}
+    bad = {**good, "image": "b.jpg", "title_de": "Rotes Kleid"}
+    result = language_pass_rate(pl.DataFrame([good, bad]), config, "de")
+    assert (result["rows"], result["passed"], result["failed"]) == (2, 1, ["b.jpg"])
+
+
+@pytest.mark.slow
+def test_a_two_language_run_writes_catalog_de_csv(prefect_server, seed_images, tmp_path, config_file, fake_llm):
+    from flows.catalog import catalog_flow
+
+    src = copy_seed_images(seed_images, tmp_path / "src", 3)
+    config = tmp_path / "two-languages.toml"
+    config.write_text(config_file.read_text().replace("[llm]\n", '[llm]\nlanguages = ["en", "de"]\n'))
+    out = tmp_path / "out"
+    summary = catalog_flow(source=str(src), out_dir=str(out), config_path=str(config),
+                           cache_dir=str(tmp_path / "cache"), llm_base_url=fake_llm.base_url)
+    assert summary["rows"] == 3 and summary["outputs"]["catalog_csv_de"] == str(out / "catalog.de.csv")
+    table = pl.read_parquet(out / "catalog.parquet")
+    assert table.schema["bullet_points_de"] == pl.List(pl.Utf8) and table["title_de"].null_count() == 0
+    with open(out / "catalog.de.csv", newline="", encoding="utf-8") as fh:
+        german = {r["image"]: r for r in csv.DictReader(fh)}
+    with open(out / "catalog.csv", newline="", encoding="utf-8") as fh:
+        english = {r["image"]: r for r in csv.DictReader(fh)}
+    assert german.keys() == english.keys() == {p.name for p in src.iterdir()}
+    words = load_config(config).languages["de"].words["color"]
+    for row in table.iter_rows(named=True):
+        assert german[row["image"]]["title"] == row["title_de"] != english[row["image"]]["title"]
+        if row["color"] != "unknown":
+            assert row["title_de"].lower().startswith(words[row["color"]][0])
+    calls = fake_llm.requests
+    assert summary["llm_calls"] == calls
+    again = catalog_flow(source=str(src), out_dir=str(out), config_path=str(config),
+                         cache_dir=str(tmp_path / "cache"), llm_base_url=fake_llm.base_url)
+    assert again["llm_calls"] == 0 and fake_llm.requests == calls
