@@ -28,6 +28,8 @@ def _add_run_parser(sub) -> None:
     run.add_argument("--shard-size", type=int, help="images per pipeline shard")
     run.add_argument("--color-policy", choices=["clip", "pixels", "ensemble"],
                      help="colour from CLIP, from the garment's pixels, or both (default: config color.policy)")
+    run.add_argument("--heads", help="folder of attribute heads from `catalog-intel train-heads`: used where one "
+                     "exists, zero-shot elsewhere (config: attributes.<name>.head)")
 
 
 def _add_models_parser(sub) -> None:
@@ -55,6 +57,31 @@ def _add_evaluate_parser(sub) -> None:
     ev.add_argument("--min-covered", type=int, default=20,
                     help="ignore thresholds that leave fewer covered rows than this (default 20)")
     ev.add_argument("--step", type=float, default=0.01, help="threshold grid step (default 0.01)")
+    ev.add_argument("--heads", help="the heads folder the run used: their classes are the vocabulary")
+
+
+def _add_train_heads_parser(sub) -> None:
+    th = sub.add_parser("train-heads", help="train attribute classifiers on your own labelled products",
+                        description="Train one classifier per labelled attribute on the CLIP embeddings (colour "
+                                    "also on the garment's pixel colours), with calibrated probabilities. Prints "
+                                    "cross-validated (and --holdout) accuracy and macro-F1 beside the majority class.")
+    th.add_argument("--labels", required=True, help="labels CSV: a 'file' column (relative to --images-root) and one "
+                    "column per attribute, blank = unknown; e.g. ../shared/data/hm-tops/labels.csv")
+    th.add_argument("--out", required=True, help="heads folder to write (<attribute>.json + .npz, train_report.json)")
+    th.add_argument("--images-root", help="folder the 'file' paths are relative to (default: the labels file's folder)")
+    th.add_argument("--attributes", help="comma-separated attributes to train (default: every label column)")
+    th.add_argument("--holdout", type=float, default=0.0,
+                    help="share of rows kept out of training and scored (written to OUT/holdout.csv); default 0")
+    th.add_argument("--group-column", help="labels column naming the product: its variants stay on one side of "
+                    "the holdout and of the cross-validation folds")
+    th.add_argument("--seed", type=int, default=0, help="seed of the holdout split and the folds (default 0)")
+    th.add_argument("--no-pixel-color", action="store_true", help="colour head on the CLIP embedding only")
+    th.add_argument("--json", help="also write the report here")
+    for flag, text in (("--config", "TOML configuration file"), ("--clip-model", "open_clip architecture"),
+                       ("--clip-pretrained", "open_clip pretrained tag"),
+                       ("--clip-checkpoint", "local open_clip weights file"),
+                       ("--cache-dir", "cache folder (embeddings are shared with `run`)")):
+        th.add_argument(flag, help=f"{text}, as for `run`")
 
 
 def _add_copy_quality_parser(sub) -> None:
@@ -90,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_parser(sub)
     _add_models_parser(sub)
     _add_evaluate_parser(sub)
+    _add_train_heads_parser(sub)
     _add_copy_quality_parser(sub)
     _add_search_parsers(sub)
     return parser
@@ -127,8 +155,9 @@ def _run(args) -> int:
 
     config = resolve_config(args.config, args.clip_model, args.clip_pretrained, args.clip_checkpoint,
                             args.llm_base_url, args.llm_model, args.no_llm, args.cache_dir, args.shard_size,
-                            args.color_policy)
+                            args.color_policy, args.heads)
     resolve_weights(config.clip, config.paths.cache_path)  # fail before starting Prefect
+    _check_heads(config)
     if uses_embedded(config):
         prepare_embedded(config)
     server = _start_prefect_server_early()
@@ -141,7 +170,7 @@ def _run(args) -> int:
         source=args.source, out_dir=args.out, config_path=args.config, clip_model=args.clip_model,
         clip_pretrained=args.clip_pretrained, clip_checkpoint=args.clip_checkpoint,
         llm_base_url=args.llm_base_url, llm_model=args.llm_model, no_llm=args.no_llm,
-        cache_dir=args.cache_dir, shard_size=args.shard_size, color_policy=args.color_policy,
+        cache_dir=args.cache_dir, shard_size=args.shard_size, color_policy=args.color_policy, heads=args.heads,
     )
     from catalog_intel.summary import RunSummary
 
@@ -149,6 +178,33 @@ def _run(args) -> int:
     print(summary.one_line())
     print(f"outputs: {', '.join(summary.outputs.values())}; data docs: {summary.validation.get('data_docs')}")
     print(f"review report: {summary.outputs.get('report')}")
+    return 0
+
+
+def _check_heads(config) -> None:
+    """Refuse heads trained on another CLIP model before any work."""
+    from catalog_intel.clip_model import model_id
+    from catalog_intel.heads import configured_heads
+
+    if any(spec.head for spec in config.attributes.values()):
+        configured_heads(config.attributes, model_id(config.clip, config.paths.cache_path))
+
+
+def _train_heads(args) -> int:
+    from catalog_intel.clip_model import model_id
+    from catalog_intel.config import resolve_config
+    from catalog_intel.heads import format_train_report, train_heads
+
+    config = resolve_config(args.config, args.clip_model, args.clip_pretrained, args.clip_checkpoint,
+                            cache_dir=args.cache_dir)
+    only = [a.strip() for a in args.attributes.split(",") if a.strip()] if args.attributes else None
+    report = train_heads(args.labels, args.out, config, model_id(config.clip, config.paths.cache_path),
+                         args.images_root, only, args.holdout, args.seed, args.group_column,
+                         pixel_color=not args.no_pixel_color)
+    print(format_train_report(report))
+    print(f"heads written to {args.out}; use them with `catalog-intel run ... --heads {args.out}`")
+    if args.json:
+        _write_json(args.json, report)
     return 0
 
 
@@ -180,14 +236,15 @@ def _write_json(path: str, data: dict) -> None:
 
 def _evaluate(args) -> int:
     from catalog_intel import evaluate as ev
-    from catalog_intel.config import load_config
+    from catalog_intel.config import resolve_config
+    from catalog_intel.heads import published_attributes
 
-    config = load_config(args.config)
+    attributes = published_attributes(resolve_config(args.config, heads=args.heads))
     pred, labels = ev.load_predictions(args.pred), ev.load_labels(args.labels)
-    result = ev.evaluate(pred, labels, config.attributes, pred_name=args.pred, labels_name=args.labels)
+    result = ev.evaluate(pred, labels, attributes, pred_name=args.pred, labels_name=args.labels)
     print(ev.format_report(result))
     if args.calibrate:
-        cal = ev.calibrate(pred, labels, config.attributes, args.target_precision, step=args.step,
+        cal = ev.calibrate(pred, labels, attributes, args.target_precision, step=args.step,
                            min_covered=args.min_covered, pred_name=args.pred, labels_name=args.labels)
         result["calibration"] = cal
         result["calibration"]["toml"] = ev.calibration_toml(cal, args.labels)
@@ -246,6 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     from catalog_intel.config import ConfigError
     from catalog_intel.copy_quality import CopyQualityError
     from catalog_intel.evaluate import EvaluationError
+    from catalog_intel.heads import HeadError
     from catalog_intel.ingest import SourceError
     from catalog_intel.runlock import OutputLocked
     from catalog_intel.search import SearchError
@@ -254,9 +312,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return {"run": _run, "models": _models, "evaluate": _evaluate, "copy-quality": _copy_quality,
-                "similar": _search, "search": _search}[args.command](args)
+                "similar": _search, "search": _search, "train-heads": _train_heads}[args.command](args)
     except (ModelUnavailableError, EmbeddedServerError, ConfigError, SourceError, OutputLocked, EvaluationError,
-            CopyQualityError, SearchError) as exc:
+            CopyQualityError, SearchError, HeadError) as exc:
         print(f"catalog-intel: error: {exc}", file=sys.stderr)
         return 2
     except RunFailed as exc:

@@ -122,13 +122,25 @@ class ReportConfig(_Strict):
 
 
 class AttributeConfig(_Strict):
-    values: tuple[str, ...]
-    templates: tuple[str, ...]
+    # An attribute with a `head` (a classifier trained by `catalog-intel train-heads`) takes its
+    # values from the head; one that zero-shot does not know may then leave out values and templates.
+    values: tuple[str, ...] = ()
+    templates: tuple[str, ...] = ()
     phrases: dict[str, str] = Field(default_factory=dict)
-    min_confidence: float = Field(ge=0, le=1)
+    min_confidence: float = Field(0.0, ge=0, le=1)
+    head: str = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _zero_shot_needs_threshold(cls, data):
+        if isinstance(data, dict) and not data.get("head") and "min_confidence" not in data:
+            raise ValueError("min_confidence is required (or give a trained head)")
+        return data
 
     @model_validator(mode="after")
     def _check(self) -> "AttributeConfig":
+        if self.head and not self.values and not self.templates:
+            return self  # learnt only: the head file holds its classes
         if len(self.values) < 2:
             raise ValueError("an attribute needs at least two values")
         if len(set(self.values)) != len(self.values):
@@ -163,7 +175,8 @@ class Config(_Strict):
 
     def vocabulary_digest(self) -> str:
         """Stable id of the vocabulary + templates (keys the label-text cache)."""
-        blob = json.dumps({k: v.model_dump() for k, v in sorted(self.attributes.items())}, sort_keys=True)
+        blob = json.dumps({k: v.model_dump(exclude={"head"}) for k, v in sorted(self.attributes.items())
+                           if v.values}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -218,12 +231,19 @@ def resolve_config(
     cache_dir: str | None = None,
     shard_size: int | None = None,
     color_policy: str | None = None,
+    heads: str | None = None,
 ) -> Config:
-    """A run's config: the file, then explicit parameters (None = keep the file's value)."""
+    """A run's config: the file, then explicit parameters (None = keep the file's value).
+    `heads`: a folder written by `catalog-intel train-heads`; sets attributes.<name>.head per head in it."""
+    head_files: dict[str, Any] = {}
+    if heads:
+        from .heads import head_files_in
+
+        head_files = {f"attributes.{name}.head": str(path) for name, path in head_files_in(heads).items()}
     return load_config(config_path, {
         "clip.model": clip_model, "clip.pretrained": clip_pretrained, "clip.checkpoint": clip_checkpoint,
         "llm.base_url": llm_base_url, "llm.model": llm_model, "llm.enabled": False if no_llm else None,
-        "paths.cache_dir": cache_dir, "run.shard_size": shard_size, "color.policy": color_policy,
+        "paths.cache_dir": cache_dir, "run.shard_size": shard_size, "color.policy": color_policy, **head_files,
     })
 
 

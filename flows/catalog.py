@@ -22,6 +22,7 @@ from catalog_intel.assemble import (abstention_counts, assemble, copy_failures, 
 from catalog_intel.clip_model import model_id as clip_model_id
 from catalog_intel.clip_model import resolve_weights
 from catalog_intel.config import Config, resolve_config
+from catalog_intel.heads import configured_heads
 from catalog_intel.llm_service import llm_endpoint
 from catalog_intel.report import review_rows
 from catalog_intel.runlock import RunLock
@@ -55,17 +56,19 @@ def catalog_flow(
     cache_dir: str | None = None,
     shard_size: int | None = None,
     color_policy: str | None = None,
+    heads: str | None = None,
 ) -> dict:
     """Enrich the images in `source` (folder or CSV/Parquet manifest) into `out_dir`."""
     started = time.monotonic()
     log = get_run_logger()
     config = resolve_config(config_path, clip_model, clip_pretrained, clip_checkpoint, llm_base_url, llm_model,
-                            no_llm, cache_dir, shard_size, color_policy)
+                            no_llm, cache_dir, shard_size, color_policy, heads)
     out = Path(out_dir)
     with RunLock(out), ExitStack() as services:
         # Fail fast, before any work, if the weights are not here.
         resolve_weights(config.clip, config.paths.cache_path)
         model_id = clip_model_id(config.clip, config.paths.cache_path)
+        configured_heads(config.attributes, model_id)  # a head for another CLIP model stops the run here
         with_copy = config.llm.enabled
         if with_copy:
             config = services.enter_context(llm_endpoint(config))  # embedded server when no base_url
@@ -86,7 +89,7 @@ def catalog_flow(
                 continue
             pixels = pixel_color_shard(shard.filter(pl.col("sha256").is_in(ok)), config) \
                 if config.color.policy != "clip" else None
-            attributes = classify_shard(ok, config, model_id, label_index, pixels)
+            attributes = classify_shard(ok, config, model_id, label_index, pixels, shard)
             attribute_parts.append(attributes)
             if with_copy:  # runs while the next shard embeds
                 copy_futures.append(describe_shard.submit(attributes, config, shard_no))

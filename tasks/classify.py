@@ -9,6 +9,7 @@ from catalog_intel.clip_model import load_clip
 from catalog_intel.config import Config
 from catalog_intel.embedding import embedding_store
 from catalog_intel.color_fusion import fuse_color
+from catalog_intel.heads import heads_for_shard
 from catalog_intel.zeroshot import classify, load_or_build_label_index
 
 from .common import TASK_DEFAULTS
@@ -25,7 +26,7 @@ def prepare_label_index(config: Config, model_id: str) -> str:
 
 @task(name="classify-shard", **TASK_DEFAULTS)
 def classify_shard(shas: list[str], config: Config, model_id: str, label_index_path: str,
-                   pixel_colors: pl.DataFrame | None = None) -> pl.DataFrame:
+                   pixel_colors: pl.DataFrame | None = None, items: pl.DataFrame | None = None) -> pl.DataFrame:
     """Zero-shot attributes for the shard's embedded images (one matmul per attribute),
     colour fused with the pixel colour by config.color.policy."""
     embeddings = embedding_store(config.paths.cache_path, model_id).lookup(shas)
@@ -33,4 +34,5 @@ def classify_shard(shas: list[str], config: Config, model_id: str, label_index_p
         raise RuntimeError(f"no embeddings in the store for {len(shas)} images of this shard")
     attributes = classify(embeddings.select("sha256", "embedding"), pl.read_parquet(Path(label_index_path)),
                           config.attributes)
-    return fuse_color(attributes, pixel_colors, config)
+    # Trained heads (if configured) replace zero-shot for their attributes; items[sha256, path] feed a colour head.
+    return heads_for_shard(fuse_color(attributes, pixel_colors, config), embeddings, config, model_id, items)
