@@ -306,7 +306,8 @@ def read_training_labels(labels_path: str | os.PathLike, images_root: str | os.P
     root = Path(images_root) if images_root else p.parent
     out = frame.select(
         "file", pl.format("{}/{}", pl.lit(str(root)), pl.col("file")).alias("path"),
-        *[map_label_values(frame[col], attr, None)["label"].alias(attr) for attr, col in columns.items()],
+        *[map_label_values(frame[col], attr, None)["label"].replace(UNKNOWN, None).alias(attr)  # reserved
+          for attr, col in columns.items()],
         *([pl.col("product_id")] if "product_id" in frame.columns else []),
     )
     return out, columns
