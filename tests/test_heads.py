@@ -172,3 +172,25 @@ def test_head_files_load_without_pickles(tmp_path):
     (tmp_path / "bad.json").write_text(json.dumps({"format": "something-else"}))
     with pytest.raises(HeadError, match="not a catalog-intel head"):
         load_head(tmp_path / "bad.json")
+
+
+def test_config_names_a_head_per_attribute(tmp_path):
+    from catalog_intel.config import ConfigError, load_config, resolve_config
+    from catalog_intel.heads import published_attributes
+
+    save_head(replace_attribute(toy_head(), "occasion"), tmp_path / "heads")
+    user = tmp_path / "user.toml"
+    user.write_text(f'[attributes.occasion]\nhead = "{tmp_path / "heads" / "occasion.json"}"\nmin_confidence = 0.4\n')
+    config = load_config(user)
+    assert config.attributes["occasion"].values == () and config.attributes["occasion"].min_confidence == 0.4
+    assert published_attributes(config)["occasion"].values == toy_head().classes
+    assert resolve_config(None, heads=str(tmp_path / "heads")).attributes["occasion"].head.endswith("occasion.json")
+    user.write_text("[attributes.occasion]\nmin_confidence = 0.4\n")  # neither values nor a head
+    with pytest.raises(ConfigError, match="attributes.occasion"):
+        load_config(user)
+
+
+def replace_attribute(head: Head, name: str) -> Head:
+    from dataclasses import replace
+
+    return replace(head, attribute=name)
