@@ -310,7 +310,8 @@ def calibrate(pred: pl.DataFrame, labels: pl.DataFrame, attributes: dict[str, At
         mapped = map_label_values(joined[f"label_{label_col}"], attribute, spec.values)
         has_raw = f"{attribute}_raw" in joined.columns
         raw_col = f"{attribute}_raw" if has_raw else attribute
-        if attribute == "color" and {"color_clip", "color_clip_confidence"} <= set(joined.columns):
+        headed = "color_source" in joined.columns and (joined["color_source"] == "head").any()
+        if attribute == "color" and not headed and {"color_clip", "color_clip_confidence"} <= set(joined.columns):
             # attributes.color.min_confidence governs CLIP's colour; the published colour
             # may be fused with the pixel colour (color.policy), so calibrate on CLIP's own.
             raw_col, conf_col, has_raw = "color_clip", "color_clip_confidence", True

@@ -194,3 +194,21 @@ def replace_attribute(head: Head, name: str) -> Head:
     from dataclasses import replace
 
     return replace(head, attribute=name)
+
+
+def test_calibrate_judges_a_colour_head_by_its_own_confidence():
+    from catalog_intel.config import load_config
+    from catalog_intel.evaluate import calibrate
+
+    n = 40
+    right = [i >= 20 for i in range(n)]  # the head is right exactly where it is confident
+    pred = pl.DataFrame({
+        "image": [f"{i}.jpg" for i in range(n)], "color": ["red"] * n,
+        "color_raw": ["red" if r else "blue" for r in right],
+        "color_confidence": [0.9 if r else 0.3 for r in right], "color_source": ["head"] * n,
+        "color_clip": ["green"] * n, "color_clip_confidence": [0.95] * n,  # CLIP's opinion, not published
+    })
+    labels = pl.DataFrame({"file": [f"images/{i}.jpg" for i in range(n)], "color": ["red"] * n})
+    cal = calibrate(pred, labels, load_config().attributes, 0.9, min_covered=10)
+    assert cal["attributes"]["color"]["proposed"]["min_confidence"] == pytest.approx(0.31)
+    assert cal["attributes"]["color"]["proposed"]["accuracy_covered"] == 1.0
