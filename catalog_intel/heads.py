@@ -485,12 +485,38 @@ def train_heads(labels_path: str, out_dir: str, config: Config, model_id: str, i
     """Train one head per labelled attribute into `out_dir`; returns the report (also in
     OUT/train_report.json). With `holdout`, that share of rows is kept out of training,
     scored, and written to OUT/holdout.csv (a labels file for `catalog-intel evaluate`)."""
-    from tqdm.auto import tqdm
-
     from .storage import atomic_write_text, write_csv
 
     if not 0 <= holdout < 1:
         raise HeadError(f"--holdout must be in [0, 1), got {holdout}")
+    frame, columns, x_clip = _training_rows(labels_path, images_root, only, group_column, config, model_id, log)
+    held = split_holdout(frame, holdout, seed, group_column).to_numpy() if holdout else np.zeros(frame.height, bool)
+    groups = frame[group_column].fill_null(frame["file"]).to_numpy() if group_column else None
+    out = Path(out_dir)
+    report = {"labels": str(labels_path), "clip_model_id": model_id, "holdout": holdout, "seed": seed,
+              "group_column": group_column, "rows": frame.height, "train_rows": int((~held).sum()),
+              "holdout_rows": int(held.sum()), "attributes": {}}
+    x_pix = None
+    for name, column in columns.items():
+        features = FEATURES_CLIP_PIXELS if pixel_color and name == "color" else FEATURES_CLIP
+        if features == FEATURES_CLIP_PIXELS and x_pix is None:
+            x_pix = _colour_rows(frame, config)
+        x = np.hstack([x_clip, x_pix]) if features == FEATURES_CLIP_PIXELS else x_clip
+        log(f"training {name}: {int((frame[name].is_not_null().to_numpy() & ~held).sum())} labelled rows")
+        report["attributes"][name] = _train_attribute(name, column, frame, x, held, groups, features, config,
+                                                      model_id, str(labels_path), seed, out)
+    if holdout:
+        raw = pl.read_csv(labels_path, infer_schema_length=0)
+        write_csv(raw.filter(pl.col("file").is_in(frame.filter(pl.Series(held))["file"].implode())), out / "holdout.csv")
+        report["holdout_labels"] = str(out / "holdout.csv")
+    atomic_write_text(out / "train_report.json", json.dumps(report, indent=1, ensure_ascii=False) + "\n")
+    return report
+
+
+def _training_rows(labels_path, images_root, only, group_column, config: Config, model_id: str, log):
+    """(labelled rows that decode, attribute -> label column, their CLIP embeddings)."""
+    from tqdm.auto import tqdm
+
     frame, columns = read_training_labels(labels_path, images_root, only)
     if group_column and group_column not in frame.columns:
         raw = pl.read_csv(labels_path, infer_schema_length=0)
@@ -503,47 +529,39 @@ def train_heads(labels_path: str, out_dir: str, config: Config, model_id: str, i
     if rejected:
         log(f"skipped {len(rejected)} images that do not decode, e.g. {next(iter(rejected.values()))}")
     frame = frame.filter(~pl.col("sha256").is_in(list(rejected)))
-    order = frame.select("sha256").with_row_index("_row")
-    x_clip = _aligned(order, embeddings, "embedding")
-    held = split_holdout(frame, holdout, seed, group_column).to_numpy() if holdout else np.zeros(frame.height, bool)
-    out = Path(out_dir)
-    report = {"labels": str(labels_path), "clip_model_id": model_id, "holdout": holdout, "seed": seed,
-              "group_column": group_column, "rows": frame.height, "train_rows": int((~held).sum()),
-              "holdout_rows": int(held.sum()), "attributes": {}}
-    x_pix = None
-    for name in columns:
-        labelled = frame[name].is_not_null().to_numpy()
-        features = FEATURES_CLIP_PIXELS if pixel_color and name == "color" else FEATURES_CLIP
-        x = x_clip
-        if features == FEATURES_CLIP_PIXELS:
-            if x_pix is None:
-                with tqdm(total=frame.height, desc="colour features", unit="img", leave=False) as bar:
-                    x_pix = _aligned(order, color_feature_frame(frame, config, bar), "features")
-            x = np.hstack([x_clip, x_pix])
-        train, test = labelled & ~held, labelled & held
-        y = frame[name].to_numpy()
-        groups = frame[group_column].fill_null(frame["file"]).to_numpy() if group_column else None
-        log(f"training {name}: {int(train.sum())} labelled rows")
-        head, entry = fit_head(name, x[train], y[train].tolist(), model_id, features, seed,
-                               groups[train] if groups is not None else None)
-        if head is not None:
-            shas = frame["sha256"].to_numpy()[train].tolist()
-            head = replace(head, meta={
-                "label_column": columns[name], "training_set_sha256": training_set_hash(shas, y[train].tolist(), features),
-                "labels": str(labels_path), "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "C": entry["cv"]["C"], "scores": {"cv": entry["cv"]}})
-            if test.any():
-                threshold = config.attributes[name].min_confidence if name in config.attributes else 0.0
-                entry["holdout"] = score_holdout(head, x[test], y[test].tolist(), entry["cv"]["majority_class"], threshold)
-                head.meta["scores"]["holdout"] = entry["holdout"]
-            entry["file"] = str(save_head(head, out))
-        report["attributes"][name] = entry
-    if holdout:
-        raw = pl.read_csv(labels_path, infer_schema_length=0)
-        write_csv(raw.filter(pl.col("file").is_in(frame.filter(pl.Series(held))["file"].implode())), out / "holdout.csv")
-        report["holdout_labels"] = str(out / "holdout.csv")
-    atomic_write_text(out / "train_report.json", json.dumps(report, indent=1, ensure_ascii=False) + "\n")
-    return report
+    return frame, columns, _aligned(frame.select("sha256").with_row_index("_row"), embeddings, "embedding")
+
+
+def _colour_rows(frame: pl.DataFrame, config: Config) -> np.ndarray:
+    from tqdm.auto import tqdm
+
+    with tqdm(total=frame.height, desc="colour features", unit="img", leave=False) as bar:
+        return _aligned(frame.select("sha256").with_row_index("_row"), color_feature_frame(frame, config, bar),
+                        "features")
+
+
+def _train_attribute(name: str, column: str, frame: pl.DataFrame, x: np.ndarray, held: np.ndarray,
+                     groups: np.ndarray | None, features: str, config: Config, model_id: str, labels: str,
+                     seed: int, out: Path) -> dict:
+    """Fit, score on the held-out rows, save; returns the attribute's report entry."""
+    labelled = frame[name].is_not_null().to_numpy()
+    train, test = labelled & ~held, labelled & held
+    y = frame[name].to_numpy()
+    head, entry = fit_head(name, x[train], y[train].tolist(), model_id, features, seed,
+                           groups[train] if groups is not None else None)
+    if head is None:
+        return entry
+    shas = frame["sha256"].to_numpy()[train].tolist()
+    head = replace(head, meta={
+        "label_column": column, "training_set_sha256": training_set_hash(shas, y[train].tolist(), features),
+        "labels": labels, "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "C": entry["cv"]["C"], "scores": {"cv": entry["cv"]}})
+    if test.any():
+        threshold = config.attributes[name].min_confidence if name in config.attributes else 0.0
+        entry["holdout"] = score_holdout(head, x[test], y[test].tolist(), entry["cv"]["majority_class"], threshold)
+        head.meta["scores"]["holdout"] = entry["holdout"]
+    entry["file"] = str(save_head(head, out))
+    return entry
 
 
 def format_train_report(report: dict) -> str:
