@@ -36,8 +36,8 @@ def assemble(inventory: pl.DataFrame, attributes: pl.DataFrame, copy: pl.DataFra
     attr_cols = [c for a in ATTRIBUTE_ORDER for c in (a, f"{a}_confidence", f"{a}_margin")]
     # Pre-abstention values (threshold calibration) and the two colour opinions.
     extra_cols = [f"{a}_raw" for a in ATTRIBUTE_ORDER] + [c for c in COLOR_OPINIONS if c in attributes.columns]
-    # where each value came from (facts, clip, pixels, ensemble, head) and fact/model conflicts
-    extra_cols += [c for c in (*(f"{a}_source" for a in ATTRIBUTE_ORDER), "conflicts") if c in attributes.columns]
+    # Anything else the attribute steps produced: <attr>_source, attributes only a trained head knows.
+    extra_cols += [c for c in attributes.columns if c not in {"sha256", *attr_cols, *extra_cols}]
     table = (
         inventory.join(attributes.select("sha256", *attr_cols, *extra_cols), on="sha256", how="left")
         .join(copy.unique(subset="sha256").select("sha256", *COPY_COLUMNS, "copy_warnings", "copy_error",

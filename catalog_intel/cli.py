@@ -51,6 +51,31 @@ def _add_evaluate_parser(sub) -> None:
     ev.add_argument("--min-covered", type=int, default=20,
                     help="ignore thresholds that leave fewer covered rows than this (default 20)")
     ev.add_argument("--step", type=float, default=0.01, help="threshold grid step (default 0.01)")
+    ev.add_argument("--heads", help="the heads folder the run used: their classes are the vocabulary")
+
+
+def _add_train_heads_parser(sub) -> None:
+    th = sub.add_parser("train-heads", help="train attribute classifiers on your own labelled products",
+                        description="Train one classifier per labelled attribute on the CLIP embeddings (colour "
+                                    "also on the garment's pixel colours), with calibrated probabilities. Prints "
+                                    "cross-validated (and --holdout) accuracy and macro-F1 beside the majority class.")
+    th.add_argument("--labels", required=True, help="labels CSV: a 'file' column (relative to --images-root) and one "
+                    "column per attribute, blank = unknown; e.g. ../shared/data/hm-tops/labels.csv")
+    th.add_argument("--out", required=True, help="heads folder to write (<attribute>.json + .npz, train_report.json)")
+    th.add_argument("--images-root", help="folder the 'file' paths are relative to (default: the labels file's folder)")
+    th.add_argument("--attributes", help="comma-separated attributes to train (default: every label column)")
+    th.add_argument("--holdout", type=float, default=0.0,
+                    help="share of rows kept out of training and scored (written to OUT/holdout.csv); default 0")
+    th.add_argument("--group-column", help="labels column naming the product: its variants stay on one side of "
+                    "the holdout and of the cross-validation folds")
+    th.add_argument("--seed", type=int, default=0, help="seed of the holdout split and the folds (default 0)")
+    th.add_argument("--no-pixel-color", action="store_true", help="colour head on the CLIP embedding only")
+    th.add_argument("--json", help="also write the report here")
+    for flag, text in (("--config", "TOML configuration file"), ("--clip-model", "open_clip architecture"),
+                       ("--clip-pretrained", "open_clip pretrained tag"),
+                       ("--clip-checkpoint", "local open_clip weights file"),
+                       ("--cache-dir", "cache folder (embeddings are shared with `run`)")):
+        th.add_argument(flag, help=f"{text}, as for `run`")
 
 
 def _add_copy_quality_parser(sub) -> None:
@@ -98,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_parser(sub)
     _add_models_parser(sub)
     _add_evaluate_parser(sub)
+    _add_train_heads_parser(sub)
     _add_copy_quality_parser(sub)
     _add_search_parsers(sub)
     _add_cache_parser(sub)
@@ -162,6 +188,7 @@ def _run(args) -> int:
     config = resolve_settings(args.config, **overrides)
     ensure_weights(config.clip, config.paths.cache_path, args.offline)  # fetch or fail before starting Prefect
     check_runner(config, uses_embedded(config))
+    _check_heads(config)
     if config.facts.file:
         from catalog_intel.review_edits import load_plan
 
@@ -228,6 +255,32 @@ def _demo(args) -> int:
         + ["--no-llm"] * args.no_llm + ["--offline"] * args.offline)
     _run(run_args)
     print(f"\ndemo done. Open the review report: {(out / 'report' / 'index.html').resolve().as_uri()}")
+
+
+def _check_heads(config) -> None:
+    """Refuse heads trained on another CLIP model before any work."""
+    from catalog_intel.clip_model import model_id
+    from catalog_intel.heads import configured_heads
+
+    if any(spec.head for spec in config.attributes.values()):
+        configured_heads(config.attributes, model_id(config.clip, config.paths.cache_path))
+
+
+def _train_heads(args) -> int:
+    from catalog_intel.clip_model import model_id
+    from catalog_intel.config import resolve_config
+    from catalog_intel.heads import format_train_report, train_heads
+
+    config = resolve_config(args.config, clip_model=args.clip_model, clip_pretrained=args.clip_pretrained,
+                            clip_checkpoint=args.clip_checkpoint, cache_dir=args.cache_dir)
+    only = [a.strip() for a in args.attributes.split(",") if a.strip()] if args.attributes else None
+    report = train_heads(args.labels, args.out, config, model_id(config.clip, config.paths.cache_path),
+                         args.images_root, only, args.holdout, args.seed, args.group_column,
+                         pixel_color=not args.no_pixel_color)
+    print(format_train_report(report))
+    print(f"heads written to {args.out}; use them with `catalog-intel run ... --heads {args.out}`")
+    if args.json:
+        _write_json(args.json, report)
     return 0
 
 
@@ -260,14 +313,15 @@ def _write_json(path: str, data: dict) -> None:
 
 def _evaluate(args) -> int:
     from catalog_intel import evaluate as ev
-    from catalog_intel.config import load_config
+    from catalog_intel.config import resolve_config
+    from catalog_intel.heads import published_attributes
 
-    config = load_config(args.config)
+    attributes = published_attributes(resolve_config(args.config, heads=args.heads))
     pred, labels = ev.load_predictions(args.pred), ev.load_labels(args.labels)
-    result = ev.evaluate(pred, labels, config.attributes, pred_name=args.pred, labels_name=args.labels)
+    result = ev.evaluate(pred, labels, attributes, pred_name=args.pred, labels_name=args.labels)
     print(ev.format_report(result))
     if args.calibrate:
-        cal = ev.calibrate(pred, labels, config.attributes, args.target_precision, step=args.step,
+        cal = ev.calibrate(pred, labels, attributes, args.target_precision, step=args.step,
                            min_covered=args.min_covered, pred_name=args.pred, labels_name=args.labels)
         result["calibration"] = cal
         result["calibration"]["toml"] = ev.calibration_toml(cal, args.labels)
@@ -325,6 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     from catalog_intel.config import ConfigError
     from catalog_intel.copy_quality import CopyQualityError
     from catalog_intel.evaluate import EvaluationError
+    from catalog_intel.heads import HeadError
     from catalog_intel.ingest import SourceError
     from catalog_intel.runlock import OutputLocked
     from catalog_intel.search import SearchError
@@ -333,9 +388,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return {"run": _run, "models": _models, "evaluate": _evaluate, "copy-quality": _copy_quality,
-                "similar": _search, "search": _search, "cache": _cache, "demo": _demo}[args.command](args)
+                "similar": _search, "search": _search, "cache": _cache, "demo": _demo,
+                "train-heads": _train_heads}[args.command](args)
     except (ModelUnavailableError, EmbeddedServerError, ConfigError, SourceError, OutputLocked, EvaluationError,
-            CopyQualityError, SearchError) as exc:
+            CopyQualityError, SearchError, HeadError) as exc:
         print(f"catalog-intel: error: {exc}", file=sys.stderr)
         return 2
     except RunFailed as exc:

@@ -30,6 +30,8 @@ class _Strict(BaseModel):
 
 class PathsConfig(_Strict):
     cache_dir: str
+    # A folder from `catalog-intel train-heads`: each head in it sets attributes.<name>.head.
+    heads_dir: str = ""
     # fsspec options per protocol ({"s3": {"endpoint_url": ...}}); may hold credentials, so never shown.
     storage_options: dict[str, dict[str, Any]] = Field(default_factory=dict, repr=False)
     # Superseded cache parts are deleted this long after compaction replaced them.
@@ -215,13 +217,25 @@ class ExportsConfig(_Strict):
 
 
 class AttributeConfig(_Strict):
-    values: tuple[str, ...]
-    templates: tuple[str, ...]
+    # An attribute with a `head` (a classifier trained by `catalog-intel train-heads`) takes its
+    # values from the head; one that zero-shot does not know may then leave out values and templates.
+    values: tuple[str, ...] = ()
+    templates: tuple[str, ...] = ()
     phrases: dict[str, str] = Field(default_factory=dict)
-    min_confidence: float = Field(ge=0, le=1)
+    min_confidence: float = Field(0.0, ge=0, le=1)
+    head: str = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _zero_shot_needs_threshold(cls, data):
+        if isinstance(data, dict) and not data.get("head") and "min_confidence" not in data:
+            raise ValueError("min_confidence is required (or give a trained head)")
+        return data
 
     @model_validator(mode="after")
     def _check(self) -> "AttributeConfig":
+        if self.head and not self.values and not self.templates:
+            return self  # learnt only: the head file holds its classes
         if len(self.values) < 2:
             raise ValueError("an attribute needs at least two values")
         if len(set(self.values)) != len(self.values):
@@ -281,7 +295,8 @@ class Config(_Strict):
 
     def vocabulary_digest(self) -> str:
         """Stable id of the vocabulary + templates (keys the label-text cache)."""
-        blob = json.dumps({k: v.model_dump() for k, v in sorted(self.attributes.items())}, sort_keys=True)
+        blob = json.dumps({k: v.model_dump(exclude={"head"}) for k, v in sorted(self.attributes.items())
+                           if v.values}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

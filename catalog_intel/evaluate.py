@@ -121,7 +121,7 @@ def _duplicates(keys: pl.Series) -> list[str]:
 
 
 def match_rows(pred: pl.DataFrame, labels: pl.DataFrame, pred_name: str = "predictions",
-               labels_name: str = "labels") -> tuple[pl.DataFrame, dict]:
+               labels_name: str = "labels", columns: dict[str, str] = LABEL_COLUMNS) -> tuple[pl.DataFrame, dict]:
     """Inner join on file name; returns the joined frame (label columns prefixed ``label_``)
     and the match counts. Duplicate file names (on either side of a match) are an error:
     matching by name would be ambiguous."""
@@ -131,7 +131,7 @@ def match_rows(pred: pl.DataFrame, labels: pl.DataFrame, pred_name: str = "predi
         raise EvaluationError(f"{labels_name}: {len(dup)} file names occur more than once in 'file' "
                               f"(e.g. {dup[:3]}); matching is by file name, so each must be unique")
     prd = pred.with_columns(_basename("image").alias("_key"))
-    label_cols = [c for c in set(LABEL_COLUMNS.values()) if c in lab.columns]
+    label_cols = [c for c in set(columns.values()) if c in lab.columns]
     lab = lab.select("_key", *[pl.col(c).alias(f"label_{c}") for c in label_cols])
     joined = prd.join(lab, on="_key", how="inner")
     dup = _duplicates(joined["_key"])
@@ -156,13 +156,14 @@ def match_rows(pred: pl.DataFrame, labels: pl.DataFrame, pred_name: str = "predi
 # --------------------------------------------------------------------------- label mapping
 
 
-def map_label_values(values: pl.Series, attribute: str, vocabulary: tuple[str, ...]) -> pl.DataFrame:
+def map_label_values(values: pl.Series, attribute: str, vocabulary: tuple[str, ...] | None) -> pl.DataFrame:
     """Raw label cells -> [label_raw, label, status], status one of
-    ``scored`` / ``blank`` / ``hedged`` / ``no_counterpart``; ``label`` is set when scored."""
+    ``scored`` / ``blank`` / ``hedged`` / ``no_counterpart``; ``label`` is set when scored.
+    ``vocabulary=None`` takes every value (training heads on a shop's own taxonomy)."""
     raw = values.cast(pl.Utf8).str.strip_chars().str.to_lowercase()
     aliases = LABEL_VALUE_MAP.get(attribute, {})
     hedged = HEDGED.get(attribute, frozenset())
-    vocab = set(vocabulary)
+    vocab = None if vocabulary is None else set(vocabulary)
     labels, status = [], []
     for v in raw.to_list():
         if v is None or v == "":
@@ -171,7 +172,7 @@ def map_label_values(values: pl.Series, attribute: str, vocabulary: tuple[str, .
             labels.append(None), status.append("hedged")
         else:
             mapped = aliases.get(v, v)
-            if mapped in vocab:
+            if vocab is None or mapped in vocab:
                 labels.append(mapped), status.append("scored")
             else:
                 labels.append(None), status.append("no_counterpart")
@@ -234,11 +235,13 @@ def score(labels: list[str] | pl.Series, preds: list[str] | pl.Series,
 
 def evaluate(pred: pl.DataFrame, labels: pl.DataFrame, attributes: dict[str, AttributeConfig],
              pred_name: str = "predictions", labels_name: str = "labels") -> dict:
-    """Score every attribute of LABEL_COLUMNS that both sides have. Pure: frames in, dict out."""
-    joined, counts = match_rows(pred, labels, pred_name, labels_name)
+    """Score every attribute of LABEL_COLUMNS that both sides have, and any other configured
+    attribute (e.g. one learnt by a head) with a label column of its own name. Pure: frames in, dict out."""
+    columns = {**LABEL_COLUMNS, **{a: a for a in attributes if a not in LABEL_COLUMNS and a in labels.columns}}
+    joined, counts = match_rows(pred, labels, pred_name, labels_name, columns)
     result: dict = {"predictions": pred_name, "labels": labels_name, "match": counts, "attributes": {},
                     "skipped_attributes": {}}
-    for attribute, label_col in LABEL_COLUMNS.items():
+    for attribute, label_col in columns.items():
         if f"label_{label_col}" not in joined.columns:
             result["skipped_attributes"][attribute] = f"labels have no '{label_col}' column"
             continue
@@ -307,7 +310,8 @@ def calibrate(pred: pl.DataFrame, labels: pl.DataFrame, attributes: dict[str, At
         mapped = map_label_values(joined[f"label_{label_col}"], attribute, spec.values)
         has_raw = f"{attribute}_raw" in joined.columns
         raw_col = f"{attribute}_raw" if has_raw else attribute
-        if attribute == "color" and {"color_clip", "color_clip_confidence"} <= set(joined.columns):
+        headed = "color_source" in joined.columns and (joined["color_source"] == "head").any()
+        if attribute == "color" and not headed and {"color_clip", "color_clip_confidence"} <= set(joined.columns):
             # attributes.color.min_confidence governs CLIP's colour; the published colour
             # may be fused with the pixel colour (color.policy), so calibrate on CLIP's own.
             raw_col, conf_col, has_raw = "color_clip", "color_clip_confidence", True

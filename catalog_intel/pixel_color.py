@@ -41,6 +41,7 @@ __all__ = [
     "COLOR_NAMES",
     "dominant_color",
     "dominant_color_file",
+    "color_features",
     "garment_lab_pixels",
     "name_lab",
 ]
@@ -494,3 +495,29 @@ def dominant_color_file(
         img = _to_rgb(img)
         img.load()
     return dominant_color(img, palette=palette, vocabulary=vocabulary)
+
+
+#: Length of :func:`color_features`' vector; bump ``COLOR_FEATURES_VERSION`` when its layout changes.
+COLOR_FEATURES_VERSION = "lab-clusters-v1"
+COLOR_FEATURES_DIM = 4 * _K + 3 + 1 + len(COLOR_NAMES)
+
+
+def color_features(image: Image.Image) -> np.ndarray:
+    """The garment's colour as numbers, for a learnt colour head (heads.py): the same
+    Lab clusters :func:`dominant_color` names, without the naming boundaries.
+
+    Layout (float32, ``COLOR_FEATURES_DIM``): per cluster, largest first, L*/100, a*/100,
+    b*/100 and its pixel share (zeros for missing clusters); the share-weighted mean
+    Lab/100; background L*/100; one-hot of the rule's name for the largest cluster."""
+    pixels, bg_l = garment_lab_pixels(image)
+    out = np.zeros(COLOR_FEATURES_DIM, dtype=np.float32)
+    if len(pixels) == 0:
+        return out
+    centres, counts = _cluster(pixels)
+    shares = counts / counts.sum()
+    for i, (c, sh) in enumerate(zip(centres[:_K], shares[:_K])):
+        out[4 * i : 4 * i + 4] = (c[0] / 100, c[1] / 100, c[2] / 100, sh)
+    out[4 * _K : 4 * _K + 3] = (shares[:, None] * centres).sum(axis=0) / 100
+    out[4 * _K + 3] = bg_l / 100
+    out[4 * _K + 4 + COLOR_NAMES.index(name_lab(centres[0], bg_l))] = 1.0
+    return out

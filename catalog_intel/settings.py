@@ -55,6 +55,8 @@ OVERRIDES: tuple[Override, ...] = (
              "edits (copy columns, review_status); blank = no fact"),
     Override("export", "exports.formats", str, "shop files into OUT/exports/, comma-separated: shopify,gmc,jsonl,pdp "
              "(default: config exports.formats)", parse=export_formats),
+    Override("heads", "paths.heads_dir", str, "folder of attribute heads from `catalog-intel train-heads`: used where "
+             "one exists, zero-shot elsewhere (config: attributes.<name>.head)"),
     Override("task_runner", "runner.task_runner", str, "where the shard tasks run: in this process (local) or on "
              "a Dask cluster (dask)", choices=TASK_RUNNERS),
     Override("dask_address", "runner.dask_address", str, "scheduler of an existing Dask cluster, e.g. "
@@ -76,7 +78,13 @@ def overrides_to_keys(values: Mapping[str, Any]) -> dict[str, Any]:
 def resolve_settings(config_path: str | None = None, **overrides: Any) -> Config:
     """The run's Config: defaults <- file <- overrides, with every path made absolute
     (CATALOG_INTEL_CACHE and ~ read here, once)."""
-    config = load_config(config_path, overrides_to_keys(overrides))
+    keys = overrides_to_keys(overrides)
+    config = load_config(config_path, keys)
+    if config.paths.heads_dir:  # each head in the folder sets attributes.<name>.head
+        from .heads import head_files_in
+
+        heads = {f"attributes.{name}.head": str(path) for name, path in head_files_in(location(config.paths.heads_dir)).items()}
+        config = load_config(config_path, {**keys, **heads})
     return absolute_paths(config)
 
 

@@ -18,6 +18,7 @@ import polars as pl
 
 from .assemble import split_decoded
 from .clip_model import load_clip
+from .heads import heads_for_shard
 from .color_fusion import PIXEL_ALGORITHM, PIXEL_SCHEMA, fuse_color, pixel_colors
 from .config import Config
 from .embedding import compute_embeddings, embedding_store, embeddings_frame
@@ -124,7 +125,7 @@ def embed_frame(shard: pl.DataFrame, config: Config, model_id: str, no: int, log
 
 
 def classify_frame(shas: list[str], config: Config, model_id: str, labels: pl.DataFrame,
-                   pixels: pl.DataFrame | None) -> pl.DataFrame:
+                   pixels: pl.DataFrame | None, items: pl.DataFrame | None = None) -> pl.DataFrame:
     """Zero-shot attributes for embedded images, colour fused with the pixel colour by config.color.policy."""
     embeddings = embedding_store(config.paths.cache_path, model_id).lookup(shas)
     if embeddings is None or embeddings.height < len(set(shas)):
@@ -132,7 +133,8 @@ def classify_frame(shas: list[str], config: Config, model_id: str, labels: pl.Da
         raise RuntimeError(f"{len(set(shas)) - found} of {len(set(shas))} embedded images are missing from the store "
                            f"{config.paths.cache_path}: is the cache folder shared by every worker?")
     attributes = classify(embeddings.select("sha256", "embedding"), labels, config.attributes)
-    return fuse_color(attributes, pixels, config)
+    # Trained heads (if configured) replace zero-shot for their attributes; items feed a colour head's pixels.
+    return heads_for_shard(fuse_color(attributes, pixels, config), embeddings, config, model_id, items)
 
 
 def enrich(spec: ShardSpec, config: Config, model_id: str, labels: pl.DataFrame,
@@ -158,7 +160,7 @@ def enrich(spec: ShardSpec, config: Config, model_id: str, labels: pl.DataFrame,
     if ok:
         if pixels is not None:
             pixels = pixels.filter(pl.col("sha256").is_in(ok))
-        attributes = classify_frame(ok, config, model_id, labels, pixels)
+        attributes = classify_frame(ok, config, model_id, labels, pixels, shard.filter(pl.col("sha256").is_in(ok)))
     return ShardResult(spec.no, status, attributes, worker_name(), time.monotonic() - started)
 
 

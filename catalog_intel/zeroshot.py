@@ -79,6 +79,7 @@ def classify(
     columns: dict[str, pl.Series | list] = {"sha256": embeddings["sha256"]}
     scale = float(label_index["logit_scale"][0]) if label_index.height else 100.0
     names = [a for a in ATTRIBUTE_ORDER if a in attributes] + [a for a in attributes if a not in ATTRIBUTE_ORDER]
+    names = [a for a in names if attributes[a].values]  # an attribute only a trained head knows has none
     for name in names:
         spec = attributes[name]
         labels = label_index.filter(pl.col("attribute") == name)

@@ -28,6 +28,7 @@ from catalog_intel.config import Config
 from catalog_intel.copy_sets import distinct_sets, expand_copy, keyed, sum_counts
 from catalog_intel.export import CSV_COLUMNS
 from catalog_intel.facts import completeness, unmapped_facts
+from catalog_intel.heads import configured_heads
 from catalog_intel.llm_service import llm_endpoint, uses_embedded
 from catalog_intel.report import review_rows
 from catalog_intel.review_edits import RunFacts
@@ -104,7 +105,9 @@ def _check_model(config: Config) -> str:
     note = check_runner(config, uses_embedded(config))
     if note:
         get_run_logger().warning(note)
-    return clip_model_id(config.clip, config.paths.cache_path)
+    model_id = clip_model_id(config.clip, config.paths.cache_path)
+    configured_heads(config.attributes, model_id)  # a head trained for another CLIP model stops the run here
+    return model_id
 
 
 def _enrich(runner, inventory: pl.DataFrame, config: Config, model_id: str, labels: pl.DataFrame) -> list:
