@@ -666,6 +666,12 @@ def attribute_tags(known: dict) -> list[str]:
     return [f"{p} {g}" for p in parts if p] + [f"women's {g}"]
 
 
+def attribute_bullets(known: dict) -> list[str]:
+    names = {"color": "Colour", "neckline": "Neckline", "sleeve": "Sleeves", "pattern": "Pattern", "fabric": "Fabric",
+             "fit": "Fit"}
+    return [f"{label}: {known[a]}." for a, label in names.items() if known.get(a)]
+
+
 def attribute_summary(known: dict) -> str:
     g = known.get("garment_type") or "top"
     colour = known.get("color")
@@ -701,6 +707,12 @@ def repair(copy: dict, problems: list[Claim], row: dict, limits: ValidationConfi
                 kept.append(x)
                 seen.add(norm_text(x))
         out[field] = kept
+    for bullet in attribute_bullets(known):  # too few left: the known attributes, stated plainly
+        if len(out["bullet_points"]) >= limits.bullets_min or not out["bullet_points"]:
+            break
+        if norm_text(bullet) not in {norm_text(b) for b in out["bullet_points"]}:
+            out["bullet_points"].append(bullet)
+            removed.append(f"added bullet '{bullet}' from the attributes")
     if len(out["bullet_points"]) < limits.bullets_min:
         return None, removed + [f"fewer than {limits.bullets_min} bullet points remain"]
     for tag in attribute_tags(known):

@@ -30,7 +30,9 @@ def test_embedded_llm_writes_schema_valid_copy(prefect_server, three_products, t
     config_file.write_text(
         f'[clip]\nmodel = "tiny-clip"\nmodel_config = "{tiny_clip["clip.model_config"]}"\n'
         f'checkpoint = "{tiny_clip["clip.checkpoint"]}"\ndecode_workers = 0\n'
-        "[llm]\ntimeout_s = 300\n[run]\nmax_reject_share = 1.0\n"
+        # one thread at normal priority: CI machines are often shared, and llama.cpp threads stall
+        # when others take their cores (the default, every core at nice 10, suits a machine of its own)
+        "[llm]\ntimeout_s = 300\nembedded_threads = 1\nembedded_nice = 0\n[run]\nmax_reject_share = 1.0\n"
     )
     out = tmp_path / "out"
     summary = catalog_flow(source=str(three_products), out_dir=str(out), config_path=str(config_file),

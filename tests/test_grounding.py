@@ -132,9 +132,12 @@ def test_form_problems_and_repair():
     gate = copy_check(load_config())
     attrs = {"product": "women's top", **{k: v for k, v in ROW.items() if v}}
     problems = gate.problems(attrs, copy)
-    # one bullet would remain, too few for the schema: no copy (the product is rejected) ...
+    # one bullet would remain: the known attributes fill the list up to the minimum
     fixed, removed = gate.repair(attrs, copy, problems)
-    assert fixed is None and removed[-1] == "fewer than 2 bullet points remain"
+    assert fixed["bullet_points"] == ["Short sleeves.", "Colour: pink."] and "added bullet 'Colour: pink.'" in " ".join(removed)
+    # ... but with every bullet removed, too little of the model's copy remains: no copy (rejected)
+    assert repair({**copy, "bullet_points": ["Available in sizes S to XL."]}, gate.problems(
+        attrs, {**copy, "bullet_points": ["Available in sizes S to XL."]}), attrs, load_config().validation)[0] is None
     # ... unless enough remain; tags are de-duplicated and topped up from the attributes
     copy["bullet_points"].append("A classic v-neck.")
     fixed, removed = repair(copy, gate.problems(attrs, copy), attrs, load_config().validation)
