@@ -9,7 +9,8 @@ from catalog_intel.settings import OVERRIDES, overrides_to_keys, resolve_setting
 
 SAMPLE = {str: "x-value", int: 7}
 CHOSEN = {"color_policy": "pixels", "task_runner": "dask", "cache_dir": "/tmp/ci-cache",
-          "clip_checkpoint": "/models/w.pt", "dask_address": "tcp://127.0.0.1:8786", "facts": "/data/facts.csv"}
+          "clip_checkpoint": "/models/w.pt", "dask_address": "tcp://127.0.0.1:8786", "facts": "/data/facts.csv",
+          "export": "shopify,gmc"}
 
 
 def _value(o):
@@ -27,11 +28,18 @@ def test_every_override_is_a_flow_parameter_a_cli_flag_and_a_config_key(tmp_path
         assert o.name in params and o.name in schema, o.name
         argv += [o.flag] if o.type is bool else [o.flag, str(_value(o))]
     args = build_parser().parse_args(argv)
-    config = resolve_settings(None, **{o.name: getattr(args, o.name) for o in OVERRIDES})
+    given = {o.name: getattr(args, o.name) for o in OVERRIDES}
+    # a heads folder must hold heads (tests/test_heads.py covers it): checked by key here
+    keys = overrides_to_keys(given)
+    assert keys["paths.heads_dir"] == "x-value" and keys["exports.formats"] == ["shopify", "gmc"]
+    config = resolve_settings(None, **{**given, "heads": None})
     for o in OVERRIDES:
+        if o.name == "heads":
+            continue
         section, key = o.key.split(".")
         field = {"model_config": "model_config_path"}.get(key, key)
         expected = False if o.invert else _value(o)
+        expected = tuple(o.parse(expected)) if o.parse else expected
         assert getattr(getattr(config, section), field) == expected, o.key
     assert set(params) == {"source", "out_dir", "config_path", *(o.name for o in OVERRIDES)}
     assert schema["task_runner"]["anyOf"][0]["enum"] == ["local", "dask"]  # choices reach the Prefect UI
