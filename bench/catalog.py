@@ -2,7 +2,7 @@
 
 Layout under ROOT (default ~/.cache/catalog-intel/bench-catalog/<W>x<H>-q<quality>-d<drawn>):
 
-    drawn/part-KK/sku-NNNNN.jpg  packshots drawn by catalog_intel.synthetic (16 chunks, drawn in parallel)
+    drawn/part-KK/sku-NNNNN.jpg  packshots drawn by catalog_intel.io.synthetic (16 chunks, drawn in parallel)
     copies/c-NNNNNN.jpg          byte-distinct copies of drawn images (a JPEG COM segment with a
                                  serial number: same pixels, different sha256, so the pipeline
                                  treats each as a new product) to reach large counts cheaply
@@ -31,7 +31,7 @@ def catalog_root(base: Path, size: tuple[int, int], quality: int, drawn: int) ->
 
 def _draw_part(args) -> int:
     folder, count, size, quality, seed = args
-    from catalog_intel.synthetic import write_catalog
+    from catalog_intel.io.synthetic import write_catalog
 
     return len(write_catalog(Path(folder), count, size=size, quality=quality, seed=seed))
 
@@ -62,7 +62,7 @@ def ensure_catalog(base: Path, count: int, drawn: int, size=(800, 1000), quality
     base_files = [f"drawn/{f.name}/sku-{i:05d}.jpg" for f, n, _ in parts for i in range(n)]
     order = list(base_files[:count])
     if count > len(base_files):
-        from catalog_intel.synthetic import jpeg_with_comment
+        from catalog_intel.io.synthetic import jpeg_with_comment
 
         copies = root / "copies"
         copies.mkdir(exist_ok=True)

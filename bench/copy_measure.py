@@ -36,7 +36,7 @@ FIT_MAP = {"fitted/slim": "slim", "loose": "loose", "oversized": "loose"}
 def prepare(work: Path, n: int) -> None:
     sys.path.insert(0, str(HERE))
     sys.path.insert(0, str(HERE / "tests"))
-    from catalog_intel.evaluate import LABEL_VALUE_MAP
+    from catalog_intel.quality.evaluate import LABEL_VALUE_MAP
     from conftest import make_tiny_clip
 
     labels = pl.read_csv(HM / "labels.csv", infer_schema_length=0).sort("file")
@@ -106,13 +106,13 @@ _PARTIAL = r"""
 import json, sys
 import polars as pl
 from catalog_intel.config import ATTRIBUTE_ORDER, load_config
-from catalog_intel.copywriter import COPY_COLUMNS, copy_key, copy_store, prompt_attributes
+from catalog_intel.copywriting.copywriter import COPY_COLUMNS, copy_key, copy_store, prompt_attributes
 work, label, alias = sys.argv[1], sys.argv[2], sys.argv[3]
 config = load_config(f"{work}/config.toml", {"llm.model": alias})
 table = pl.read_parquet(f"{work}/{label}-nollm/catalog.parquet")
 attrs = table
 try:  # code with catalog facts: the free facts the LLM saw, as the run computed them
-    from catalog_intel.facts import merge_facts
+    from catalog_intel.pipeline.facts import merge_facts
     fact_cols = [c for c in table.columns if c.endswith("_fact") or c in config.facts.free_text]
     attrs = merge_facts(table.select("sha256", *ATTRIBUTE_ORDER, *[f"{a}_confidence" for a in ATTRIBUTE_ORDER]),
                         table.select("sha256", *fact_cols), config)
@@ -178,8 +178,8 @@ def score(work: Path, json_out: Path | None, first: int | None = None) -> None:
     (runs over more products are cut to those, so before and after compare like with like)."""
     sys.path.insert(0, str(HERE))
     from catalog_intel.config import ATTRIBUTE_ORDER, UNKNOWN, load_config
-    from catalog_intel.copy_quality import copy_quality, load_output
-    from catalog_intel.facts import normalise
+    from catalog_intel.quality.copy_quality import copy_quality, load_output
+    from catalog_intel.pipeline.facts import normalise
 
     config = load_config()
     manifest = pl.read_csv(work / "catalog" / "manifest.csv", infer_schema_length=0)

@@ -67,7 +67,7 @@ def per_task_overhead(n: int, workers: int) -> dict:
     from prefect.task_runners import ThreadPoolTaskRunner
     from prefect_dask import DaskTaskRunner
 
-    from catalog_intel.shard import ShardSpec
+    from catalog_intel.pipeline.shard import ShardSpec
     from tasks.common import TASK_DEFAULTS
 
     @task(name="bench-noop-shard", **TASK_DEFAULTS)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from catalog_intel.pixel_color import PALETTE, dominant_color_file  # noqa: E402
+from catalog_intel.inference.pixel_color import PALETTE, dominant_color_file  # noqa: E402
 
 
 def load_rows(labels: Path) -> list[dict[str, str]]:

@@ -19,9 +19,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from catalog_intel import evaluate as ev  # noqa: E402
-from catalog_intel.clip_model import model_id  # noqa: E402
+from catalog_intel.inference.clip_model import model_id  # noqa: E402
 from catalog_intel.config import resolve_config  # noqa: E402
-from catalog_intel.heads import format_train_report, train_heads  # noqa: E402
+from catalog_intel.inference.heads import format_train_report, train_heads  # noqa: E402
 
 
 def main() -> None:

@@ -30,7 +30,7 @@ def make_images(folder: Path, start: int, count: int) -> None:
     import io
 
 
-    from catalog_intel.synthetic import COLORS, SLEEVES, draw_top, jpeg_with_comment
+    from catalog_intel.io.synthetic import COLORS, SLEEVES, draw_top, jpeg_with_comment
 
     folder.mkdir(parents=True, exist_ok=True)
     seeds = []
@@ -46,7 +46,7 @@ def make_images(folder: Path, start: int, count: int) -> None:
 
 
 def run(source: Path, out: Path, cache: Path, config: Path) -> tuple[float, dict, dict]:
-    from catalog_intel.summary import phase_times
+    from catalog_intel.pipeline.summary import phase_times
     from flows.catalog import catalog_flow
 
     started = time.monotonic()
@@ -67,7 +67,7 @@ def main() -> None:
     args = parser.parse_args()
     from conftest import make_tiny_clip
 
-    from catalog_intel.storage import walk_files
+    from catalog_intel.io.storage import walk_files
 
     work = Path(args.work)
     clip = make_tiny_clip(work / "tiny-clip")

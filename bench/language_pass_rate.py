@@ -30,7 +30,7 @@ SHARED_RULES = ("colour", "garment", "sleeve", "neckline", "pattern", "fabric", 
 
 
 def products(n: int, config) -> pl.DataFrame:
-    from catalog_intel.evaluate import LABEL_VALUE_MAP
+    from catalog_intel.quality.evaluate import LABEL_VALUE_MAP
 
     labels = pl.read_csv(HM / "labels.csv", infer_schema_length=0).sort("file")
     rows = []
@@ -60,9 +60,9 @@ def main() -> None:
     a = ap.parse_args()
     sys.path.insert(0, str(HERE))
     from catalog_intel.config import load_config
-    from catalog_intel.copywriter import describe
-    from catalog_intel.languages import BASE, language_gate, language_llm, translate_attributes
-    from catalog_intel.llm_service import llm_endpoint
+    from catalog_intel.copywriting.copywriter import describe
+    from catalog_intel.copywriting.languages import BASE, language_gate, language_llm, translate_attributes
+    from catalog_intel.copywriting.llm_service import llm_endpoint
 
     langs = [x.strip() for x in a.languages.split(",") if x.strip()]
     cache = a.cache or Path(tempfile.mkdtemp(prefix="lang-bench-"))

@@ -33,8 +33,8 @@ PRODUCTS = [
 def measure(gguf: Path, threads: int, products: list[dict], config) -> list[dict]:
     import openai
 
-    from catalog_intel.copywriter import build_messages, prompt_attributes, response_schema
-    from catalog_intel.local_llm import EmbeddedLLMServer
+    from catalog_intel.copywriting.copywriter import build_messages, prompt_attributes, response_schema
+    from catalog_intel.copywriting.local_llm import EmbeddedLLMServer
 
     llm = config.llm
     out = []
@@ -64,7 +64,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path)
     a = ap.parse_args()
     from catalog_intel.config import load_config
-    from catalog_intel.local_llm import ensure_gguf
+    from catalog_intel.copywriting.local_llm import ensure_gguf
 
     config = load_config(overrides={"paths.cache_dir": a.cache_dir})
     gguf = ensure_gguf(config.paths.cache_path)

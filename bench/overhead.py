@@ -23,9 +23,9 @@ sys.path.insert(0, str(ROOT))
 def bare_forward(files: list[str], checkpoint: str, batch: int) -> float:
     import torch
 
-    from catalog_intel.clip_model import load_clip
+    from catalog_intel.inference.clip_model import load_clip
     from catalog_intel.config import load_config
-    from catalog_intel.images import load_rgb
+    from catalog_intel.io.images import load_rgb
 
     config = load_config(None, {"clip.checkpoint": checkpoint})
     clip = load_clip(config.clip, config.paths.cache_path)
@@ -46,7 +46,7 @@ def main() -> None:
     parser.add_argument("--json")
     args = parser.parse_args()
     from catalog_intel.config import load_config
-    from catalog_intel.synthetic import write_catalog
+    from catalog_intel.io.synthetic import write_catalog
 
     work = Path(args.work)
     if not Path(args.checkpoint).is_file():

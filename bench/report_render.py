@@ -24,7 +24,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
 from catalog_intel.config import ATTRIBUTE_ORDER, load_config  # noqa: E402
-from catalog_intel.report import render_report, review_rows, write_product_pages  # noqa: E402
+from catalog_intel.report.render import render_report, review_rows, write_product_pages  # noqa: E402
 
 
 def synthetic(n: int, config) -> pl.DataFrame:

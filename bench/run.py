@@ -9,7 +9,7 @@ Stages (items/s, and the ratio to the stage's ceiling):
                       workers (ceiling: workers x one process)
   model forward       random input at the pipeline's batch size (the embed stage's ceiling)
   embed               compute_embeddings per shard, as the flow runs it (ceiling: forward)
-  zero-shot           catalog_intel.zeroshot.classify on N x D embeddings (ceiling: the bare
+  zero-shot           catalog_intel.inference.zeroshot.classify on N x D embeddings (ceiling: the bare
                       matmul + softmax)
   store write/read    ParquetStore append per shard / lookup (ceiling: plain polars Parquet IO)
   hash                ingest's sha256 per file, warm and cold page cache, and the stat-keyed
@@ -171,7 +171,7 @@ def _has_new_clip_keys() -> bool:
 
 def embed_kwargs(args) -> dict:
     """compute_embeddings' tuning keywords, where this checkout has them."""
-    from catalog_intel.embedding import compute_embeddings
+    from catalog_intel.inference.embedding import compute_embeddings
 
     params = inspect.signature(compute_embeddings).parameters
     wanted = {"prefetch_batches": args.prefetch, "torch_threads": args.torch_threads,
@@ -201,8 +201,8 @@ def machine() -> dict:
 
 
 def bench_decode(report: Report, clip, files: list[str], args, max_pixels: int) -> None:
-    from catalog_intel.embedding import _collate, _DecodedImages
-    from catalog_intel.images import load_rgb
+    from catalog_intel.inference.embedding import _collate, _DecodedImages
+    from catalog_intel.io.images import load_rgb
 
     files = files[: args.decode_images]
     size = clip.image_size
@@ -243,7 +243,7 @@ def bench_decode(report: Report, clip, files: list[str], args, max_pixels: int) 
         report.add(f"decode+preprocess, {args.decode_workers} workers", len(files) / w.wall, "img/s",
                    f"{cores} x 1-proc draft", cores * rates["draft"], window=w, note="DataLoader, no model")
         if str(clip.device).startswith("cuda"):
-            from catalog_intel.embedding import _decode_raw_batch, resolve_gpu_decode
+            from catalog_intel.inference.embedding import _decode_raw_batch, resolve_gpu_decode
 
             if resolve_gpu_decode("on", clip.device, clip.preprocess):
                 reasons = [""] * len(files)
@@ -259,7 +259,7 @@ def bench_decode(report: Report, clip, files: list[str], args, max_pixels: int) 
 
 def _autocast(device: str, precision: str):
     try:
-        from catalog_intel.embedding import _autocast as autocast
+        from catalog_intel.inference.embedding import _autocast as autocast
     except ImportError:  # a checkout from before precision existed: fp32 only
         return contextlib.nullcontext()
     return autocast(device, precision)
@@ -286,7 +286,7 @@ def _forward_batches(clip, n_images: int, args, x=None):
 def _pixels(clip, files: list[str], n: int, max_pixels: int):
     import torch
 
-    from catalog_intel.images import load_rgb
+    from catalog_intel.io.images import load_rgb
 
     return torch.stack([clip.preprocess(load_rgb(p, max_pixels, clip.image_size)) for p in files[:n]])
 
@@ -298,7 +298,7 @@ def bench_forward_and_embed(report: Report, clip, files: list[str], args, max_pi
     load hits all three alike. The embed stage's ceiling is the faster forward."""
     import torch
 
-    from catalog_intel.embedding import compute_embeddings
+    from catalog_intel.inference.embedding import compute_embeddings
 
     with torch.inference_mode(), _autocast(clip.device, args.precision):  # warm-up: allocator, kernels
         clip.model.encode_image(torch.randn(args.batch_size, 3, clip.image_size, clip.image_size).to(clip.device))
@@ -358,7 +358,7 @@ def bench_forward_and_embed(report: Report, clip, files: list[str], args, max_pi
 
 def bench_classify(report: Report, clip, config, n: int) -> None:
     from catalog_intel.config import ATTRIBUTE_ORDER
-    from catalog_intel.zeroshot import classify, encode_label_texts
+    from catalog_intel.inference.zeroshot import classify, encode_label_texts
 
     labels = encode_label_texts(clip, config.attributes)
     dim = len(labels["embedding"][0])
@@ -388,8 +388,8 @@ def bench_classify(report: Report, clip, config, n: int) -> None:
 
 
 def bench_store(report: Report, n: int, dim: int, shard: int, workdir: Path) -> None:
-    from catalog_intel.embedding import embeddings_frame
-    from catalog_intel.storage import ParquetStore
+    from catalog_intel.inference.embedding import embeddings_frame
+    from catalog_intel.io.storage import ParquetStore
 
     rng = np.random.default_rng(1)
     vectors = rng.standard_normal((n, dim)).astype(np.float32)
@@ -436,7 +436,7 @@ def _evict(paths: list[str]) -> bool:
 
 
 def bench_hash(report: Report, files: list[str], workdir: Path) -> None:
-    from catalog_intel import storage
+    from catalog_intel.io import storage
 
     total_mb = sum(os.path.getsize(p) for p in files) / MB
     for p in files:  # warm the page cache
@@ -456,7 +456,7 @@ def bench_hash(report: Report, files: list[str], workdir: Path) -> None:
         report.add("hash (sha256), cold cache", len(files) / w.wall, "files/s", window=w,
                    note=f"{total_mb / w.wall:,.0f} MB/s; pages evicted with posix_fadvise")
     if hasattr(storage, "FileHashCache"):
-        from catalog_intel.ingest import hash_paths
+        from catalog_intel.io.ingest import hash_paths
 
         with Window() as w:
             hash_paths(files, None)
@@ -476,15 +476,15 @@ def bench_hash(report: Report, files: list[str], workdir: Path) -> None:
 
 def bench_llm(report: Report, args, config, workdir: Path) -> None:
     from catalog_intel.config import ATTRIBUTE_ORDER
-    from catalog_intel.copywriter import describe
+    from catalog_intel.copywriting.copywriter import describe
 
     server = None
     base_url, model = args.llm_base_url, args.llm_model
     if not base_url:
         try:
-            from catalog_intel.local_llm import EmbeddedLLMServer, ensure_gguf
+            from catalog_intel.copywriting.local_llm import EmbeddedLLMServer, ensure_gguf
         except ImportError:
-            report.add("LLM products/s", None, "products/s", note="not measured: no catalog_intel.local_llm here "
+            report.add("LLM products/s", None, "products/s", note="not measured: no catalog_intel.copywriting.local_llm here "
                        "and no --llm-base-url")
             return
         gguf = ensure_gguf(Path(os.path.expanduser("~/.cache/catalog-intel")), progress=False)
@@ -736,7 +736,7 @@ def main(argv=None) -> int:
     started = time.perf_counter()
     import torch
 
-    from catalog_intel.clip_model import load_clip
+    from catalog_intel.inference.clip_model import load_clip
 
     if args.device == "auto":
         args.device = "cuda" if torch.cuda.is_available() else "cpu"

@@ -2,7 +2,7 @@
 
 Random unit vectors stand in for CLIP embeddings (dim 512, ViT-B-32). For each size it
 builds the exact index (IndexFlatIP) and the approximate one (HNSW, the configured
-M / efConstruction / efSearch) through catalog_intel.search, then times single queries
+M / efConstruction / efSearch) through catalog_intel.search.index, then times single queries
 (k=10) the way `catalog-intel similar` / `search` run them (one FAISS thread), and reports HNSW recall@10
 against the exact answer. Random high-dimensional vectors are the hard case for HNSW;
 real embeddings are clustered and recall is higher.
@@ -25,7 +25,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from catalog_intel.config import load_config  # noqa: E402
-from catalog_intel.search import (APPROXIMATE, EXACT, build_index, neighbours, search_vectors,  # noqa: E402
+from catalog_intel.search.index import (APPROXIMATE, EXACT, build_index, neighbours, search_vectors,  # noqa: E402
                                   single_threaded)
 
 

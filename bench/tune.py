@@ -46,9 +46,9 @@ def main() -> int:
 
     import torch
 
-    from catalog_intel.clip_model import load_clip
+    from catalog_intel.inference.clip_model import load_clip
     from catalog_intel.config import load_config
-    from catalog_intel.embedding import compute_embeddings
+    from catalog_intel.inference.embedding import compute_embeddings
 
     root, order = ensure_catalog(DEFAULT_ROOT, args.images, 2000, log=log)
     files = [str(root / p) for p in order[: args.images]]

@@ -144,7 +144,7 @@ def _add_cache_parser(sub) -> None:
 
 def _cache(args) -> int:
     from catalog_intel.config import load_config
-    from catalog_intel.storage import compact_cache
+    from catalog_intel.io.storage import compact_cache
 
     config = load_config(args.config, {"paths.cache_dir": args.cache_dir})
     purge = config.paths.purge_after_s if args.purge_after is None else args.purge_after
@@ -179,9 +179,9 @@ def _start_prefect_server_early():
 
 
 def _run(args) -> int:
-    from catalog_intel.clip_model import ensure_weights
-    from catalog_intel.llm_service import prepare_embedded, uses_embedded
-    from catalog_intel.runners import check_runner
+    from catalog_intel.inference.clip_model import ensure_weights
+    from catalog_intel.copywriting.llm_service import prepare_embedded, uses_embedded
+    from catalog_intel.pipeline.runners import check_runner
     from catalog_intel.settings import overrides_from_args, resolve_settings
 
     overrides = overrides_from_args(args)
@@ -190,7 +190,7 @@ def _run(args) -> int:
     check_runner(config, uses_embedded(config))
     _check_heads(config)
     if config.facts.file:
-        from catalog_intel.review_edits import load_plan
+        from catalog_intel.report.review_edits import load_plan
 
         load_plan(config.facts.file, args.out)  # a bad facts or edits file fails before any work
     if uses_embedded(config):
@@ -203,7 +203,7 @@ def _run(args) -> int:
     server.join()
     with _api_url_for_workers(config):
         result = catalog_flow(source=args.source, out_dir=args.out, config_path=args.config, **overrides)
-    from catalog_intel.summary import RunSummary
+    from catalog_intel.pipeline.summary import RunSummary
 
     summary = RunSummary(**result)
     print(summary.one_line())
@@ -233,9 +233,9 @@ def _api_url_for_workers(config):
 def _demo(args) -> int:
     from pathlib import Path
 
-    from catalog_intel.clip_model import WeightsNotCached, ensure_weights
+    from catalog_intel.inference.clip_model import WeightsNotCached, ensure_weights
     from catalog_intel.config import resolve_config
-    from catalog_intel.synthetic import write_demo_catalog
+    from catalog_intel.io.synthetic import write_demo_catalog
 
     config = resolve_config(args.config, clip_checkpoint=args.clip_checkpoint, no_llm=args.no_llm,
                             cache_dir=args.cache_dir)
@@ -259,17 +259,17 @@ def _demo(args) -> int:
 
 def _check_heads(config) -> None:
     """Refuse heads trained on another CLIP model before any work."""
-    from catalog_intel.clip_model import model_id
-    from catalog_intel.heads import configured_heads
+    from catalog_intel.inference.clip_model import model_id
+    from catalog_intel.inference.heads import configured_heads
 
     if any(spec.head for spec in config.attributes.values()):
         configured_heads(config.attributes, model_id(config.clip, config.paths.cache_path))
 
 
 def _train_heads(args) -> int:
-    from catalog_intel.clip_model import model_id
+    from catalog_intel.inference.clip_model import model_id
     from catalog_intel.config import resolve_config
-    from catalog_intel.heads import format_train_report, train_heads
+    from catalog_intel.inference.heads import format_train_report, train_heads
 
     config = resolve_config(args.config, clip_model=args.clip_model, clip_pretrained=args.clip_pretrained,
                             clip_checkpoint=args.clip_checkpoint, cache_dir=args.cache_dir)
@@ -285,7 +285,7 @@ def _train_heads(args) -> int:
 
 
 def _models(args) -> int:
-    from catalog_intel.models import list_models, pull_models
+    from catalog_intel.inference.model_cache import list_models, pull_models
     from catalog_intel.config import resolve_config
 
     config = resolve_config(args.config, clip_model=args.clip_model, clip_pretrained=args.clip_pretrained,
@@ -305,16 +305,16 @@ def _models(args) -> int:
 def _write_json(path: str, data: dict) -> None:
     import json
 
-    from catalog_intel.storage import atomic_write_text
+    from catalog_intel.io.storage import atomic_write_text
 
     atomic_write_text(path, json.dumps(data, indent=1, ensure_ascii=False) + "\n")
     print(f"\nwrote {path}")
 
 
 def _evaluate(args) -> int:
-    from catalog_intel import evaluate as ev
+    from catalog_intel.quality import evaluate as ev
     from catalog_intel.config import resolve_config
-    from catalog_intel.heads import published_attributes
+    from catalog_intel.inference.heads import published_attributes
 
     attributes = published_attributes(resolve_config(args.config, heads=args.heads))
     pred, labels = ev.load_predictions(args.pred), ev.load_labels(args.labels)
@@ -336,7 +336,7 @@ def _evaluate(args) -> int:
 
 def _copy_quality(args) -> int:
     from catalog_intel.config import load_config
-    from catalog_intel.copy_quality import assess_file, format_report
+    from catalog_intel.quality.copy_quality import assess_file, format_report
 
     config = load_config(args.config)
     results = [assess_file(args.output, config, args.list_sep)]
@@ -349,10 +349,10 @@ def _copy_quality(args) -> int:
 
 
 def _search(args) -> int:
-    from catalog_intel.clip_model import load_clip
+    from catalog_intel.inference.clip_model import load_clip
     from catalog_intel.config import load_config
-    from catalog_intel.search import read_run_config, similar_to, text_search
-    from catalog_intel.storage import location
+    from catalog_intel.search.index import read_run_config, similar_to, text_search
+    from catalog_intel.io.storage import location
 
     if args.k < 1:
         raise SystemExit("catalog-intel: error: -k must be at least 1")
@@ -374,16 +374,16 @@ def _search(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from catalog_intel.clip_model import ModelUnavailableError
-    from catalog_intel.local_llm import EmbeddedServerError
+    from catalog_intel.inference.clip_model import ModelUnavailableError
+    from catalog_intel.copywriting.local_llm import EmbeddedServerError
     from catalog_intel.config import ConfigError
-    from catalog_intel.copy_quality import CopyQualityError
-    from catalog_intel.evaluate import EvaluationError
-    from catalog_intel.heads import HeadError
-    from catalog_intel.ingest import SourceError
-    from catalog_intel.runlock import OutputLocked
-    from catalog_intel.search import SearchError
-    from catalog_intel.summary import RunFailed
+    from catalog_intel.quality.copy_quality import CopyQualityError
+    from catalog_intel.quality.evaluate import EvaluationError
+    from catalog_intel.inference.heads import HeadError
+    from catalog_intel.io.ingest import SourceError
+    from catalog_intel.io.runlock import OutputLocked
+    from catalog_intel.search.index import SearchError
+    from catalog_intel.pipeline.summary import RunFailed
 
     args = build_parser().parse_args(argv)
     try:

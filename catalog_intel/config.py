@@ -42,7 +42,7 @@ class PathsConfig(_Strict):
 
     @model_validator(mode="after")
     def _configure_storage(self) -> "PathsConfig":
-        from .storage import configure
+        from catalog_intel.io.storage import configure
 
         configure(self.storage_options)
         return self
@@ -50,7 +50,7 @@ class PathsConfig(_Strict):
     @property
     def cache_path(self):
         """The cache location: a local path or an fsspec URL (a storage.Location, joins with `/`)."""
-        from .storage import location
+        from catalog_intel.io.storage import location
 
         return location(self.cache_dir if self.resolved else os.environ.get("CATALOG_INTEL_CACHE", self.cache_dir))
 
@@ -343,7 +343,7 @@ def load_config(path: str | os.PathLike | None = None, overrides: dict[str, Any]
 def resolve_config(config_path: str | None = None, **overrides: Any) -> Config:
     """A run's config: the file, then the declared run overrides (settings.OVERRIDES;
     None = keep the file's value), with absolute paths."""
-    from .settings import resolve_settings
+    from catalog_intel.settings import resolve_settings
 
     return resolve_settings(config_path, **overrides)
 

@@ -10,8 +10,8 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable, Literal, Mapping
 
-from .config import Config, export_formats, load_config
-from .storage import location
+from catalog_intel.config import Config, export_formats, load_config
+from catalog_intel.io.storage import location
 
 TASK_RUNNERS = ("local", "dask")
 
@@ -81,7 +81,7 @@ def resolve_settings(config_path: str | None = None, **overrides: Any) -> Config
     keys = overrides_to_keys(overrides)
     config = load_config(config_path, keys)
     if config.paths.heads_dir:  # each head in the folder sets attributes.<name>.head
-        from .heads import head_files_in
+        from catalog_intel.inference.heads import head_files_in
 
         heads = {f"attributes.{name}.head": str(path) for name, path in head_files_in(location(config.paths.heads_dir)).items()}
         config = load_config(config_path, {**keys, **heads})

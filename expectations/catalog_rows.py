@@ -3,14 +3,14 @@
 Built from the configuration so the allowed values are the vocabulary itself.
 Every row-level expectation carries meta["reason"]: the text a rejected row
 gets in rejects.csv. The derived columns *_count / title_word_count are added
-by catalog_intel.quality before validation (GX has no list-length checks)."""
+by catalog_intel.quality.validation before validation (GX has no list-length checks)."""
 
 from __future__ import annotations
 
 import great_expectations as gx
 
 from catalog_intel.config import UNKNOWN, Config
-from catalog_intel.heads import published_values
+from catalog_intel.inference.heads import published_values
 
 SUITE_NAME = "catalog_rows"
 

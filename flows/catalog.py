@@ -21,24 +21,24 @@ from prefect import flow, get_run_logger, unmapped
 from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from prefect.runtime import flow_run
 
-from catalog_intel.assemble import abstention_counts, assemble, copy_failures, empty_copy, merge_rejects
-from catalog_intel.clip_model import model_id as clip_model_id
-from catalog_intel.clip_model import resolve_weights
+from catalog_intel.pipeline.assemble import abstention_counts, assemble, copy_failures, empty_copy, merge_rejects
+from catalog_intel.inference.clip_model import model_id as clip_model_id
+from catalog_intel.inference.clip_model import resolve_weights
 from catalog_intel.config import Config
-from catalog_intel.copy_sets import distinct_sets, expand_copy, keyed, sum_counts
-from catalog_intel.export import CSV_COLUMNS
-from catalog_intel.facts import completeness, unmapped_facts
-from catalog_intel.heads import configured_heads
-from catalog_intel.llm_service import llm_endpoint, uses_embedded
-from catalog_intel.report import review_rows
-from catalog_intel.review_edits import RunFacts
-from catalog_intel.runlock import RunLock
-from catalog_intel.runners import check_runner, copy_runner, describe_runner, gpu_annotation, shard_runner
-from catalog_intel.search import write_run_config
+from catalog_intel.copywriting.copy_sets import distinct_sets, expand_copy, keyed, sum_counts
+from catalog_intel.exports.tables import CSV_COLUMNS
+from catalog_intel.pipeline.facts import completeness, unmapped_facts
+from catalog_intel.inference.heads import configured_heads
+from catalog_intel.copywriting.llm_service import llm_endpoint, uses_embedded
+from catalog_intel.report.render import review_rows
+from catalog_intel.report.review_edits import RunFacts
+from catalog_intel.io.runlock import RunLock
+from catalog_intel.pipeline.runners import check_runner, copy_runner, describe_runner, gpu_annotation, shard_runner
+from catalog_intel.search.index import write_run_config
 from catalog_intel.settings import resolve_settings, with_override_parameters
-from catalog_intel.shard import reduce_shards, shard_specs
-from catalog_intel.storage import location, uri
-from catalog_intel.summary import RunFailed, RunSummary
+from catalog_intel.pipeline.shard import reduce_shards, shard_specs
+from catalog_intel.io.storage import location, uri
+from catalog_intel.pipeline.summary import RunFailed, RunSummary
 from tasks.caches import compact_caches
 from tasks.describe import describe_batch, ensure_rate_limit
 from tasks.enrich import enrich_shard, prepare_label_index

@@ -26,7 +26,7 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from llm_server import FakeLLMServer  # noqa: E402  (a real HTTP server; latency makes the LLM stage killable)
 
-from catalog_intel.synthetic import write_catalog  # noqa: E402
+from catalog_intel.io.synthetic import write_catalog  # noqa: E402
 
 VOLATILE = ("run_id", "processed_at")
 

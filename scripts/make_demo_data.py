@@ -3,7 +3,7 @@
 import argparse
 from pathlib import Path
 
-from catalog_intel.synthetic import write_demo_catalog
+from catalog_intel.io.synthetic import write_demo_catalog
 
 parser = argparse.ArgumentParser(description=__doc__)
 parser.add_argument("--count", type=int, default=24)

@@ -3,9 +3,9 @@ from __future__ import annotations
 from prefect import task
 
 from catalog_intel.config import Config
-from catalog_intel.copywriter import copy_store
-from catalog_intel.embedding import embedding_store
-from catalog_intel.shard import pixel_color_store
+from catalog_intel.copywriting.copywriter import copy_store
+from catalog_intel.inference.embedding import embedding_store
+from catalog_intel.pipeline.shard import pixel_color_store
 
 from .common import TASK_DEFAULTS
 

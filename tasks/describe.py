@@ -11,9 +11,9 @@ from prefect.concurrency.sync import rate_limit
 from prefect.exceptions import ObjectNotFound
 
 from catalog_intel.config import Config, LLMConfig
-from catalog_intel.grounding import copy_check
-from catalog_intel.copywriter import describe
-from catalog_intel.languages import describe_languages, extra_languages
+from catalog_intel.copywriting.grounding import copy_check
+from catalog_intel.copywriting.copywriter import describe
+from catalog_intel.copywriting.languages import describe_languages, extra_languages
 
 from .common import TASK_DEFAULTS, progress_bar
 

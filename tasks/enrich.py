@@ -3,11 +3,11 @@ from __future__ import annotations
 import polars as pl
 from prefect import get_run_logger, task
 
-from catalog_intel.clip_model import load_clip
+from catalog_intel.inference.clip_model import load_clip
 from catalog_intel.config import Config
-from catalog_intel.shard import ShardResult, ShardSpec, enrich
-from catalog_intel.storage import read_parquet
-from catalog_intel.zeroshot import load_or_build_label_index
+from catalog_intel.pipeline.shard import ShardResult, ShardSpec, enrich
+from catalog_intel.io.storage import read_parquet
+from catalog_intel.inference.zeroshot import load_or_build_label_index
 
 from .common import TASK_DEFAULTS
 

@@ -4,7 +4,7 @@ import polars as pl
 from prefect import get_run_logger, task
 
 from catalog_intel.config import Config
-from catalog_intel.export import write_outputs
+from catalog_intel.exports.tables import write_outputs
 
 from .common import TASK_DEFAULTS
 

@@ -4,8 +4,8 @@ import polars as pl
 from prefect import get_run_logger, task
 
 from catalog_intel.config import Config
-from catalog_intel.ingest import build_inventory
-from catalog_intel.storage import FileHashCache
+from catalog_intel.io.ingest import build_inventory
+from catalog_intel.io.storage import FileHashCache
 
 from .common import TASK_DEFAULTS, progress_bar
 

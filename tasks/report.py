@@ -4,8 +4,8 @@ import polars as pl
 from prefect import task
 
 from catalog_intel.config import Config
-from catalog_intel.history import record_run
-from catalog_intel.report import write_report
+from catalog_intel.quality.history import record_run
+from catalog_intel.report.render import write_report
 
 from .common import TASK_DEFAULTS, progress_bar
 

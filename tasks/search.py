@@ -4,9 +4,9 @@ import polars as pl
 from prefect import get_run_logger, task
 
 from catalog_intel.config import Config
-from catalog_intel.embedding import embedding_store
-from catalog_intel.groups import group_products, group_summary
-from catalog_intel.search import (SearchError, aligned_vectors, index_dir, load_index, neighbours, save_index,
+from catalog_intel.inference.embedding import embedding_store
+from catalog_intel.search.groups import group_products, group_summary
+from catalog_intel.search.index import (SearchError, aligned_vectors, index_dir, load_index, neighbours, save_index,
                                   similar_columns, update_index)
 
 from .common import TASK_DEFAULTS, progress_bar

@@ -4,7 +4,7 @@ import polars as pl
 from prefect import task
 
 from catalog_intel.config import Config
-from catalog_intel.quality import validate
+from catalog_intel.quality.validation import validate
 
 from .common import TASK_DEFAULTS
 

@@ -10,8 +10,8 @@ import polars as pl
 import pytest
 from PIL import Image
 
-from catalog_intel import images
-from catalog_intel.ingest import build_inventory
+from catalog_intel.io import images
+from catalog_intel.io.ingest import build_inventory
 
 
 def _encoded(fmt: str, color, **save) -> bytes:

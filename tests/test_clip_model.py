@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from catalog_intel import clip_model
-from catalog_intel.clip_model import ModelUnavailableError, model_id, resolve_weights
+from catalog_intel.inference import clip_model
+from catalog_intel.inference.clip_model import ModelUnavailableError, model_id, resolve_weights
 from catalog_intel.config import load_config
 
 
@@ -33,7 +33,7 @@ def test_pretrained_weights_are_found_once_then_remembered(tmp_path, monkeypatch
 
 
 def test_checkpoint_digest_is_remembered_by_stat(tmp_path, monkeypatch):
-    from catalog_intel import storage
+    from catalog_intel.io import storage
 
     monkeypatch.setattr(storage, "RACY_WINDOW_S", 0.0)
     ckpt = tmp_path / "w.pt"
@@ -49,7 +49,7 @@ def test_resolving_a_checkpoint_imports_neither_open_clip_nor_torch(tmp_path, ti
     code = (
         "import sys\n"
         "from catalog_intel.config import load_config\n"
-        "from catalog_intel.clip_model import model_id, resolve_weights\n"
+        "from catalog_intel.inference.clip_model import model_id, resolve_weights\n"
         f"cfg = load_config(None, {dict(tiny_clip)!r})\n"
         f"resolve_weights(cfg.clip, __import__('pathlib').Path({str(tmp_path)!r}))\n"
         f"model_id(cfg.clip, __import__('pathlib').Path({str(tmp_path)!r}))\n"

@@ -1,9 +1,9 @@
 import polars as pl
 import pytest
 
-from catalog_intel.color_fusion import fuse_color, pixel_colors
+from catalog_intel.inference.color_fusion import fuse_color, pixel_colors
 from catalog_intel.config import load_config
-from catalog_intel.synthetic import draw_top
+from catalog_intel.io.synthetic import draw_top
 
 
 def _attrs():

@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 
 from catalog_intel.config import load_config
-from catalog_intel.copy_quality import (
+from catalog_intel.quality.copy_quality import (
     CopyQualityError,
     assess_file,
     build_terms,
@@ -17,7 +17,7 @@ from catalog_intel.copy_quality import (
     load_output,
     split_list_cell,
 )
-from catalog_intel.export import write_outputs
+from catalog_intel.exports.tables import write_outputs
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = REPO.parent / "shared" / "data" / "seed-samples" / "reference_output.csv"
@@ -192,7 +192,7 @@ def test_cli_copy_quality_side_by_side(tmp_path):
 
 def test_grounding_and_form_figures():
     from catalog_intel.config import load_config
-    from catalog_intel.copy_quality import copy_quality
+    from catalog_intel.quality.copy_quality import copy_quality
 
     base = {"color": "black", "sleeve": "unknown", "fabric": "unknown", "garment_type": "top",
             "title": "Black Top", "bullet_points": ["Soft feel.", "Easy to wear."],
@@ -220,8 +220,8 @@ def test_grounding_and_form_figures():
 
 def test_the_suppliers_own_values_ground_claims():
     from catalog_intel.config import load_config
-    from catalog_intel.copy_quality import copy_quality
-    from catalog_intel.copywriter import CatalogCopy
+    from catalog_intel.quality.copy_quality import copy_quality
+    from catalog_intel.copywriting.copywriter import CatalogCopy
 
     row = {"image": "a.jpg", "color": "white", "pattern": "unknown", "pattern_fact": "embroidered",
            "garment_type": "t-shirt", "title": "White Embroidered T-Shirt", "bullet_points": ["Soft.", "Light."],

@@ -6,7 +6,7 @@ import polars as pl
 import pytest
 
 from catalog_intel.config import load_config
-from catalog_intel.copywriter import InvalidCopy, copy_key, describe, parse_copy, prompt_attributes
+from catalog_intel.copywriting.copywriter import InvalidCopy, copy_key, describe, parse_copy, prompt_attributes
 from llm_server import FakeLLMServer, FaultPlan
 
 ATTRS = ["color", "neckline", "sleeve", "pattern", "fabric", "fit", "garment_type"]
@@ -137,7 +137,7 @@ class _Gate:
     """The real gate, with scripted extra problems per answer (None: the real rules only)."""
 
     def __init__(self, cfg, extra):
-        from catalog_intel.grounding import Claim, copy_check
+        from catalog_intel.copywriting.grounding import Claim, copy_check
 
         self.real, self.extra, self.answers, self.Claim = copy_check(cfg), list(extra), 0, Claim
 
@@ -203,7 +203,7 @@ def test_copy_with_problems_is_retried_with_feedback_then_repaired_or_rejected(t
 
 
 def test_real_rules_accept_faithful_copy_and_catch_invented_facts():
-    from catalog_intel.grounding import copy_check
+    from catalog_intel.copywriting.grounding import copy_check
 
     check = copy_check(load_config())
     attrs = {"product": "women's top", "color": "red", "garment_type": "t-shirt"}
@@ -232,7 +232,7 @@ def test_concurrent_describe_steps_share_one_request_per_attribute_set(tmp_path)
 
 
 def test_server_refusing_json_schema_gets_requests_without_it_for_the_rest_of_the_run(tmp_path):
-    from catalog_intel.summary import RunSummary
+    from catalog_intel.pipeline.summary import RunSummary
 
     cfg = load_config()
     with FakeLLMServer(reject_response_format=("json_schema",), fenced=True) as server:

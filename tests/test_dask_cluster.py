@@ -142,7 +142,7 @@ def test_two_worker_cluster_gives_the_local_rows_paced_llm_and_names_its_workers
     # Shards ran in both worker processes, each shard exactly once.
     assert set(summary["workers"]) == addresses, summary["workers"]
     assert sorted(s for shards in summary["workers"].values() for s in shards) == list(range(1, SHARDS + 1))
-    from catalog_intel.summary import RunSummary
+    from catalog_intel.pipeline.summary import RunSummary
 
     assert summary["task_runner"] == f"dask {cluster.address}"
     line = RunSummary(**summary).one_line()

@@ -75,7 +75,7 @@ def test_paths_are_resolved_once_so_workers_read_no_environment(tmp_path, monkey
 
 def test_runner_choice_is_checked_before_any_work():
     from catalog_intel.config import ConfigError
-    from catalog_intel.runners import check_runner, describe_runner
+    from catalog_intel.pipeline.runners import check_runner, describe_runner
 
     local = resolve_settings(None)
     assert check_runner(local, embedded_llm=True) is None and describe_runner(local) == "local"

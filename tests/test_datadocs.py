@@ -12,7 +12,7 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from catalog_intel.datadocs import VENDOR_DIR, make_site_offline
+from catalog_intel.quality.datadocs import VENDOR_DIR, make_site_offline
 
 REMOTE = re.compile(r"^\s*(https?:)?//", re.I)
 CSS_URL = re.compile(r"""url\(\s*['"]?([^'")]+)['"]?\s*\)""", re.I)

@@ -6,8 +6,8 @@ import polars as pl
 import pytest
 
 from catalog_intel.config import load_config
-from catalog_intel.copy_quality import copy_quality
-from catalog_intel.synthetic import draw_top
+from catalog_intel.quality.copy_quality import copy_quality
+from catalog_intel.io.synthetic import draw_top
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from catalog_intel.config import load_config
-from catalog_intel.evaluate import (
+from catalog_intel.quality.evaluate import (
     EvaluationError,
     calibrate,
     calibration_toml,
@@ -19,7 +19,7 @@ from catalog_intel.evaluate import (
     load_predictions,
     score,
 )
-from catalog_intel.export import write_outputs
+from catalog_intel.exports.tables import write_outputs
 
 REPO = Path(__file__).resolve().parents[1]
 ATTRS = ["color", "neckline", "sleeve", "pattern", "fabric", "fit", "garment_type"]

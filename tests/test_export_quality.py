@@ -3,8 +3,8 @@ import csv
 import polars as pl
 
 from catalog_intel.config import load_config
-from catalog_intel.export import CSV_COLUMNS, csv_view, write_outputs
-from catalog_intel.quality import validate
+from catalog_intel.exports.tables import CSV_COLUMNS, csv_view, write_outputs
+from catalog_intel.quality.validation import validate
 
 ATTRS = ["color", "neckline", "sleeve", "pattern", "fabric", "fit", "garment_type"]
 

@@ -7,7 +7,7 @@ import polars as pl
 import pytest
 
 from catalog_intel.config import ATTRIBUTE_ORDER, load_config
-from catalog_intel.facts import (FactsError, completeness, merge_facts, normalise, read_facts_file, split_facts,
+from catalog_intel.pipeline.facts import (FactsError, completeness, merge_facts, normalise, read_facts_file, split_facts,
                                  unmapped_facts)
 
 
@@ -157,7 +157,7 @@ def test_manifest_facts_through_the_flow(prefect_server, tmp_path, cache_dir, co
 
 
 def test_conflicts_flag_the_row_for_review():
-    from catalog_intel.report import review_rows
+    from catalog_intel.report.render import review_rows
 
     config = load_config()
     row = {"image": "a.jpg", **{a: config.attributes[a].values[0] for a in ATTRIBUTE_ORDER},

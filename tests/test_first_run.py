@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from catalog_intel import clip_model
-from catalog_intel.clip_model import WeightsNotCached, ensure_weights, resolve_weights
+from catalog_intel.inference import clip_model
+from catalog_intel.inference.clip_model import WeightsNotCached, ensure_weights, resolve_weights
 from catalog_intel.cli import main
 from catalog_intel.config import load_config
 

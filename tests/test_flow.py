@@ -10,7 +10,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from catalog_intel.export import CSV_COLUMNS
+from catalog_intel.exports.tables import CSV_COLUMNS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -213,7 +213,7 @@ def test_cli_run_no_llm(tmp_path, seed_images, config_file):
 
 
 def test_too_many_rejects_fail_the_run_after_writing_outputs():
-    from catalog_intel.summary import RunFailed, RunSummary
+    from catalog_intel.pipeline.summary import RunFailed, RunSummary
 
     summary = RunSummary(inputs=10, rows=7, rejects=3)
     summary.raise_if_too_many_rejects(0.3)

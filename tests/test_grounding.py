@@ -3,7 +3,7 @@
 import pytest
 
 from catalog_intel.config import load_config
-from catalog_intel.grounding import build_terms, claims, copy_check, facts_text, form_problems, repair
+from catalog_intel.copywriting.grounding import build_terms, claims, copy_check, facts_text, form_problems, repair
 
 ROW = {"color": "pink", "sleeve": "short sleeve", "neckline": "v-neck", "pattern": "solid", "fabric": None,
        "fit": None, "garment_type": "t-shirt"}
@@ -152,7 +152,7 @@ def test_form_problems_and_repair():
 def test_lengths_are_words_and_sentences_and_the_schema_has_no_character_cap():
     import json
 
-    from catalog_intel.copywriter import CatalogCopy, response_schema
+    from catalog_intel.copywriting.copywriter import CatalogCopy, response_schema
 
     assert "maxLength" not in json.dumps(response_schema())
     limits = load_config().validation

@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 from PIL import Image
 
-from catalog_intel.heads import FEATURES_CLIP, Head, HeadError, apply_heads, fit_head, load_head, save_head
+from catalog_intel.inference.heads import FEATURES_CLIP, Head, HeadError, apply_heads, fit_head, load_head, save_head
 
 # A shop's own taxonomy: a garment type the vocabulary lacks ("kimono") and an attribute
 # zero-shot does not know at all ("occasion"), told apart here by the garment's colour.
@@ -149,7 +149,7 @@ def test_facts_beat_head_beat_zero_shot():
 
 def test_fitted_probabilities_are_calibrated_on_held_out_rows():
     """Overlapping classes: the temperature-scaled probability of the top class matches its accuracy."""
-    from catalog_intel.heads import expected_calibration_error
+    from catalog_intel.inference.heads import expected_calibration_error
 
     rng = np.random.default_rng(0)
     centres = rng.normal(0, 1.0, (3, 40))
@@ -176,7 +176,7 @@ def test_head_files_load_without_pickles(tmp_path):
 
 def test_config_names_a_head_per_attribute(tmp_path):
     from catalog_intel.config import ConfigError, load_config, resolve_config
-    from catalog_intel.heads import published_attributes
+    from catalog_intel.inference.heads import published_attributes
 
     save_head(replace_attribute(toy_head(), "occasion"), tmp_path / "heads")
     user = tmp_path / "user.toml"
@@ -198,7 +198,7 @@ def replace_attribute(head: Head, name: str) -> Head:
 
 def test_calibrate_judges_a_colour_head_by_its_own_confidence():
     from catalog_intel.config import load_config
-    from catalog_intel.evaluate import calibrate
+    from catalog_intel.quality.evaluate import calibrate
 
     n = 40
     right = [i >= 20 for i in range(n)]  # the head is right exactly where it is confident

@@ -9,7 +9,7 @@ import re
 import polars as pl
 import pytest
 
-from catalog_intel.history import read_history, reject_category, sudden_changes, trend_table
+from catalog_intel.quality.history import read_history, reject_category, sudden_changes, trend_table
 
 
 def _metrics(rows=10, rejects=1, by_reason=None, abst=None, warnings=0, conflicts=0):
@@ -114,7 +114,7 @@ def test_three_runs_into_one_folder_keep_their_history(prefect_server, tiny_clip
 
 
 def test_run_summary_markdown_calls_out_sudden_changes():
-    from catalog_intel.summary import RunSummary
+    from catalog_intel.pipeline.summary import RunSummary
 
     md = RunSummary(inputs=5, alerts=["rejects: 1 -> 4 since the previous run"]).markdown()
     assert md.splitlines()[2] == "**Sudden change:** rejects: 1 -> 4 since the previous run  "

@@ -4,8 +4,8 @@ import polars as pl
 import pytest
 from PIL import Image
 
-from catalog_intel.ingest import SourceError, build_inventory
-from catalog_intel.storage import sha256_file
+from catalog_intel.io.ingest import SourceError, build_inventory
+from catalog_intel.io.storage import sha256_file
 
 EXTS = [".jpg", ".jpeg", ".png", ".webp"]
 
@@ -73,7 +73,7 @@ def test_parquet_manifest_and_unusable_sources(tmp_path):
 
 def test_folder_and_manifest_on_a_url_store(tmp_path):
     """memory:// stands for any fsspec store: the same code lists, hashes and checks containment."""
-    from catalog_intel import storage
+    from catalog_intel.io import storage
 
     root = "memory://shop/drop"
     storage.atomic_write_bytes(f"{root}/img/a.jpg", _jpeg(tmp_path / "a.jpg", (255, 0, 0)).read_bytes())

@@ -7,7 +7,7 @@ def test_flow_with_a_server_refusing_json_schema(prefect_server, tmp_path, cache
     from flows.catalog import catalog_flow
     from llm_server import FakeLLMServer
 
-    from catalog_intel.summary import RunSummary
+    from catalog_intel.pipeline.summary import RunSummary
 
     src = tmp_path / "src"
     src.mkdir()

@@ -4,7 +4,7 @@ import polars as pl
 import pytest
 
 from catalog_intel.config import load_config
-from catalog_intel.copywriter import describe
+from catalog_intel.copywriting.copywriter import describe
 from llm_server import FakeLLMServer, FaultPlan
 
 COLORS = ["black", "white", "grey", "beige", "brown", "red", "pink", "orange", "yellow", "green"]

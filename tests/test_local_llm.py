@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from catalog_intel import local_llm
-from catalog_intel.local_llm import (
+from catalog_intel.copywriting import local_llm
+from catalog_intel.copywriting.local_llm import (
     DEFAULT_GGUF,
     EmbeddedLLMServer,
     EmbeddedServerError,
@@ -343,7 +343,8 @@ def test_embedded_server_uses_every_core_at_a_lower_priority(monkeypatch):
     """All usable cores (at most 8), niced so the run's own embedding comes first."""
     import os
 
-    from catalog_intel import llm_service, local_llm
+    from catalog_intel.copywriting import llm_service
+    from catalog_intel.copywriting import local_llm
     from catalog_intel.config import load_config
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(2)))

@@ -1,4 +1,4 @@
-"""Tests for catalog_intel.pixel_color (colour from pixels)."""
+"""Tests for catalog_intel.inference.pixel_color (colour from pixels)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFilter
 
-from catalog_intel.pixel_color import PALETTE, dominant_color, dominant_color_file
+from catalog_intel.inference.pixel_color import PALETTE, dominant_color, dominant_color_file
 
 HM_TOPS = Path(__file__).resolve().parents[2] / "shared" / "data" / "hm-tops"
 

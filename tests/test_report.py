@@ -14,7 +14,7 @@ import polars as pl
 import pytest
 
 from catalog_intel.config import ATTRIBUTE_ORDER, load_config
-from catalog_intel.report import render_report, review_rows
+from catalog_intel.report.render import render_report, review_rows
 from cdp import CHROMIUM, Browser, chromium_cli
 
 
@@ -171,8 +171,8 @@ def test_report_filters_hide_non_matching_cards(catalog_run, tmp_path):
 
 
 def test_a_run_with_no_usable_images_still_gets_a_report(tmp_path):
-    from catalog_intel.export import CSV_COLUMNS
-    from catalog_intel.report import write_report
+    from catalog_intel.exports.tables import CSV_COLUMNS
+    from catalog_intel.report.render import write_report
 
     config = load_config()
     empty = pl.DataFrame(schema={c: pl.Utf8 for c in CSV_COLUMNS})  # what the flow exports then
@@ -189,7 +189,7 @@ def test_a_run_with_no_usable_images_still_gets_a_report(tmp_path):
 
 
 def test_product_pages_escape_link_similar_and_drop_stale(tmp_path):
-    from catalog_intel.report import product_page_name, write_product_pages
+    from catalog_intel.report.render import product_page_name, write_product_pages
 
     config = load_config()
     table = _table(config)

@@ -7,8 +7,8 @@ import polars as pl
 import pytest
 
 from catalog_intel.config import ATTRIBUTE_ORDER, load_config
-from catalog_intel.facts import FactsError
-from catalog_intel.review_edits import (ReviewPlan, apply_review, frozen_shas, load_plan, lock_attributes,
+from catalog_intel.pipeline.facts import FactsError
+from catalog_intel.report.review_edits import (ReviewPlan, apply_review, frozen_shas, load_plan, lock_attributes,
                                         needs_copy, read_edits)
 
 CONFIG = load_config()

@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from catalog_intel.runlock import OutputLocked, RunLock
+from catalog_intel.io.runlock import OutputLocked, RunLock
 
-HOLD = "import sys, time; from pathlib import Path; from catalog_intel.runlock import RunLock\n" \
+HOLD = "import sys, time; from pathlib import Path; from catalog_intel.io.runlock import RunLock\n" \
        "with RunLock(Path(sys.argv[1])):\n    print('locked', flush=True); time.sleep(60)\n"
 
 

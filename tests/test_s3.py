@@ -16,8 +16,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from catalog_intel import storage
-from catalog_intel.synthetic import jpeg_with_comment
+from catalog_intel.io import storage
+from catalog_intel.io.synthetic import jpeg_with_comment
 from s3_server import ENV, S3Server
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,7 +42,7 @@ def _parquet(url: str) -> pl.DataFrame:
 @pytest.mark.slow
 def test_images_in_a_bucket_give_outputs_in_the_bucket_and_a_rerun_computes_nothing(
         prefect_server, s3, seed_images, config_file, tmp_path, monkeypatch, capfd, caplog):
-    from catalog_intel import ingest
+    from catalog_intel.io import ingest
     from flows.catalog import catalog_flow
 
     cwd = tmp_path / "cwd"
@@ -155,9 +155,9 @@ def test_storage_options_from_the_config_and_never_shown(s3, monkeypatch, tmp_pa
 
 def test_decode_workers_read_images_from_the_bucket(s3, seed_images, tiny_clip):
     """DataLoader worker processes read the bytes through fsspec; a missing object is a reject, not a crash."""
-    from catalog_intel.clip_model import load_clip
+    from catalog_intel.inference.clip_model import load_clip
     from catalog_intel.config import load_config
-    from catalog_intel.embedding import compute_embeddings
+    from catalog_intel.inference.embedding import compute_embeddings
 
     bucket = s3.bucket("catalog-workers")
     photos = sorted(seed_images.iterdir())[:6]

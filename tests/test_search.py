@@ -13,9 +13,9 @@ import polars as pl
 import pytest
 
 from catalog_intel.config import load_config
-from catalog_intel.embedding import embedding_store, embeddings_frame
-from catalog_intel.groups import group_products, group_summary
-from catalog_intel.search import (APPROXIMATE, EXACT, SearchError, aligned_vectors, load_index, neighbours,
+from catalog_intel.inference.embedding import embedding_store, embeddings_frame
+from catalog_intel.search.groups import group_products, group_summary
+from catalog_intel.search.index import (APPROXIMATE, EXACT, SearchError, aligned_vectors, load_index, neighbours,
                                   ranked_images, save_index, similar_columns, update_index)
 
 MODEL = "hand-built@test"

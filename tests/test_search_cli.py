@@ -29,7 +29,7 @@ def cli(capsys, *argv: str) -> tuple[int, list[tuple[str, float]], str]:
 
 def brute_force(run, query: np.ndarray) -> dict[str, float]:
     """Cosine of `query` with every catalog image, from the embedding cache (not the index)."""
-    from catalog_intel.embedding import embedding_store
+    from catalog_intel.inference.embedding import embedding_store
 
     table = pl.read_parquet(run.out / "catalog.parquet")
     stored = embedding_store(run.cache, table["clip_model_id"][0]).lookup(table["sha256"])
@@ -45,7 +45,7 @@ def assert_matches_brute_force(found: list[tuple[str, float]], expected: dict[st
 
 
 def load_run_model(run):
-    from catalog_intel.clip_model import load_clip
+    from catalog_intel.inference.clip_model import load_clip
     from catalog_intel.config import load_config
 
     config = load_config(run.config)
@@ -81,7 +81,7 @@ def test_similar_puts_every_catalog_image_first_for_itself(catalog_run, capsys):
 
 @pytest.mark.slow
 def test_similar_embeds_a_new_photo_with_the_recorded_model(catalog_run, tmp_path):
-    from catalog_intel.embedding import compute_embeddings
+    from catalog_intel.inference.embedding import compute_embeddings
 
     new = tmp_path / "new photo.jpg"  # mirrored: new content, not in the catalog
     ImageOps.mirror(Image.open(catalog_run.src / "data (12).jpg")).save(new, quality=90)
@@ -95,7 +95,7 @@ def test_similar_embeds_a_new_photo_with_the_recorded_model(catalog_run, tmp_pat
 
 @pytest.mark.slow
 def test_text_search_uses_the_run_models_text_tower(catalog_run, capsys):
-    from catalog_intel.search import encode_texts
+    from catalog_intel.search.index import encode_texts
 
     rc, found, err = cli(capsys, "search", "red floral blouse", "-k", "10", "--out", str(catalog_run.out))
     assert rc == 0, err

@@ -13,9 +13,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from catalog_intel import storage
-from catalog_intel.storage import ParquetStore
-from catalog_intel.synthetic import jpeg_with_comment
+from catalog_intel.io import storage
+from catalog_intel.io.storage import ParquetStore
+from catalog_intel.io.synthetic import jpeg_with_comment
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -3,9 +3,9 @@ import os
 import numpy as np
 import polars as pl
 
-from catalog_intel.embedding import embedding_store, embeddings_frame
-from catalog_intel import storage
-from catalog_intel.storage import ParquetStore, atomic_write_text, walk_files
+from catalog_intel.inference.embedding import embedding_store, embeddings_frame
+from catalog_intel.io import storage
+from catalog_intel.io.storage import ParquetStore, atomic_write_text, walk_files
 
 
 def test_parquet_store_appends_parts_and_looks_up_by_key(tmp_path):
@@ -99,7 +99,8 @@ def test_lookup_reads_only_parts_holding_the_keys_and_existing_reads_keys(tmp_pa
 
 
 def test_hash_cache_rehashes_changed_files_only(tmp_path, monkeypatch):
-    from catalog_intel import ingest, storage
+    from catalog_intel.io import ingest
+    from catalog_intel.io import storage
 
     monkeypatch.setattr(storage, "RACY_WINDOW_S", 0.0)  # files written just now may be cached
     folder = tmp_path / "imgs"
@@ -130,7 +131,7 @@ def test_hash_cache_rehashes_changed_files_only(tmp_path, monkeypatch):
 
 
 def test_recently_modified_files_are_hashed_not_cached(tmp_path):
-    from catalog_intel import storage
+    from catalog_intel.io import storage
 
     path = tmp_path / "fresh.jpg"
     path.write_bytes(b"x" * 10)
@@ -140,7 +141,7 @@ def test_recently_modified_files_are_hashed_not_cached(tmp_path):
 
 
 def test_hash_cache_compacts_many_parts(tmp_path, monkeypatch):
-    from catalog_intel import storage
+    from catalog_intel.io import storage
 
     monkeypatch.setattr(storage.FileHashCache, "COMPACT_PARTS", 3)
     cache = storage.FileHashCache(tmp_path / "h")

@@ -2,8 +2,8 @@ import numpy as np
 import polars as pl
 
 from catalog_intel.config import load_config
-from catalog_intel.embedding import embeddings_frame
-from catalog_intel.zeroshot import classify, label_prompts
+from catalog_intel.inference.embedding import embeddings_frame
+from catalog_intel.inference.zeroshot import classify, label_prompts
 
 
 def _one_hot_index(attributes, dim=64):

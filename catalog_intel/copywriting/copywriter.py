@@ -1,0 +1,459 @@
+"""Marketing copy from any OpenAI-compatible endpoint, caged by a JSON schema.
+
+Requests are deduplicated by attribute set and cached by (attributes, prompt
+version, model); each attempt waits for a rate-limit slot first, so retries
+respect the limit too; 429 Retry-After is honoured, other transient faults
+back off exponentially with jitter."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Protocol
+
+import openai
+import polars as pl
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+from catalog_intel.config import ATTRIBUTE_ORDER, UNKNOWN, LLMConfig, ValidationConfig
+from catalog_intel.copywriting.grounding import feedback as grounding_feedback
+from catalog_intel.copywriting.grounding import norm_text
+from catalog_intel.io.storage import ParquetStore
+
+MAX_RETRY_AFTER_S = 120.0
+#: servers (base_url, model) that refused response_format json_schema in this process: asked
+#: without it from then on (the prompt asks for the JSON, pydantic validates it)
+_SCHEMA_REFUSED: dict[tuple[str, str], str] = {}
+_IN_FLIGHT: dict[str, Future] = {}  # copy key -> the answer being fetched in this process
+_IN_FLIGHT_LOCK = threading.Lock()
+FLUSH_EVERY = 1  # answers take seconds; one small part each costs nothing and a kill loses none
+_STORE_SCHEMA = {"copy_key": pl.Utf8, "copy_json": pl.Utf8, "model": pl.Utf8, "prompt_version": pl.Utf8,
+                 "created_at": pl.Float64}
+COPY_COLUMNS = ("title", "bullet_points", "description", "style_summary", "seo_tags")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b-\u200f\u2028-\u202e\u2066-\u2069]")
+
+
+def _clean(text: str) -> str:
+    """LLM text is untrusted: strip control and bidi characters, squeeze whitespace."""
+    return re.sub(r"\s+", " ", _CONTROL.sub("", text)).strip()
+
+
+class CatalogCopy(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    title: str = Field(min_length=3, max_length=120)
+    bullet_points: list[str] = Field(min_length=2, max_length=6)
+    description: str = Field(min_length=10, max_length=1200)
+    style_summary: str = Field(min_length=3, max_length=300)
+    seo_tags: list[str] = Field(min_length=3, max_length=5)
+
+    @field_validator("title", "description", "style_summary", mode="before")
+    @classmethod
+    def _clean_text(cls, v):
+        return _clean(v) if isinstance(v, str) else v
+
+    @field_validator("title")
+    @classmethod
+    def _no_label(cls, v):
+        # "Shop Name: White Jersey T-Shirt": a small model echoes the prompt's field name
+        return re.sub(r"^(?:shop name|product name|title|name)\s*:\s*", "", v, flags=re.IGNORECASE) or v
+
+    @field_validator("bullet_points", "seo_tags", mode="before")
+    @classmethod
+    def _clean_list(cls, v):
+        # Repeats (case, spacing and hyphens ignored) are dropped before the item counts are checked.
+        if isinstance(v, list):
+            out, seen = [], set()
+            for x in v:
+                x = _clean(x) if isinstance(x, str) else ""
+                key = norm_text(x)
+                if x and key not in seen:
+                    out.append(x)
+                    seen.add(key)
+            return out
+        return v
+
+    @field_validator("bullet_points")
+    @classmethod
+    def _bullet_length(cls, v):
+        if any(len(b) > 200 for b in v):
+            raise ValueError("bullet point longer than 200 characters")
+        return v
+
+    @field_validator("seo_tags")
+    @classmethod
+    def _tags(cls, v):
+        tags = [t.lower() for t in v]
+        if any(len(t) > 60 for t in tags):
+            raise ValueError("SEO tag longer than 60 characters")
+        return tags
+
+
+def response_schema() -> dict:
+    """JSON schema sent as response_format (strict: every field required, nothing extra)."""
+    return {
+        "type": "object",
+        "properties": {
+            # No maxLength: a grammar stops the string at the cap, mid-word. Lengths are asked
+            # for in words and sentences (the prompt) and checked (CatalogCopy, grounding.form_problems).
+            # The grammar writes the fields in this order: the style summary before the description,
+            # so a small model cannot copy the description into it.
+            "title": {"type": "string"},
+            "style_summary": {"type": "string"},
+            "bullet_points": {"type": "array", "items": {"type": "string"}, "minItems": 2, "maxItems": 6},
+            "description": {"type": "string"},
+            "seo_tags": {"type": "array", "items": {"type": "string"}, "minItems": 3, "maxItems": 5},
+        },
+        "required": list(COPY_COLUMNS),
+        "additionalProperties": False,
+    }
+
+
+class CopyCheck(Protocol):
+    """The copy gate (grounding.CopyGate): problems of fresh copy, and its repair at the last attempt."""
+
+    def problems(self, attributes: dict, copy: dict) -> list: ...
+
+    def repair(self, attributes: dict, copy: dict, problems: list) -> tuple[dict | None, list[str]]: ...
+
+
+class InvalidCopy(Exception):
+    """The server answered, but not with copy that fits the schema."""
+
+
+class RejectedCopy(Exception):
+    """Copy whose problems could not be repaired: too little would remain (not retried)."""
+
+
+UNKNOWN_WORDING = {"color": "colour", "neckline": "neckline", "sleeve": "sleeves or sleeve length",
+                   "pattern": "pattern", "fabric": "fabric or material", "fit": "fit", "garment_type": "garment type"}
+
+
+def prompt_attributes(row: dict) -> dict:
+    """The attributes the LLM may use: known values only ("unknown" is never shown), the
+    catalog's free-text facts (``facts_json``: material, brand, care, sizes...), plus the one
+    fact true of every product (so a missing garment type is not filled in)."""
+    known = {a: row[a] for a in ATTRIBUTE_ORDER if row.get(a) not in (None, "", UNKNOWN)}
+    facts = json.loads(row["facts_json"]) if row.get("facts_json") else {}
+    # Small models fill gaps ("long sleeves", "cotton"); naming the gaps curbs that (measured
+    # with `catalog-intel copy-quality`: ungrounded claims).
+    unknown = [UNKNOWN_WORDING[a] for a in ATTRIBUTE_ORDER if a not in known and a in row and a not in facts]
+    return {"product": "women's top", **known, **({"facts": facts} if facts else {}),
+            **({"do_not_mention": unknown} if unknown else {})}
+
+
+def copy_key(attributes: dict, llm: LLMConfig) -> str:
+    blob = json.dumps(
+        {"attributes": attributes, "prompt_version": llm.prompt_version, "model": llm.model,
+         "system": llm.system_prompt, "user": llm.user_prompt},
+        sort_keys=True,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def prompts_and_keys(attributes: pl.DataFrame, llm: LLMConfig) -> tuple[dict[str, dict], dict[str, str]]:
+    """attributes[sha256, <attributes>, facts_json?] -> ({sha: prompt attributes}, {sha: copy key}).
+    With llm.per_product each product gets its own copy: the sha salts the key, the prompt is the same."""
+    cols = [c for c in (*ATTRIBUTE_ORDER, "facts_json") if c in attributes.columns]
+    prompts = {r["sha256"]: prompt_attributes(r) for r in attributes.select(["sha256", *cols]).iter_rows(named=True)}
+    keys = {sha: copy_key({**p, "_product": sha} if llm.per_product else p, llm) for sha, p in prompts.items()}
+    return prompts, keys
+
+
+def build_messages(attributes: dict, llm: LLMConfig) -> list[dict]:
+    return [
+        {"role": "system", "content": llm.system_prompt},
+        {"role": "user", "content": llm.user_prompt.format(attributes=json.dumps(attributes, sort_keys=True,
+                                                                                ensure_ascii=False))},
+    ]
+
+
+def parse_copy(content: str | None, limits: ValidationConfig | None = None) -> CatalogCopy:
+    if not content or not content.strip():
+        raise InvalidCopy("empty response")
+    text = content.strip()
+    if not text.startswith("{") and "{" in text:  # no response_format: the model may wrap it in prose or ```json
+        text = text[text.index("{"):text.rindex("}") + 1] if "}" in text else text
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidCopy(f"response is not JSON ({exc.msg} at char {exc.pos})") from None
+    if not isinstance(data, dict):
+        raise InvalidCopy("response JSON is not an object")
+    try:
+        copy = CatalogCopy.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:4])
+        raise InvalidCopy(f"response does not match the schema: {problems}") from None
+    if limits and len(copy.title.split()) > limits.title_max_words:
+        raise InvalidCopy(f"title has {len(copy.title.split())} words, over {limits.title_max_words}")
+    return copy
+
+
+@dataclass
+class CallStats:
+    """Counters shared by the worker threads of one describe step."""
+
+    calls: int = 0
+    retries: int = 0
+    failed: int = 0
+    cached: int = 0
+    schema_fallbacks: int = 0  # requests sent again without response_format (the server refused it)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, **counts: int) -> None:
+        with self.lock:
+            for name, n in counts.items():
+                setattr(self, name, getattr(self, name) + n)
+
+
+def _transient(exc: BaseException) -> bool:
+    if isinstance(exc, (InvalidCopy, openai.APITimeoutError, openai.APIConnectionError, openai.RateLimitError)):
+        return True
+    return isinstance(exc, openai.APIStatusError) and (exc.status_code >= 500 or exc.status_code in (408, 409))
+
+
+def _retry_after_seconds(exc: BaseException | None) -> float | None:
+    if isinstance(exc, openai.APIStatusError) and exc.response is not None:
+        value = exc.response.headers.get("retry-after")
+        try:
+            return max(0.0, float(value)) if value is not None else None
+        except ValueError:
+            return None
+    return None
+
+
+def _wait_strategy(llm: LLMConfig):
+    backoff = wait_exponential_jitter(multiplier=llm.backoff_initial_s, max=llm.backoff_max_s, jitter=llm.backoff_initial_s)
+
+    def wait(state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        told = _retry_after_seconds(exc)
+        # Honour the server's Retry-After (it knows its load), up to a sanity cap.
+        return min(told, MAX_RETRY_AFTER_S) if told is not None else backoff(state)
+
+    return wait
+
+
+def api_key(llm: LLMConfig) -> str:
+    """The key from the environment, else from a Prefect Secret block; local servers need none."""
+    if os.environ.get(llm.api_key_env):
+        return os.environ[llm.api_key_env]
+    if llm.api_key_secret_block:
+        from prefect.blocks.system import Secret
+
+        return Secret.load(llm.api_key_secret_block).get()
+    return "not-needed"
+
+
+def make_client(llm: LLMConfig) -> openai.OpenAI:
+    # Our own retry loop (not the SDK's) so every attempt passes the rate limit.
+    return openai.OpenAI(
+        base_url=llm.base_url,
+        api_key=api_key(llm),
+        timeout=llm.timeout_s,
+        max_retries=0,
+    )
+
+
+def request_copy(
+    client: openai.OpenAI,
+    attributes: dict,
+    llm: LLMConfig,
+    limits: ValidationConfig | None,
+    throttle: Callable[[], None],
+    stats: CallStats,
+    check: CopyCheck | None = None,
+    seed_offset: int = 0,
+) -> tuple[CatalogCopy, list[str]]:
+    """One product's copy and its warnings, retried on transient faults; raises the last error.
+
+    `check.problems(attributes, copy)` lists what is wrong with schema-valid copy (claims
+    nothing backs, contradictions, copy that is not well formed). At most
+    `llm.repair_max_removals` problems are fixed in place by `check.repair`, without another
+    request; more are fed back for up to `llm.content_attempts` answers, and the last is
+    repaired. What repair removed is listed in the warnings (the row is flagged for review);
+    only copy with too little left is rejected."""
+    base = build_messages(attributes, llm)
+    feedback: list[dict] = []
+    attempts = content_tries = 0
+
+    def attempt() -> tuple[CatalogCopy, list[str]]:
+        nonlocal attempts, content_tries
+        attempts += 1
+        throttle()
+        stats.add(calls=1)
+        # A seed per attempt: the same product gets the same copy on any machine running
+        # the same model, while a retry still gets a different sample.
+        seed = None if llm.seed < 0 else llm.seed + seed_offset + attempts
+        reply = _create(client, llm, stats, messages=base + feedback, temperature=llm.temperature,
+                        max_tokens=llm.max_tokens, seed=seed)
+        choice = reply.choices[0] if reply.choices else None
+        if choice is not None and choice.finish_reason == "length":
+            raise InvalidCopy("response cut off at max_tokens (raise llm.max_tokens)")
+        copy = parse_copy(choice.message.content if choice else None, limits)
+        problems = check.problems(attributes, copy.model_dump()) if check else []
+        if not problems:
+            return copy, []
+        content_tries += 1
+        repaired, removed = check.repair(attributes, copy.model_dump(), problems)
+        small = repaired is not None and len(problems) <= llm.repair_max_removals
+        if not small and content_tries < llm.content_attempts and attempts < llm.max_attempts:
+            feedback[:] = [{"role": "assistant", "content": choice.message.content},
+                           {"role": "user", "content": grounding_feedback(problems)}]
+            raise InvalidCopy("copy has problems: " + "; ".join(p.reason for p in problems))
+        if repaired is None:
+            raise RejectedCopy("copy rejected, " + removed[-1] + " after removing: "
+                               + "; ".join(p.reason for p in problems))
+        try:
+            return CatalogCopy.model_validate(repaired), removed
+        except ValidationError as exc:
+            raise RejectedCopy(f"copy rejected: repaired copy breaks the schema ({exc.errors()[0]['msg']})") from None
+
+    retrying = Retrying(
+        stop=stop_after_attempt(llm.max_attempts),
+        wait=_wait_strategy(llm),
+        retry=retry_if_exception(_transient),
+        before_sleep=lambda _state: stats.add(retries=1),
+        reraise=True,
+    )
+    return retrying(attempt)
+
+
+def _create(client: openai.OpenAI, llm: LLMConfig, stats: CallStats, **kwargs):
+    """One chat completion, with response_format json_schema unless this server refused it: a
+    refusal (400/415/422/501) is remembered for the run and the request sent again without it."""
+    server = (str(client.base_url), llm.model)
+    if server not in _SCHEMA_REFUSED:
+        fmt = {"type": "json_schema", "json_schema": {"name": "catalog_copy", "strict": True, "schema": response_schema()}}
+        try:
+            return client.chat.completions.create(model=llm.model, response_format=fmt, **kwargs)
+        except openai.APIStatusError as exc:
+            if exc.status_code not in (400, 415, 422, 501):
+                raise
+            _SCHEMA_REFUSED[server] = f"HTTP {exc.status_code}: {str(exc.message)[:120]}"
+        stats.add(calls=1, schema_fallbacks=1)
+    return client.chat.completions.create(model=llm.model, **kwargs)
+
+
+def schema_refusals() -> dict[tuple[str, str], str]:
+    """The servers that refused response_format json_schema in this process, and how."""
+    return dict(_SCHEMA_REFUSED)
+
+
+def copy_store(cache_root: Path) -> ParquetStore:
+    return ParquetStore(cache_root / "llm_copy", key="copy_key")
+
+
+def _error_text(exc: BaseException) -> str:
+    if isinstance(exc, openai.APIStatusError):
+        return f"LLM server answered HTTP {exc.status_code}: {str(exc.message)[:200]}"
+    if isinstance(exc, openai.APITimeoutError):
+        return "LLM request timed out (raise llm.timeout_s or check the server)"
+    if isinstance(exc, openai.APIConnectionError):
+        return f"cannot reach the LLM server ({exc.__cause__ or exc}); is it running at the configured llm.base_url?"
+    return str(exc)[:300]
+
+
+def describe(
+    attributes: pl.DataFrame,
+    llm: LLMConfig,
+    limits: ValidationConfig,
+    cache_root: Path,
+    throttle: Callable[[], None] = lambda: None,
+    progress=None,
+    client: openai.OpenAI | None = None,
+    check: CopyCheck | None = None,
+) -> tuple[pl.DataFrame, CallStats]:
+    """attributes[sha256, <attribute columns>] -> [sha256, copy_key, title,
+    bullet_points, description, style_summary, seo_tags, copy_error].
+    Identical attribute sets cost one request; cached copy costs none."""
+    stats = CallStats()
+    prompts, keys = prompts_and_keys(attributes, llm)
+    by_key = {k: prompts[sha] for sha, k in keys.items()}
+
+    store = copy_store(cache_root)
+    cached = store.lookup(by_key.keys())
+    results: dict[str, dict] = {}
+    if cached is not None:
+        for rec in cached.iter_rows(named=True):
+            results[rec["copy_key"]] = json.loads(rec["copy_json"])
+    stats.add(cached=len(results))
+    missing = [k for k in by_key if k not in results]
+    errors: dict[str, str] = {}
+
+    if missing:
+        client = client or make_client(llm)
+
+        def work(key: str) -> tuple[str, dict | None, str | None, bool]:
+            # Describe steps of other shards may be asking for the same attributes right now
+            # (they overlap embedding): share their answer instead of a second request.
+            with _IN_FLIGHT_LOCK:
+                shared = _IN_FLIGHT.get(key)
+                if shared is None:
+                    mine = _IN_FLIGHT[key] = Future()
+            if shared is not None:
+                stats.add(cached=1)
+                return (key, *shared.result(), False)
+            try:
+                # per-product copy: same prompt, another sample per product
+                offset = int(key[:6], 16) if llm.per_product else 0
+                copy, warnings = request_copy(client, by_key[key], llm, limits, throttle, stats, check, offset)
+                answer = ({**copy.model_dump(), "warnings": warnings}, None)
+            except Exception as exc:  # a row that exhausts its retries is rejected, the run goes on
+                stats.add(failed=1)
+                answer = (None, _error_text(exc))
+            finally:
+                with _IN_FLIGHT_LOCK:
+                    _IN_FLIGHT.pop(key, None)
+                if not mine.done():  # never leave a waiter hanging, even on an interrupt
+                    mine.set_result(answer if "answer" in locals() else (None, "interrupted"))
+            return (key, *answer, True)
+
+        pending: list[dict] = []
+        with ThreadPoolExecutor(max_workers=llm.concurrency, thread_name_prefix="llm") as pool:
+            for future in as_completed([pool.submit(work, k) for k in missing]):
+                key, data, error, fresh = future.result()
+                if data is None:
+                    errors[key] = error
+                else:
+                    results[key] = data
+                if data is not None and fresh:
+                    pending.append({"copy_key": key, "copy_json": json.dumps(data), "model": llm.model,
+                                    "prompt_version": llm.prompt_version, "created_at": time.time()})
+                if len(pending) >= FLUSH_EVERY:  # a killed run loses at most a few answers
+                    store.append(pl.DataFrame(pending, schema=_STORE_SCHEMA))
+                    pending = []
+                if progress is not None:
+                    progress.update(1)
+        store.append(pl.DataFrame(pending, schema=_STORE_SCHEMA))
+
+    out = []
+    for sha, key in keys.items():
+        data = results.get(key)
+        out.append({
+            "sha256": sha, "copy_key": key,
+            "title": data["title"] if data else None,
+            "bullet_points": data["bullet_points"] if data else None,
+            "description": data["description"] if data else None,
+            "style_summary": data["style_summary"] if data else None,
+            "seo_tags": data["seo_tags"] if data else None,
+            "copy_warnings": data.get("warnings", []) if data else None,
+            "copy_error": None if data else errors.get(key, "no copy produced"),
+        })
+    return pl.DataFrame(out, schema=COPY_FRAME_SCHEMA), stats
+
+
+COPY_FRAME_SCHEMA = {
+    "sha256": pl.Utf8, "copy_key": pl.Utf8, "title": pl.Utf8, "bullet_points": pl.List(pl.Utf8),
+    "description": pl.Utf8, "style_summary": pl.Utf8, "seo_tags": pl.List(pl.Utf8), "copy_warnings": pl.List(pl.Utf8),
+    "copy_error": pl.Utf8,
+}

@@ -1,0 +1,65 @@
+"""Catalog outputs: catalog.csv (the original tool's exact columns), catalog.parquet
+(everything, native lists) and rejects.csv, each published in one step (one PUT on an
+object store), then OUT/_SUCCESS.json naming them, written last."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import polars as pl
+
+from catalog_intel.io.storage import atomic_write_text, location, write_csv, write_parquet
+
+COMMIT_FILE = "_SUCCESS.json"
+
+CSV_COLUMNS = ("image", "color", "neckline", "sleeve", "pattern", "fabric", "fit",
+               "title", "bullet_points", "description", "style_summary", "seo_tags")
+LIST_SEPARATOR = "; "
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise_formulas(frame: pl.DataFrame) -> pl.DataFrame:
+    """Prefix a quote to text cells a spreadsheet would run as a formula (CSV injection, OWASP)."""
+    text = [c for c, t in frame.schema.items() if t == pl.Utf8]
+    starts = "|".join("\\" + ch if ch in "+\\" else {"\t": "\\t", "\r": "\\r"}.get(ch, ch) for ch in _FORMULA_START)
+    return frame.with_columns(
+        pl.when(pl.col(c).str.contains(f"^({starts})")).then(pl.lit("'") + pl.col(c)).otherwise(pl.col(c)).alias(c)
+        for c in text
+    )
+
+
+def csv_view(table: pl.DataFrame) -> pl.DataFrame:
+    """The original tool's CSV: exact columns and order, lists joined with '; '."""
+    view = table.select(
+        [
+            pl.col(c).list.join(LIST_SEPARATOR) if isinstance(table.schema.get(c), pl.List) else pl.col(c)
+            for c in CSV_COLUMNS
+        ]
+    )
+    return neutralise_formulas(view.with_columns(pl.col(c).cast(pl.Utf8) for c in CSV_COLUMNS))
+
+
+def write_outputs(table: pl.DataFrame, rejects: pl.DataFrame, out_dir) -> dict[str, str]:
+    """Write the three outputs (out_dir: a local folder or URL), then the commit file; returns their paths."""
+    out_dir = location(out_dir)
+    from catalog_intel.copywriting.languages import copy_languages, language_view
+
+    paths = {
+        "catalog_csv": out_dir / "catalog.csv",
+        "catalog_parquet": out_dir / "catalog.parquet",
+        "rejects_csv": out_dir / "rejects.csv",
+    }
+    sizes = {
+        "catalog.parquet": write_parquet(table, paths["catalog_parquet"]),
+        "catalog.csv": write_csv(csv_view(table), paths["catalog_csv"]),
+        "rejects.csv": write_csv(neutralise_formulas(rejects.select("image", "reason").sort("image")),
+                                 paths["rejects_csv"]),
+    }
+    atomic_write_text(out_dir / COMMIT_FILE, json.dumps({
+        "rows": table.height, "rejects": rejects.height, "bytes": sizes,
+        "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, indent=1))
+    for lang in copy_languages(table):  # copy in other languages: catalog.<lang>.csv, same columns
+        paths[f"catalog_csv_{lang}"] = out_dir / f"catalog.{lang}.csv"
+        sizes[f"catalog.{lang}.csv"] = write_csv(csv_view(language_view(table, lang)), paths[f"catalog_csv_{lang}"])
+    return {k: str(v) for k, v in paths.items()}

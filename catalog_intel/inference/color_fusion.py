@@ -1,0 +1,67 @@
+"""Colour from pixels, and its fusion with CLIP's colour (policy clip|pixels|ensemble).
+
+CLIP judges colour poorly on packshots (background and lighting leak in), so an
+independent estimate from the garment's own pixels (pixel_color.py) can replace
+or back it up. Decisions, from measurements on hm-tops (945 labelled H&M packshots):
+pixel colour is right 79% overall, 87% where its confidence >= 0.8, 66% at 0.6-0.8
+and 43% at 0.4-0.6. So in `ensemble`, agreement multiplies the evidence, and on
+disagreement the pixel answer wins when its confidence >= color.ensemble_pixel_trust,
+else CLIP's if above its own threshold, else `unknown`."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from catalog_intel.config import UNKNOWN, Config
+from catalog_intel.io.images import ImageRejected, load_rgb
+from catalog_intel.inference.pixel_color import dominant_color
+
+PIXEL_ALGORITHM = "pixel-color-v1"
+PIXEL_SCHEMA = {"sha256": pl.Utf8, "color_pixels": pl.Utf8, "color_pixels_confidence": pl.Float64}
+
+
+def pixel_colors(items: pl.DataFrame, config: Config) -> pl.DataFrame:
+    """items[sha256, path] -> [sha256, color_pixels, color_pixels_confidence] (null where undecodable)."""
+    vocabulary = list(config.attributes["color"].values)
+    rows = []
+    for sha, path in items.select("sha256", "path").iter_rows():
+        try:
+            name, confidence = dominant_color(load_rgb(path, config.run.max_image_pixels, min_side=256),
+                                              vocabulary=vocabulary)
+        except ImageRejected:
+            name, confidence = None, None
+        rows.append((sha, name, confidence))
+    return pl.DataFrame(rows, schema=PIXEL_SCHEMA, orient="row")
+
+
+def fuse_color(attributes: pl.DataFrame, pixels: pl.DataFrame | None, config: Config) -> pl.DataFrame:
+    """Set `color` / `color_confidence` by the configured policy; keep both opinions
+    as color_clip (CLIP's top value before abstention) and color_pixels."""
+    policy = config.color.policy
+    clip_threshold = config.attributes["color"].min_confidence
+    out = attributes.with_columns(pl.col("color_raw").alias("color_clip"),
+                                  pl.col("color_confidence").alias("color_clip_confidence"))
+    if policy == "clip" or pixels is None:
+        return out.with_columns(pl.lit(None, dtype=pl.Utf8).alias("color_pixels"),
+                                pl.lit(None, dtype=pl.Float64).alias("color_pixels_confidence"))
+    out = out.join(pixels.select(PIXEL_SCHEMA.keys()), on="sha256", how="left")
+    pix, pix_conf = pl.col("color_pixels"), pl.col("color_pixels_confidence").fill_null(0.0)
+    clip, clip_conf = pl.col("color_clip"), pl.col("color_clip_confidence")
+    if policy == "pixels":
+        value = pl.when(pix.is_not_null() & (pix_conf >= config.color.pixel_min_confidence)).then(pix).otherwise(pl.lit(UNKNOWN))
+        confidence = pix_conf
+    else:  # ensemble
+        trust = config.color.ensemble_pixel_trust
+        agree = pix.is_not_null() & (pix == clip)
+        value = (
+            pl.when(agree).then(pix)
+            .when(pix.is_not_null() & (pix_conf >= trust)).then(pix)
+            .when(clip_conf >= clip_threshold).then(clip)
+            .otherwise(pl.lit(UNKNOWN))
+        )
+        confidence = (
+            pl.when(agree).then(1 - (1 - clip_conf) * (1 - pix_conf))
+            .when(pix.is_not_null() & (pix_conf >= trust)).then(pix_conf)
+            .otherwise(clip_conf)
+        )
+    return out.with_columns(value.alias("color"), confidence.alias("color_confidence"))

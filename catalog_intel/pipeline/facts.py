@@ -1,0 +1,179 @@
+"""Catalog facts: what the supplier already knows about a product, merged over the models.
+
+A manifest column (or a column of a ``--facts FILE``, keyed by ``image``) named like an
+attribute holds supplier values; columns named in ``facts.free_text`` (material, brand, care,
+sizes, ...) are facts the LLM may state. A blank cell is no fact. Values are normalised into
+the vocabulary through ``facts.synonyms``; one that maps to nothing is kept as a free fact and
+reported, never dropped. Per attribute, ``facts.policy`` decides what is published:
+
+* ``trust_facts``: the fact (confidence 1.0, source ``facts``); the model fills only blanks;
+* ``trust_model``: the model's value; a fact fills only what the model left unknown;
+* ``flag_only``: the model's value; the fact is only compared.
+
+A confident model (``facts.conflict_confidence``) that disagrees with a fact adds a
+``conflicts`` entry, which flags the row for review.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections import Counter
+from pathlib import Path
+
+import polars as pl
+
+from catalog_intel.config import ATTRIBUTE_ORDER, UNKNOWN, Config
+from catalog_intel.io.ingest import SourceError
+from catalog_intel.io.storage import read_table
+
+SOURCES = ("facts", "clip", "pixels", "ensemble", "head")
+
+
+class FactsError(SourceError):
+    """A facts file cannot be used; the message names the file and what to do."""
+
+
+def _norm(value) -> str:
+    return re.sub(r"\s+", " ", str(value).strip().lower())
+
+
+def _blank(value) -> bool:
+    return value is None or (isinstance(value, float) and value != value) or not str(value).strip()
+
+
+def normalise(value, attribute: str, config: Config) -> str | None:
+    """A supplier value -> the vocabulary value it means, or None when nothing maps."""
+    v = _norm(value)
+    spec = config.attributes[attribute]
+    if v in spec.values:
+        return v
+    synonyms = {_norm(k): t for k, t in config.facts.synonyms.get(attribute, {}).items()}
+    if v in synonyms and synonyms[v] in spec.values:
+        return synonyms[v]
+    by_phrase = {_norm(p): val for val, p in spec.phrases.items()}
+    return by_phrase.get(v)
+
+
+def read_facts_file(path: str | os.PathLike) -> pl.DataFrame:
+    """A CSV/Parquet facts file keyed by ``image`` (or ``product_id``), every cell as text."""
+    p = Path(path)
+    if not p.is_file():
+        raise FactsError(f"facts file not found: {p} (give a CSV or Parquet file with an 'image' column)")
+    table = read_table(str(p))
+    if "image" not in table.columns and "product_id" not in table.columns:
+        raise FactsError(f"facts file {p} has no 'image' or 'product_id' column (columns: {', '.join(table.columns)})")
+    key = "image" if "image" in table.columns else "product_id"
+    dupes = table.filter(pl.col(key).is_duplicated())[key].unique().to_list()
+    if dupes:
+        raise FactsError(f"facts file {p}: {key} values occur more than once: {dupes[:5]}; keep one row per {key}")
+    table = table.with_columns(pl.all().cast(pl.Utf8))
+    return table.with_columns(  # a blank cell is no fact
+        pl.when(pl.col(c).str.strip_chars() == "").then(None).otherwise(pl.col(c)).alias(c)
+        for c in table.columns if c not in ("image", "product_id"))
+
+
+def attach_facts(inventory: pl.DataFrame, facts: pl.DataFrame | None) -> pl.DataFrame:
+    """The inventory with a facts file's columns; its cells win over the manifest's, blanks do not."""
+    if facts is None:
+        return inventory
+    key = "image" if "image" in facts.columns else "product_id"
+    cols = [c for c in facts.columns if c not in ("image", "product_id", "path", "sha256")]
+    joined = inventory.join(facts.select(key, *cols), on=key, how="left", suffix="__file")
+    for c in cols:
+        if f"{c}__file" in joined.columns:
+            joined = joined.with_columns(pl.coalesce(pl.col(f"{c}__file"), pl.col(c).cast(pl.Utf8)).alias(c)) \
+                .drop(f"{c}__file")
+    return joined
+
+
+def split_facts(inventory: pl.DataFrame, config: Config, facts_file: str | None = None
+                ) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Inventory -> (inventory with each attribute column renamed ``<attr>_fact``, the raw
+    supplier value; facts per sha256: [sha256, <attr>_fact..., free-text fact columns])."""
+    inventory = attach_facts(inventory, read_facts_file(facts_file) if facts_file else None)
+    attrs = [a for a in ATTRIBUTE_ORDER if a in inventory.columns]
+    inventory = inventory.rename({a: f"{a}_fact" for a in attrs}).with_columns(
+        pl.col(f"{a}_fact").cast(pl.Utf8) for a in attrs)
+    free = [c for c in config.facts.free_text if c in inventory.columns]
+    facts = inventory.select("sha256", *[f"{a}_fact" for a in attrs], *[pl.col(c).cast(pl.Utf8) for c in free]) \
+        .unique(subset="sha256", keep="first", maintain_order=True)
+    return inventory, facts
+
+
+def merge_facts(attributes: pl.DataFrame, facts: pl.DataFrame | None, config: Config) -> pl.DataFrame:
+    """Model attributes [sha256, <attr>, <attr>_confidence, ...] -> the published attributes, plus
+    ``<attr>_source``, ``conflicts`` (list) and ``facts_json`` (the facts the LLM may state)."""
+    out = attributes
+    for a in ATTRIBUTE_ORDER:  # the step that produced a value names itself; a model's default
+        if a in out.columns and f"{a}_source" not in out.columns:
+            model = config.color.policy if a == "color" else "clip"
+            out = out.with_columns(pl.when(pl.col(a) == UNKNOWN).then(None).otherwise(pl.lit(model)).alias(f"{a}_source"))
+    if facts is None or facts.is_empty() or facts.width == 1:  # no fact columns at all
+        return out.with_columns(pl.lit([], dtype=pl.List(pl.Utf8)).alias("conflicts"),
+                                pl.lit(None, dtype=pl.Utf8).alias("facts_json"))
+    rows = out.join(facts, on="sha256", how="left").to_dicts()
+    free = [c for c in config.facts.free_text if c in facts.columns]
+    updates = [_merge_row(r, free, config) for r in rows]
+    for col, dtype in (("conflicts", pl.List(pl.Utf8)), ("facts_json", pl.Utf8)):
+        out = out.with_columns(pl.Series(col, [u.pop(col) for u in updates], dtype=dtype))
+    for a in ATTRIBUTE_ORDER:
+        if a in out.columns:
+            out = out.with_columns(pl.Series(a, [u[a] for u in updates], dtype=pl.Utf8),
+                                   pl.Series(f"{a}_confidence", [u[f"{a}_confidence"] for u in updates],
+                                             dtype=out.schema[f"{a}_confidence"]),
+                                   pl.Series(f"{a}_source", [u[f"{a}_source"] for u in updates], dtype=pl.Utf8))
+    return out
+
+
+def _merge_row(r: dict, free: list[str], config: Config) -> dict:
+    out: dict = {"conflicts": []}
+    told: dict[str, str] = {}
+    for a in ATTRIBUTE_ORDER:
+        if a not in r:
+            continue
+        value, conf, source = r[a], r.get(f"{a}_confidence"), r.get(f"{a}_source")
+        raw = r.get(f"{a}_fact")
+        fact = None if _blank(raw) else normalise(raw, a, config)
+        if not _blank(raw) and fact is None:
+            told[a] = str(raw).strip()  # not in the vocabulary: a free fact, reported
+        policy = config.facts.policy_for(a)
+        model_known = value not in (None, UNKNOWN)
+        if fact is not None and model_known and value != fact and (conf or 0) >= config.facts.conflict_confidence:
+            out["conflicts"].append(f"{a}: fact says {fact}, {source or 'model'} says {value} ({conf:.2f})")
+        if fact is not None and (policy == "trust_facts" or (policy == "trust_model" and not model_known)):
+            value, conf, source = fact, 1.0, "facts"
+        out.update({a: value, f"{a}_confidence": conf, f"{a}_source": source})
+    for c in free:
+        if not _blank(r.get(c)):
+            told[c] = str(r[c]).strip()
+    out["facts_json"] = json.dumps(told, sort_keys=True) if told else None
+    return out
+
+
+def unmapped_facts(inventory: pl.DataFrame, config: Config) -> dict[str, dict[str, int]]:
+    """Per attribute, the supplier values that map to no vocabulary value, with their counts."""
+    out = {}
+    for a in ATTRIBUTE_ORDER:
+        col = f"{a}_fact"
+        if col in inventory.columns:
+            bad = Counter(str(v).strip() for v in inventory[col].to_list()
+                          if not _blank(v) and normalise(v, a, config) is None)
+            if bad:
+                out[a] = dict(bad.most_common())
+    return out
+
+
+def completeness(inventory: pl.DataFrame, table: pl.DataFrame, config: Config) -> dict[str, dict]:
+    """Per attribute, the share of products known in the input (a fact that maps into the
+    vocabulary) and in the output (a published value that is not unknown)."""
+    out = {}
+    for a in ATTRIBUTE_ORDER:
+        col = f"{a}_fact"
+        known_in = sum(1 for v in inventory[col].to_list() if not _blank(v) and normalise(v, a, config)) \
+            if col in inventory.columns else 0
+        known_out = int((table[a] != UNKNOWN).sum()) if a in table.columns else 0
+        out[a] = {"input": known_in / inventory.height if inventory.height else None,
+                  "output": known_out / table.height if table.height else None}
+    return out

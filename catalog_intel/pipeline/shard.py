@@ -1,0 +1,180 @@
+"""One shard as the unit of work: embed -> pixel colour -> classify for a small,
+serialisable shard spec, and one pure reduce over the shards' results.
+
+A shard runs wherever the task runner puts it (the flow's process, a Dask worker
+on another machine): it takes resolved settings and builds its resources (CLIP,
+stores) from them, once per process."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from catalog_intel.pipeline.assemble import split_decoded
+from catalog_intel.inference.clip_model import load_clip
+from catalog_intel.inference.heads import heads_for_shard
+from catalog_intel.inference.color_fusion import PIXEL_ALGORITHM, PIXEL_SCHEMA, fuse_color, pixel_colors
+from catalog_intel.config import Config
+from catalog_intel.inference.embedding import compute_embeddings, embedding_store, embeddings_frame
+from catalog_intel.io.storage import ParquetStore
+from catalog_intel.inference.zeroshot import classify
+
+STATUS_SCHEMA = {"sha256": pl.Utf8, "status": pl.Utf8, "reason": pl.Utf8}
+
+
+@dataclass(frozen=True)
+class ShardSpec:
+    """What a worker needs to find one shard's images: content hashes and locations."""
+    no: int
+    sha256: tuple[str, ...]
+    path: tuple[str, ...]
+
+    def frame(self) -> pl.DataFrame:
+        return pl.DataFrame({"sha256": list(self.sha256), "path": list(self.path)},
+                            schema={"sha256": pl.Utf8, "path": pl.Utf8})
+
+
+@dataclass
+class ShardResult:
+    no: int
+    status: pl.DataFrame               # [sha256, status (cached | computed | rejected), reason]
+    attributes: pl.DataFrame | None    # classified attributes of the shard's decoded images
+    worker: str
+    seconds: float
+
+
+@dataclass
+class Enriched:
+    """All shards reduced: one status and one attribute row per sha256."""
+    status: pl.DataFrame
+    decoded: pl.DataFrame              # inventory rows whose image decoded
+    rejected: pl.DataFrame             # [image, reason] for those that did not
+    attributes: pl.DataFrame | None
+    shards_by_worker: dict[str, list[int]] = field(default_factory=dict)
+
+
+def shard_specs(inventory: pl.DataFrame, size: int) -> list[ShardSpec]:
+    """Contiguous slices of at most `size` rows (deterministic: inventory order)."""
+    return [ShardSpec(no=n, sha256=tuple(part["sha256"]), path=tuple(part["path"]))
+            for n, part in enumerate(inventory.select("sha256", "path").iter_slices(size), 1)]
+
+
+def worker_name() -> str:
+    """The Dask worker's address, or host:pid outside Dask."""
+    try:
+        from distributed import get_worker
+
+        return get_worker().address
+    except (ImportError, ValueError):
+        return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def pixel_color_store(config: Config) -> ParquetStore:
+    return ParquetStore(config.paths.cache_path / "pixel_color" / PIXEL_ALGORITHM, key="sha256")
+
+
+def pixel_color_frame(shard: pl.DataFrame, config: Config) -> pl.DataFrame:
+    """Dominant garment colour from the pixels for shard[sha256, path] (cached by content)."""
+    store = pixel_color_store(config)
+    unique = shard.unique(subset="sha256", keep="first", maintain_order=True)
+    have = store.lookup(unique["sha256"])
+    todo = unique if have is None else unique.filter(~pl.col("sha256").is_in(have["sha256"].implode()))
+    fresh = pixel_colors(todo, config) if todo.height else pl.DataFrame(schema=PIXEL_SCHEMA)
+    store.append(fresh.filter(pl.col("color_pixels").is_not_null()))
+    parts = [fresh] if have is None else [have.select(PIXEL_SCHEMA.keys()), fresh]
+    return pl.concat(parts)
+
+
+def embed_frame(shard: pl.DataFrame, config: Config, model_id: str, no: int, log: logging.Logger,
+                on_decode_started=None) -> pl.DataFrame:
+    """Make sure every image of shard[sha256, path] has an embedding in the store ->
+    [sha256, status, reason]. Content seen before (any run, any name) is not embedded again."""
+    store = embedding_store(config.paths.cache_path, model_id)
+    unique = shard.unique(subset="sha256", keep="first", maintain_order=True)
+    cached = store.existing(unique["sha256"])  # keys only: classify reads the vectors
+    todo = unique.filter(~pl.col("sha256").is_in(list(cached)))
+    statuses = {sha: ("cached", None) for sha in cached}
+    if todo.height:
+        clip = load_clip(config.clip, config.paths.cache_path)  # once per process, by model id
+        shas = todo["sha256"].to_list()
+        timings: dict = {}
+
+        def store_batch(rows: list[int], vectors) -> None:  # a killed worker loses at most one batch
+            store.append(embeddings_frame([shas[i] for i in rows], vectors, model_id))
+
+        _, reasons = compute_embeddings(
+            todo["path"].to_list(), clip, config.clip.batch_size, config.clip.decode_workers,
+            config.run.max_image_pixels, prefetch_batches=config.clip.prefetch_batches,
+            torch_threads=config.clip.torch_threads, precision=config.clip.precision,
+            gpu_decode=config.clip.gpu_decode, timings=timings, on_batch=store_batch,
+            on_decode_started=on_decode_started,
+        )
+        statuses.update({sha: (("rejected", r) if r else ("computed", None)) for sha, r in zip(shas, reasons)})
+        done = sum(1 for r in reasons if not r)
+        log.info("shard %d: %d embedded, %d cached, %d rejected; %.1f img/s, the model waited %.1f s of %.1f s for "
+                 "decoding", no, done, len(cached), len(shas) - done, len(shas) / max(timings["wall_s"], 1e-9),
+                 timings["wait_s"], timings["wall_s"])
+    return pl.DataFrame({"sha256": list(statuses), "status": [s for s, _ in statuses.values()],
+                         "reason": [r for _, r in statuses.values()]}, schema=STATUS_SCHEMA)
+
+
+def classify_frame(shas: list[str], config: Config, model_id: str, labels: pl.DataFrame,
+                   pixels: pl.DataFrame | None, items: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Zero-shot attributes for embedded images, colour fused with the pixel colour by config.color.policy."""
+    embeddings = embedding_store(config.paths.cache_path, model_id).lookup(shas)
+    if embeddings is None or embeddings.height < len(set(shas)):
+        found = 0 if embeddings is None else embeddings.height
+        raise RuntimeError(f"{len(set(shas)) - found} of {len(set(shas))} embedded images are missing from the store "
+                           f"{config.paths.cache_path}: is the cache folder shared by every worker?")
+    attributes = classify(embeddings.select("sha256", "embedding"), labels, config.attributes)
+    # Trained heads (if configured) replace zero-shot for their attributes; items feed a colour head's pixels.
+    return heads_for_shard(fuse_color(attributes, pixels, config), embeddings, config, model_id, items)
+
+
+def enrich(spec: ShardSpec, config: Config, model_id: str, labels: pl.DataFrame,
+           log: logging.Logger | None = None) -> ShardResult:
+    """embed -> pixel colour (in a thread, beside the embedding) -> classify, for one shard."""
+    log = log or logging.getLogger(__name__)
+    started = time.monotonic()
+    shard = spec.frame()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pixel-color") as pool:
+        pending: list = []
+
+        def start_pixels() -> None:
+            # Only once the model is loaded and the decode workers are forked: a fork beside a busy
+            # thread can deadlock the child, and scipy (in that thread) fails on a half-imported torch.
+            if config.color.policy != "clip" and not pending:
+                pending.append(pool.submit(pixel_color_frame, shard, config))
+
+        status = embed_frame(shard, config, model_id, spec.no, log, on_decode_started=start_pixels)
+        start_pixels()  # nothing to embed: nothing was loaded or forked
+        pixels = pending[0].result() if pending else None
+    ok = status.filter(pl.col("status") != "rejected")["sha256"].to_list()
+    attributes = None
+    if ok:
+        if pixels is not None:
+            pixels = pixels.filter(pl.col("sha256").is_in(ok))
+        attributes = classify_frame(ok, config, model_id, labels, pixels, shard.filter(pl.col("sha256").is_in(ok)))
+    return ShardResult(spec.no, status, attributes, worker_name(), time.monotonic() - started)
+
+
+def reduce_shards(inventory: pl.DataFrame, results: list[ShardResult]) -> Enriched:
+    """The shards' results as one: content shared by images of different shards was
+    embedded once and classified per shard, so keep one row per sha256 (first shard wins)."""
+    ordered = sorted(results, key=lambda r: r.no)
+    status = (pl.concat([r.status for r in ordered]).unique(subset="sha256", keep="first", maintain_order=True)
+              if ordered else pl.DataFrame(schema=STATUS_SCHEMA))
+    decoded, rejected = split_decoded(inventory, status)
+    parts = [r.attributes for r in ordered if r.attributes is not None and r.attributes.height]
+    attributes = pl.concat(parts).unique(subset="sha256", keep="first", maintain_order=True) if parts else None
+    by_worker: dict[str, list[int]] = {}
+    for r in ordered:
+        by_worker.setdefault(r.worker, []).append(r.no)
+    return Enriched(status, decoded, rejected, attributes, by_worker)
+
