@@ -253,8 +253,9 @@ def _demo(args) -> int:
         + [f for flag, value in (("--config", args.config), ("--clip-checkpoint", args.clip_checkpoint),
                                  ("--cache-dir", args.cache_dir)) if value for f in (flag, value)]
         + ["--no-llm"] * args.no_llm + ["--offline"] * args.offline)
-    _run(run_args)
+    code = _run(run_args)
     print(f"\ndemo done. Open the review report: {(out / 'report' / 'index.html').resolve().as_uri()}")
+    return code
 
 
 def _check_heads(config) -> None:

@@ -85,7 +85,8 @@ def catalog_flow(source: str, out_dir: str, config_path: str | None = None, **ov
         published = final.join(related, on="image", how="left")
         paths = export_catalog(published, rejects, out_dir)
         if config.exports.formats and final.height:  # shop files: Shopify, Merchant Center, JSON Lines, pages
-            paths.update(export_shop_files(published, config, out_dir))
+            shop_paths, summary.export_warnings = export_shop_files(published, config, out_dir)
+            paths.update(shop_paths)
         if final.height:
             paths["run_config"] = str(write_run_config(location(out_dir), config.clip.model_dump(by_alias=True), model_id,
                                                        config.paths.cache_path))

@@ -16,11 +16,11 @@ def export_catalog(table: pl.DataFrame, rejects: pl.DataFrame, out_dir: str) -> 
 
 
 @task(name="shop-exports", **TASK_DEFAULTS)
-def export_shop_files(table: pl.DataFrame, config: Config, out_dir: str) -> dict[str, str]:
-    """OUT/exports/: the shop files named by exports.formats; missing shop values warned once."""
+def export_shop_files(table: pl.DataFrame, config: Config, out_dir: str) -> tuple[dict[str, str], list[str]]:
+    """OUT/exports/: the shop files named by exports.formats -> (paths, warnings: each missing shop value once)."""
     from catalog_intel.exports import write_exports
 
     paths, warnings = write_exports(table, out_dir, config)
     for warning in warnings:
         get_run_logger().warning(warning)
-    return paths
+    return paths, warnings

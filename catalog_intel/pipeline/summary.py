@@ -34,6 +34,7 @@ class RunSummary:
     completeness: dict = field(default_factory=dict)  # attribute -> share known in the input / output
     facts_unmapped: dict = field(default_factory=dict)  # attribute -> supplier value -> count
     llm_notes: list = field(default_factory=list)  # e.g. response_format fallback
+    export_warnings: list = field(default_factory=list)  # shop values nobody supplied, once per config key
     validation: dict = field(default_factory=dict)
     search: dict = field(default_factory=dict)
     outputs: dict = field(default_factory=dict)
@@ -73,7 +74,7 @@ class RunSummary:
     def notes(self) -> list[str]:
         fallback = ["the LLM server refused response_format json_schema: copy was asked for without it for the rest "
                     "of the run (the prompt asks for the JSON, pydantic validates it)"] if self.llm_schema_fallbacks else []
-        return fallback + list(self.llm_notes)
+        return fallback + list(self.llm_notes) + list(self.export_warnings)
 
     def _has_facts(self) -> bool:
         return any((v.get("input") or 0) > 0 for v in self.completeness.values())
