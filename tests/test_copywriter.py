@@ -217,18 +217,27 @@ def test_real_rules_accept_faithful_copy_and_catch_invented_facts():
                           {**good, "description": "A red cotton t-shirt with long sleeves."}) == []
 
 
-def test_concurrent_describe_steps_share_one_request_per_attribute_set(tmp_path):
-    from concurrent.futures import ThreadPoolExecutor
+def test_two_shards_with_the_same_attribute_sets_cost_one_request_per_set(tmp_path):
+    """The flow describes the run's distinct attribute sets once (copy_sets), then gives every
+    image of a set its copy: the same products in two shards cost three requests, not six."""
+    from catalog_intel.copywriting.copy_sets import distinct_sets, expand_copy, keyed
 
     cfg = load_config()
-    with FakeLLMServer(latency_s=0.5) as server:  # slow answers: both steps ask while the other waits
+    shard_a = PRODUCTS
+    shard_b = PRODUCTS.with_columns(pl.col("sha256") + "-b")  # other images, the same attributes
+    run = pl.concat([shard_a, shard_b])
+    with FakeLLMServer() as server:
         llm = _llm(cfg, server)
-        with ThreadPoolExecutor(2) as pool:
-            runs = list(pool.map(lambda frame: describe(frame, llm, cfg.validation, tmp_path), [PRODUCTS, PRODUCTS]))
-        assert server.requests == 3  # three distinct attribute sets, asked once across both steps
-    assert sum(stats.calls for _, stats in runs) == 3
-    assert all(copy["copy_error"].null_count() == 4 for copy, _ in runs)
-    assert runs[0][0].drop("copy_key").equals(runs[1][0].drop("copy_key"))
+        keys = keyed(run, llm)
+        batches = distinct_sets(run, keys, batch=2)
+        parts = [describe(batch, llm, cfg.validation, tmp_path)[0] for batch in batches]
+        assert server.requests == 3  # three distinct attribute sets in 8 images
+    assert [b.height for b in batches] == [2, 1]
+    copy = expand_copy(keys, parts)
+    assert copy.height == 8 and copy["title"].null_count() == 0
+    by_sha = dict(zip(copy["sha256"], copy["title"]))
+    assert by_sha[PRODUCTS["sha256"][0]] == by_sha[PRODUCTS["sha256"][2]] == by_sha[PRODUCTS["sha256"][0] + "-b"]
+    assert by_sha[PRODUCTS["sha256"][1]] != by_sha[PRODUCTS["sha256"][0]]
 
 
 def test_server_refusing_json_schema_gets_requests_without_it_for_the_rest_of_the_run(tmp_path):

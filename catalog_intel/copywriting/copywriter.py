@@ -13,7 +13,7 @@ import os
 import re
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Protocol
@@ -32,8 +32,6 @@ MAX_RETRY_AFTER_S = 120.0
 #: servers (base_url, model) that refused response_format json_schema in this process: asked
 #: without it from then on (the prompt asks for the JSON, pydantic validates it)
 _SCHEMA_REFUSED: dict[tuple[str, str], str] = {}
-_IN_FLIGHT: dict[str, Future] = {}  # copy key -> the answer being fetched in this process
-_IN_FLIGHT_LOCK = threading.Lock()
 FLUSH_EVERY = 1  # answers take seconds; one small part each costs nothing and a kill loses none
 _STORE_SCHEMA = {"copy_key": pl.Utf8, "copy_json": pl.Utf8, "model": pl.Utf8, "prompt_version": pl.Utf8,
                  "created_at": pl.Float64}
@@ -393,40 +391,26 @@ def describe(
     if missing:
         client = client or make_client(llm)
 
-        def work(key: str) -> tuple[str, dict | None, str | None, bool]:
-            # Describe steps of other shards may be asking for the same attributes right now
-            # (they overlap embedding): share their answer instead of a second request.
-            with _IN_FLIGHT_LOCK:
-                shared = _IN_FLIGHT.get(key)
-                if shared is None:
-                    mine = _IN_FLIGHT[key] = Future()
-            if shared is not None:
-                stats.add(cached=1)
-                return (key, *shared.result(), False)
+        def work(key: str) -> tuple[str, dict | None, str | None]:
+            # Keys are distinct across the run (the flow describes each attribute set once),
+            # so no two requests of a run ask for the same copy.
             try:
                 # per-product copy: same prompt, another sample per product
                 offset = int(key[:6], 16) if llm.per_product else 0
                 copy, warnings = request_copy(client, by_key[key], llm, limits, throttle, stats, check, offset)
-                answer = ({**copy.model_dump(), "warnings": warnings}, None)
+                return key, {**copy.model_dump(), "warnings": warnings}, None
             except Exception as exc:  # a row that exhausts its retries is rejected, the run goes on
                 stats.add(failed=1)
-                answer = (None, _error_text(exc))
-            finally:
-                with _IN_FLIGHT_LOCK:
-                    _IN_FLIGHT.pop(key, None)
-                if not mine.done():  # never leave a waiter hanging, even on an interrupt
-                    mine.set_result(answer if "answer" in locals() else (None, "interrupted"))
-            return (key, *answer, True)
+                return key, None, _error_text(exc)
 
         pending: list[dict] = []
         with ThreadPoolExecutor(max_workers=llm.concurrency, thread_name_prefix="llm") as pool:
             for future in as_completed([pool.submit(work, k) for k in missing]):
-                key, data, error, fresh = future.result()
+                key, data, error = future.result()
                 if data is None:
                     errors[key] = error
                 else:
                     results[key] = data
-                if data is not None and fresh:
                     pending.append({"copy_key": key, "copy_json": json.dumps(data), "model": llm.model,
                                     "prompt_version": llm.prompt_version, "created_at": time.time()})
                 if len(pending) >= FLUSH_EVERY:  # a killed run loses at most a few answers
