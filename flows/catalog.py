@@ -13,7 +13,7 @@ are the run overrides declared in catalog_intel/settings.py.
 from __future__ import annotations
 
 import time
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from datetime import datetime, timezone
 
 import polars as pl

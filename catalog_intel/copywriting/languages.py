@@ -15,7 +15,7 @@ A language's copy never rejects a product: where it fails, its columns stay empt
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import polars as pl
 

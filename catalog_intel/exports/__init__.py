@@ -14,7 +14,7 @@ from catalog_intel.exports.fields import Missing
 EXPORTERS = {"shopify": shopify.write, "gmc": merchant.write, "jsonl": jsonl.write, "pdp": pdp.write}
 
 
-def write_exports(table: pl.DataFrame, out_dir: Path, config: Config) -> tuple[dict[str, str], list[str]]:
+def write_exports(table: pl.DataFrame, out_dir: str, config: Config) -> tuple[dict[str, str], list[str]]:
     """Write each configured export; returns {name: path} and the run's warnings (each once)."""
     missing, paths = Missing(), {}
     folder = location(out_dir) / "exports"
