@@ -26,6 +26,7 @@ import polars as pl
 
 from catalog_intel.config import ATTRIBUTE_ORDER, Config
 from catalog_intel.copywriting.copywriter import COPY_COLUMNS
+from catalog_intel.io.storage import isfile, location, read_parquet
 from catalog_intel.pipeline.facts import FactsError, merge_facts, normalise, read_facts_file, split_facts
 
 REVIEW_STATUSES = ("approved", "edited", "rejected")
@@ -96,8 +97,8 @@ def load_plan(facts_path: str | Path, out_dir: str | Path) -> ReviewPlan | None:
     if not is_review_file(read_facts_file(facts_path).columns):
         return None
     edits = read_edits(facts_path)
-    previous_path = Path(out_dir) / "catalog.parquet"
-    previous = pl.read_parquet(previous_path) if previous_path.is_file() else None
+    previous_path = location(out_dir) / "catalog.parquet"  # a local folder or a URL
+    previous = read_parquet(previous_path) if isfile(previous_path) else None
     return ReviewPlan(edits, previous)
 
 
