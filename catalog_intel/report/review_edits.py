@@ -46,11 +46,12 @@ def is_review_file(columns: list[str]) -> bool:
     return any(c in REVIEW_COLUMNS for c in columns)
 
 
-def read_edits(path: str | Path) -> pl.DataFrame:
+def read_edits(path: str | Path, frame: pl.DataFrame | None = None) -> pl.DataFrame:
     """The edits file as a frame: image, product_id, the attribute columns it has (raw text, as
     facts.py reads them), copy columns (null = no edit; list columns as lists), review_status,
-    review_reason. Other fact columns (free text) are facts.py's and left out here."""
-    frame = read_facts_file(path)
+    review_reason. Other fact columns (free text) are facts.py's and left out here. `frame`: the
+    file already read (`path` then only names it in errors)."""
+    frame = read_facts_file(path) if frame is None else frame
     if "image" not in frame.columns:
         raise EditsError(f"{path}: an edits file is keyed by 'image' (columns: {', '.join(frame.columns)}); "
                          "use the file the review report's 'Download edits' writes")
@@ -94,9 +95,10 @@ class ReviewPlan:
 def load_plan(facts_path: str | Path, out_dir: str | Path) -> ReviewPlan | None:
     """The reviewer's edits (None when the facts file is not an edits file) plus the previous
     run's catalog in `out_dir`, read before this run replaces it."""
-    if not is_review_file(read_facts_file(facts_path).columns):
+    frame = read_facts_file(facts_path)
+    if not is_review_file(frame.columns):
         return None
-    edits = read_edits(facts_path)
+    edits = read_edits(facts_path, frame)
     previous_path = location(out_dir) / "catalog.parquet"  # a local folder or a URL
     previous = read_parquet(previous_path) if isfile(previous_path) else None
     return ReviewPlan(edits, previous)
