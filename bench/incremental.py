@@ -8,6 +8,7 @@ back from Prefect, plus listing and hashing timed alone, so the phases that grow
 with the catalog (listing, hash lookup, validation, search, export, report) show.
 
     python bench/incremental.py --images 100000 --new 1000 [--work /tmp/incr] [--json out.json]
+    python bench/incremental.py --work /tmp/incr --resume --new 1000   # another night on that catalog
 Target (issue #11): the re-run takes at most 3x the cold run over the new images."""
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -64,24 +66,33 @@ def main() -> None:
     parser.add_argument("--new", type=int, default=1_000)
     parser.add_argument("--work", default="/tmp/catalog-intel-incremental")
     parser.add_argument("--json")
+    parser.add_argument("--resume", action="store_true",
+                        help="reuse WORK's catalog and first run (from an earlier bench): add --new images and re-run")
     args = parser.parse_args()
     from conftest import make_tiny_clip
 
     from catalog_intel.io.storage import walk_files
 
     work = Path(args.work)
-    clip = make_tiny_clip(work / "tiny-clip")
     config = work / "config.toml"
-    config.write_text("[clip]\n" + "".join(f'{k.split(".")[1]} = {json.dumps(v)}\n' for k, v in clip.items()
-                                           if k not in ("clip.decode_workers", "clip.batch_size")) + "batch_size = 256\ndecode_workers = 1\n"
-                      "[run]\nshard_size = 8192\n[color]\npolicy = \"clip\"\n")
+    resume = args.resume and (work / "out" / "_SUCCESS.json").is_file() and config.is_file()
+    clip = {} if resume else make_tiny_clip(work / "tiny-clip")  # resumed: the same model, not a new file
+    if not resume:
+        config.write_text("[clip]\n" + "".join(f'{k.split(".")[1]} = {json.dumps(v)}\n' for k, v in clip.items()
+                                               if k not in ("clip.decode_workers", "clip.batch_size"))
+                          + "batch_size = 256\ndecode_workers = 1\n[run]\nshard_size = 8192\n[color]\npolicy = \"clip\"\n")
     catalog, out, cache = work / "catalog", work / "out", work / "cache"
-    t = time.monotonic()
-    make_images(catalog, 0, args.images)
-    print(f"catalog of {args.images} images ready in {time.monotonic() - t:.0f} s", flush=True)
-    result = {"images": args.images, "new": args.new}
-    result["first_wall_s"], result["first_phases"], _ = run(catalog, out, cache, config)
-    print("first run", round(result["first_wall_s"], 1), result["first_phases"], flush=True)
+    if resume:
+        args.images = len(walk_files(str(catalog))[0])
+        result = {"images": args.images, "new": args.new, "resumed": True}
+        print(f"resuming: {args.images} images already run in {out}", flush=True)
+    else:
+        t = time.monotonic()
+        make_images(catalog, 0, args.images)
+        print(f"catalog of {args.images} images ready in {time.monotonic() - t:.0f} s", flush=True)
+        result = {"images": args.images, "new": args.new}
+        result["first_wall_s"], result["first_phases"], _ = run(catalog, out, cache, config)
+        print("first run", round(result["first_wall_s"], 1), result["first_phases"], flush=True)
 
     make_images(catalog, args.images, args.new)
     t = time.monotonic()
@@ -93,6 +104,8 @@ def main() -> None:
     print("re-run", round(result["rerun_wall_s"], 1), result["rerun_phases"], flush=True)
 
     new_only = work / "new-only"
+    for stale in (new_only, work / "out-new", work / "cache-new"):  # the cold run starts from nothing
+        shutil.rmtree(stale, ignore_errors=True)
     for path, _ in files:
         if int(Path(path).stem.split("-")[1]) >= args.images:
             target = new_only / Path(path).relative_to(catalog)

@@ -25,8 +25,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from catalog_intel.config import load_config  # noqa: E402
-from catalog_intel.search.index import (APPROXIMATE, EXACT, build_index, neighbours, search_vectors,  # noqa: E402
-                                  single_threaded)
+from catalog_intel.search.index import APPROXIMATE, EXACT, build_index, search_vectors, single_threaded  # noqa: E402
+from catalog_intel.search.neighbours import neighbours  # noqa: E402
 
 
 def unit_vectors(n: int, dim: int, rng: np.random.Generator) -> np.ndarray:

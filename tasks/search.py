@@ -6,8 +6,9 @@ from prefect import get_run_logger, task
 from catalog_intel.config import Config
 from catalog_intel.inference.embedding import embedding_store
 from catalog_intel.search.groups import group_products, group_summary
-from catalog_intel.search.index import (SearchError, aligned_vectors, index_dir, load_index, neighbours, save_index,
-                                  similar_columns, update_index)
+from catalog_intel.search.index import (SearchError, aligned_vectors, index_dir, load_index, save_index,
+                                         similar_columns, update_index)
+from catalog_intel.search.neighbours import load_neighbours, save_neighbours, update_neighbours
 
 from .common import TASK_DEFAULTS, progress_bar
 
@@ -44,12 +45,17 @@ def relate_products(catalog: pl.DataFrame, config: Config, out_dir: str) -> tupl
     if index is None:
         raise SearchError(f"no search index in {index_dir(out_dir)}: the update-search-index task must run first")
     shas = catalog["sha256"].unique(maintain_order=True).to_list()
+    n = max(config.search.top_k + 1, config.search.group_neighbors)
+    previous = load_neighbours(out_dir, index, n)  # the last run's: only what can have changed is asked
     with progress_bar(len(shas), "similar products") as bar:
-        near = neighbours(index, shas, max(config.search.top_k + 1, config.search.group_neighbors), progress=bar)
+        near, asked = update_neighbours(index, shas, n, previous, progress=bar)
+    save_neighbours(out_dir, near, index, n)
     groups = group_products(catalog, near, config.search.group_threshold)
     related = pl.concat([catalog.select("image"), similar_columns(catalog, near, config.search.top_k), groups],
                         how="horizontal")
     counts = group_summary(groups)
-    get_run_logger().info("similar products: top %d per image; %d product groups, %d exact duplicates",
-                          config.search.top_k, counts["groups"], counts["exact_duplicates"])
+    get_run_logger().info("similar products: top %d per image; %d product groups, %d exact duplicates; neighbours "
+                          "asked for %d contents, kept for %d (%d of them gained a new one)", config.search.top_k,
+                          counts["groups"], counts["exact_duplicates"], asked["queried"], asked["reused"],
+                          asked["updated"])
     return related, counts

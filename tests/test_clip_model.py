@@ -59,3 +59,29 @@ def test_resolving_a_checkpoint_imports_neither_open_clip_nor_torch(tmp_path, ti
                          cwd=str(__import__("pathlib").Path(__file__).resolve().parents[1]))
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_text_tower_on_the_used_tokens_matches_open_clip_on_all_77(tiny_clip, tmp_path):
+    """encode_texts skips the padding after the longest prompt; CLIP's causal mask and
+    end-of-text pooling make that exact, so it must give open_clip's own embeddings."""
+    import numpy as np
+    import torch
+
+    from catalog_intel.inference.clip_model import encode_texts, load_clip
+
+    clip = load_clip(load_config(None, dict(tiny_clip)).clip, tmp_path / "cache")
+    texts = ["a photo of a red top.", "a woman wearing a long sleeve striped cotton blouse with a v-neck.", "top"]
+    with torch.inference_mode():
+        reference = torch.nn.functional.normalize(clip.model.encode_text(clip.tokenizer(texts)).float(), dim=-1).numpy()
+
+    calls = []
+    original = clip.model.encode_text
+    clip.model.encode_text = lambda *a, **k: calls.append(1) or original(*a, **k)
+    try:
+        trimmed = encode_texts(clip, texts)
+    finally:
+        clip.model.encode_text = original
+    assert calls == []  # the shortened path ran, not open_clip's 77-token one
+    assert trimmed.shape == reference.shape == (3, clip.model.text_projection.shape[1])
+    np.testing.assert_allclose(trimmed, reference, atol=1e-5)
+    assert np.allclose(np.linalg.norm(trimmed, axis=1), 1.0, atol=1e-5)

@@ -3,6 +3,8 @@
 import csv
 import json
 import os
+import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -199,7 +201,7 @@ def test_cli_without_weights_fails_at_once_with_a_clear_message(tmp_path, seed_i
 
 @pytest.mark.slow
 def test_cli_run_no_llm(tmp_path, seed_images, config_file):
-    env = {**os.environ, "CATALOG_INTEL_CACHE": str(tmp_path / "cache")}
+    env = {**os.environ, "CATALOG_INTEL_CACHE": str(tmp_path / "cache"), "PREFECT_LOGGING_LEVEL": "INFO"}
     out = tmp_path / "o"
     proc = subprocess.run([sys.executable, "-m", "catalog_intel.cli", "run", str(seed_images), "--out", str(out),
                            "--config", str(config_file), "--no-llm"], capture_output=True, text=True, env=env,
@@ -210,6 +212,12 @@ def test_cli_run_no_llm(tmp_path, seed_images, config_file):
     assert table.columns == list(CSV_COLUMNS) and table.height == 30
     assert table["title"].null_count() == 30  # copy columns empty without an LLM
     assert table["color"].null_count() == 0
+    # the CLI exits without the interpreter's teardown, but its exit steps still ran: the logs
+    # were flushed and Prefect's temporary server was stopped (nothing listens on its port)
+    port = int(re.search(r"Starting temporary server on http://127.0.0.1:(\d+)", proc.stdout + proc.stderr)[1])
+    assert "Stopping temporary server" in proc.stdout + proc.stderr
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
 
 
 def test_too_many_rejects_fail_the_run_after_writing_outputs():

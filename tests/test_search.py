@@ -15,8 +15,9 @@ import pytest
 from catalog_intel.config import load_config
 from catalog_intel.inference.embedding import embedding_store, embeddings_frame
 from catalog_intel.search.groups import group_products, group_summary
-from catalog_intel.search.index import (APPROXIMATE, EXACT, SearchError, aligned_vectors, load_index, neighbours,
-                                  ranked_images, save_index, similar_columns, update_index)
+from catalog_intel.search.index import (APPROXIMATE, EXACT, SearchError, aligned_vectors, load_index, ranked_images,
+                                         save_index, similar_columns, update_index)
+from catalog_intel.search.neighbours import load_neighbours, neighbours, save_neighbours, update_neighbours
 
 MODEL = "hand-built@test"
 
@@ -183,3 +184,51 @@ def test_missing_embeddings_and_damaged_index_name_the_problem(store, tmp_path):
     (tmp_path / "search" / __import__("json").loads(manifest.read_text())["index_file"]).write_bytes(b"garbage")
     with pytest.raises(SearchError, match=r"cannot be read .* delete .*search and it is rebuilt by the next run"):
         load_index(tmp_path)
+
+
+@pytest.mark.parametrize("exact_max", [10_000, 50])  # exact FlatIP; HNSW above exact_max
+def test_neighbours_kept_between_runs_match_a_fresh_query(tmp_path, exact_max):
+    """A nightly run asks only for new contents and for those that lost a neighbour; an
+    old content gains a new one where it beats its n-th. Exact index: the same table as
+    asking for everything; HNSW: nearly (it is approximate itself)."""
+    rng = np.random.default_rng(7)
+    centres = rng.normal(size=(12, 16))
+    vectors = centres[rng.integers(0, 12, 330)] + 0.35 * rng.normal(size=(330, 16))
+    vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+    shas = [sha(f"v{i}") for i in range(330)]
+    by_sha = dict(zip(shas, vectors))
+
+    def fetch(wanted):
+        return np.stack([by_sha[s] for s in wanted])
+
+    cfg, n = search_config(exact_max=exact_max), 6
+    first = shas[:300]
+    index, _ = update_index(None, first, fetch, MODEL, cfg)
+    previous = neighbours(index, first, n)
+    save_neighbours(tmp_path, previous, index, n)
+
+    tonight = shas[10:330]  # ten left the catalog, thirty are new
+    index, update = update_index(index, tonight, fetch, MODEL, cfg)
+    assert update.added == 30 and update.retired == 10 and not update.rebuilt
+    kept = load_neighbours(tmp_path, index, n)
+    assert kept.height == previous.height
+    assert load_neighbours(tmp_path, index, n + 1) is None  # made for another n: start afresh
+
+    near, asked = update_neighbours(index, tonight, n, kept)
+    fresh = neighbours(index, tonight, n)
+    lost = previous.filter(pl.col("sha256").is_in(tonight) & pl.col("neighbour").is_in(first[:10]))["sha256"].n_unique()
+    assert 0 < lost < 290
+    assert asked["queried"] == 30 + lost and asked["reused"] == 290 - lost and asked["updated"] > 0
+    assert near.group_by("sha256").len()["len"].max() == n and near["sha256"].n_unique() == 320
+
+    def lists(table):
+        return {s: set(g["neighbour"]) for (s,), g in table.group_by("sha256")}
+
+    got, want = lists(near), lists(fresh)
+    overlap = sum(len(got[s] & want[s]) for s in want) / sum(len(v) for v in want.values())
+    if exact_max > 330:
+        assert got == want  # exact: identical to asking for everything
+        scores = near.join(fresh, on=["sha256", "neighbour"])
+        np.testing.assert_allclose(scores["score"], scores["score_right"], atol=1e-5)
+    else:
+        assert overlap >= 0.97, overlap

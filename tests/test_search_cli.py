@@ -95,7 +95,7 @@ def test_similar_embeds_a_new_photo_with_the_recorded_model(catalog_run, tmp_pat
 
 @pytest.mark.slow
 def test_text_search_uses_the_run_models_text_tower(catalog_run, capsys):
-    from catalog_intel.search.index import encode_texts
+    from catalog_intel.inference.clip_model import encode_texts
 
     rc, found, err = cli(capsys, "search", "red floral blouse", "-k", "10", "--out", str(catalog_run.out))
     assert rc == 0, err

@@ -316,9 +316,70 @@ def _load(model_name: str, weights: str, model_config: str, device: str, ident: 
     return LoadedClip(model, preprocess, tokenizer, ident, device, image_size)
 
 
+def preload_clip(cfg: ClipConfig, cache_root: Path) -> threading.Thread:
+    """Load the model in a background thread, for a run whose shards execute in this
+    process: torch and the weights load while Prefect's server starts, and the run's
+    first `load_clip` waits for this one instead of loading again. A failure here is
+    left to that `load_clip`, which raises it with its usual message."""
+
+    def load() -> None:
+        try:
+            load_clip(cfg, cache_root)
+        except Exception:  # noqa: BLE001
+            pass
+
+    thread = threading.Thread(target=load, name="clip-preload", daemon=True)
+    thread.start()
+    return thread
+
+
 def load_clip(cfg: ClipConfig, cache_root: Path) -> LoadedClip:
     """The model for this config, loaded once per process."""
     weights = resolve_weights(cfg, cache_root)
     _register_model_config(cfg)
     with _load_lock:
         return _load(cfg.model, str(weights), cfg.model_config_path, pick_device(cfg.device), model_id(cfg, cache_root))
+
+
+def encode_texts(clip: LoadedClip, texts: list[str]):
+    """Text tower of the loaded CLIP model: [n, d] L2-normalised float32.
+
+    Prompts are a few words, but open_clip pads every one to the 77-token context. CLIP's
+    text attention is causal and pools at the end-of-text token, so the padding after the
+    longest prompt changes nothing: the tower runs on the tokens actually used (3-4x less
+    work for the label vocabulary). Other text towers take open_clip's own path."""
+    import torch
+
+    model = clip.model
+    with torch.inference_mode():
+        tokens = clip.tokenizer(texts).to(clip.device)
+        used = int((tokens != 0).sum(dim=1).max()) if tokens.numel() else 0
+        if _causal_clip_text_tower(model) and 0 < used < tokens.shape[1]:
+            features = _encode_used_tokens(model, tokens[:, :used])
+        else:
+            features = model.encode_text(tokens)
+        return torch.nn.functional.normalize(features.float(), dim=-1).cpu().numpy()
+
+
+def _causal_clip_text_tower(model) -> bool:
+    """open_clip's CLIP class with its causal mask and end-of-text pooling (OpenAI-style towers)."""
+    import open_clip
+
+    mask = getattr(model, "attn_mask", None)
+    return (type(model) is open_clip.CLIP and mask is not None
+            and getattr(model, "text_pool_type", "argmax") in ("argmax", "eos"))
+
+
+def _encode_used_tokens(model, tokens):
+    """CLIP.encode_text over the first `tokens.shape[1]` positions (open_clip 3.x)."""
+    import torch
+    from open_clip.transformer import text_global_pool
+
+    used = tokens.shape[1]
+    cast = model.transformer.get_cast_dtype()
+    x = model.token_embedding(tokens).to(cast) + model.positional_embedding[:used].to(cast)
+    x = model.ln_final(model.transformer(x, attn_mask=model.attn_mask[:used, :used]))
+    x = text_global_pool(x, tokens, model.text_pool_type, eos_token_id=getattr(model, "text_eos_id", None))
+    if model.text_projection is None:
+        return x
+    return model.text_projection(x) if isinstance(model.text_projection, torch.nn.Linear) else x @ model.text_projection

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from catalog_intel.inference.clip_model import LoadedClip
+from catalog_intel.inference.clip_model import LoadedClip, encode_texts
 from catalog_intel.config import ATTRIBUTE_ORDER, UNKNOWN, AttributeConfig, Config
 from catalog_intel.io.storage import isfile, write_parquet
 
@@ -30,13 +30,8 @@ def label_prompts(attributes: dict[str, AttributeConfig]) -> list[tuple[str, str
 def encode_label_texts(clip: LoadedClip, attributes: dict[str, AttributeConfig]) -> pl.DataFrame:
     """Prompt-ensembled text embedding per (attribute, value): the mean of the
     normalised prompt embeddings, renormalised (Radford et al. 2021, sec. 3.1.4)."""
-    import torch
-
     rows = label_prompts(attributes)
-    flat = [p for _, _, prompts in rows for p in prompts]
-    with torch.inference_mode():
-        tokens = clip.tokenizer(flat).to(clip.device)
-        text = torch.nn.functional.normalize(clip.model.encode_text(tokens).float(), dim=-1).cpu().numpy()
+    text = encode_texts(clip, [p for _, _, prompts in rows for p in prompts])
     vectors, start = [], 0
     for _, _, prompts in rows:
         mean = text[start : start + len(prompts)].mean(axis=0)

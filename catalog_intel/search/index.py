@@ -35,7 +35,6 @@ INDEX_DIR = "search"
 MANIFEST = "index.json"
 RUN_CONFIG = "run_config.json"
 EXACT, APPROXIMATE = "exact", "hnsw"
-_SEARCH_BATCH = 4096
 
 
 class SearchError(ValueError):
@@ -309,30 +308,6 @@ def ranked_images(idx: SearchIndex, catalog: pl.DataFrame, query: np.ndarray, k:
             .head(k).select("image", "score"))
 
 
-def neighbours(idx: SearchIndex, shas: list[str], n: int, progress=None) -> pl.DataFrame:
-    """The n nearest active entries of each hash in `shas` (all in the index):
-    [sha256, neighbour, score], the hash itself included."""
-    positions = [idx.position(s) for s in shas]
-    if any(p is None for p in positions):
-        missing = shas[positions.index(None)]
-        raise SearchError(f"sha256 {missing} is not in the search index; run the pipeline again to update it")
-    frames = []
-    for start in range(0, len(shas), _SEARCH_BATCH):
-        chunk = positions[start:start + _SEARCH_BATCH]
-        scores, ids = search_vectors(idx, idx.vectors(chunk), n)
-        keep = ids >= 0
-        frames.append(pl.DataFrame({
-            "sha256": np.repeat(np.asarray(shas[start:start + len(chunk)], dtype=object), ids.shape[1])[keep.ravel()],
-            "neighbour": np.asarray(idx.shas, dtype=object)[ids[keep]],
-            "score": scores[keep].astype(np.float32),
-        }, schema={"sha256": pl.Utf8, "neighbour": pl.Utf8, "score": pl.Float32}))
-        if progress is not None:
-            progress.update(len(chunk))
-    if not frames:
-        return pl.DataFrame(schema={"sha256": pl.Utf8, "neighbour": pl.Utf8, "score": pl.Float32})
-    return pl.concat(frames)
-
-
 def similar_columns(catalog: pl.DataFrame, near: pl.DataFrame, k: int) -> pl.DataFrame:
     """Per catalog row (same order), its k most similar other images:
     [similar_images list[str], similar_scores list[f32]], best first, ties by image id.
@@ -379,15 +354,6 @@ def read_run_config(out_dir: Path) -> dict:
     except (ValueError, KeyError, TypeError) as exc:
         raise SearchError(f"{path} is not a valid run record ({exc}); re-run the pipeline into {out_dir} "
                           "or pass --config / --clip-checkpoint") from None
-
-
-def encode_texts(clip, texts: list[str]) -> np.ndarray:
-    """Text tower of the loaded CLIP model: [n, d] L2-normalised float32."""
-    import torch
-
-    with torch.inference_mode():
-        tokens = clip.tokenizer(texts).to(clip.device)
-        return torch.nn.functional.normalize(clip.model.encode_text(tokens).float(), dim=-1).cpu().numpy()
 
 
 # --- the `similar` and `search` commands ---------------------------------------------------
@@ -459,5 +425,7 @@ def text_search(out_dir: Path, text: str, k: int, load_model: Callable[[], objec
     if not text.strip():
         raise SearchError("the text query is empty")
     index, catalog = open_catalog(out_dir, ef_search)
+    from catalog_intel.inference.clip_model import encode_texts
+
     clip = _checked(load_model(), index, out_dir)
     return ranked_images(index, catalog, encode_texts(clip, [text])[0], k)
