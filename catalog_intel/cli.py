@@ -196,7 +196,7 @@ def _run(args) -> int:
     if uses_embedded(config):
         prepare_embedded(config)
     server = _start_prefect_server_early()
-    if config.runner.task_runner == "local":  # shards run in this process: load CLIP meanwhile
+    if _first_local_run(config, args.out):
         from catalog_intel.inference.clip_model import preload_clip
 
         preload_clip(config.clip, config.paths.cache_path)
@@ -214,6 +214,17 @@ def _run(args) -> int:
     print(f"outputs: {', '.join(summary.outputs.values())}; data docs: {summary.validation.get('data_docs')}")
     print(f"review report: {summary.outputs.get('report')}")
     return 0
+
+
+def _first_local_run(config, out: str) -> bool:
+    """Load CLIP while Prefect's server starts? Only where it pays: shards run in this
+    process, and nothing was published into OUT yet, so the images need the model. A
+    re-run into an earlier output mostly finds its images cached, and a fully cached run
+    never imports torch at all."""
+    from catalog_intel.exports.tables import COMMIT_FILE
+    from catalog_intel.io.storage import isfile, location
+
+    return config.runner.task_runner == "local" and not isfile(location(out) / COMMIT_FILE)
 
 
 def _api_url_for_workers(config):

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import polars as pl
 
 from catalog_intel.pipeline.assemble import REJECTS_SCHEMA
-from catalog_intel.io.storage import (FileHashCache, isdir, isfile, is_local, join, parent, read_table, relpath, resolve,
+from catalog_intel.io.storage import (FileHashCache, isdir, isfile, is_local, join, parent, read_table, relpaths, resolve,
                       sha256_file, stat_key, walk_files)
 
 MANIFEST_PATH_COLUMNS = ("image_path", "path", "image", "file")
@@ -51,13 +51,13 @@ def scan_folder(root: str, extensions) -> tuple[pl.DataFrame, pl.DataFrame, list
     rejects [image, reason] for files without an image extension, skipped dot files)."""
     files, skipped = walk_files(root)
     exts = {e.lower() for e in extensions}
+    local = is_local(root)
     images, paths, keys, rejects = [], [], [], []
-    for loc, info in files:
-        rel = relpath(loc, root)
+    for (loc, info), rel in zip(files, relpaths([loc for loc, _ in files], root)):
         if info is not None and info.get("type") == "other":
             rejects.append((rel, "not a regular file (a broken link, pipe or socket): replace it with the image file"))
         elif os.path.splitext(loc)[1].lower() in exts:
-            images.append(rel), paths.append(loc if not is_local(loc) else os.path.abspath(loc))
+            images.append(rel), paths.append(os.path.abspath(loc) if local else loc)
             keys.append(stat_key(loc, info) if info is not None else None)  # the listing's size + ETag
         else:
             rejects.append((rel, not_an_image_reason(loc, extensions)))

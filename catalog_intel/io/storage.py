@@ -152,9 +152,22 @@ def resolve(loc: str | os.PathLike) -> str:
 
 def relpath(target: str, start: str) -> str:
     """`target` relative to the folder `start` (both local, or both in one store), '/'-separated."""
-    if is_local(target) and is_local(start):
-        return os.path.relpath(os.path.abspath(_local(target)), os.path.abspath(_local(start))).replace(os.sep, "/")
-    return posixpath.relpath(url_to_fs(target)[1], url_to_fs(start)[1])
+    return relpaths([target], start)[0]
+
+
+def relpaths(targets: list[str], start: str) -> list[str]:
+    """relpath of many targets under one folder (a whole listing: the common case is a prefix cut)."""
+    if is_local(start) and all(is_local(t) for t in targets):
+        base = os.path.abspath(_local(start))
+        prefix = os.path.join(base, "")
+        out = []
+        for target in targets:
+            full = os.path.abspath(_local(target))
+            rel = full[len(prefix):] if full.startswith(prefix) else os.path.relpath(full, base)
+            out.append(rel.replace(os.sep, "/"))
+        return out
+    base = url_to_fs(start)[1]
+    return [posixpath.relpath(url_to_fs(t)[1], base) for t in targets]
 
 
 def uri(loc: str | os.PathLike) -> str:
@@ -228,20 +241,23 @@ def walk_files(root: str | os.PathLike) -> tuple[list[tuple[str, dict | None]], 
     root = str(root)
     found, skipped = [], []
     if is_local(root):
-        base = _local(root)
-        for dirpath, dirnames, filenames in os.walk(base):
-            for d in sorted(dirnames):
-                if d.startswith("."):
-                    skipped.extend(os.path.join(dp, f) for dp, _, fs_ in os.walk(os.path.join(dirpath, d)) for f in fs_)
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            for name in filenames:
-                full = os.path.join(dirpath, name)
-                if name.startswith("."):
-                    skipped.append(full)
-                elif os.path.isfile(full):  # regular files and links to them
-                    found.append((full, None))
-                else:  # a broken link, a pipe, a socket: listed so that it is accounted for, never read
-                    found.append((full, {"type": "other"}))
+        folders = [_local(root)]
+        while folders:  # os.walk's order and rules (links to folders are not followed), one stat fewer per file
+            with os.scandir(folders.pop()) as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        if entry.name.startswith("."):
+                            skipped.extend(os.path.join(dp, f) for dp, _, fs_ in os.walk(entry.path) for f in fs_)
+                        else:
+                            folders.append(entry.path)
+                    elif entry.name.startswith("."):
+                        skipped.append(entry.path)
+                    elif entry.is_symlink() and os.path.isdir(entry.path):
+                        continue  # as os.walk: a link to a folder is neither walked nor a file
+                    elif entry.is_file():  # regular files and links to them
+                        found.append((entry.path, None))
+                    else:  # a broken link, a pipe, a socket: listed so that it is accounted for, never read
+                        found.append((entry.path, {"type": "other"}))
         return sorted(found), sorted(skipped)
     fs, path = url_to_fs(root)
     fs.invalidate_cache(path)

@@ -44,14 +44,16 @@ def update_neighbours(idx: SearchIndex, shas: list[str], n: int, previous: pl.Da
     {"queried": new + re-asked contents, "reused": old contents kept, "updated": old
     contents a new one entered}."""
     wanted = list(dict.fromkeys(shas))
-    in_catalog = pl.Series(wanted, dtype=pl.Utf8)
-    kept = pl.DataFrame(schema=NEAR_SCHEMA) if previous is None else previous.filter(pl.col("sha256").is_in(in_catalog.implode()))
-    lost = kept.filter(~pl.col("neighbour").is_in(in_catalog.implode()))["sha256"].unique()  # a neighbour left
-    kept = kept.filter(~pl.col("sha256").is_in(lost.implode()))
-    have = set(kept["sha256"].unique().to_list())
-    if len(have) < len(wanted) / 2:  # mostly new: asking for everything costs less
+    known = set() if previous is None else set(previous["sha256"].unique().to_list())
+    if len(known) < len(wanted) / 2:  # mostly new: asking for everything costs less
         return neighbours(idx, wanted, n, progress), {"queried": len(wanted), "reused": 0, "updated": 0}
-    known = set(previous["sha256"].unique().to_list())
+    kept = previous
+    if not known.issubset(wanted):  # some left the catalog (a nightly run mostly only adds)
+        in_catalog = pl.Series(wanted, dtype=pl.Utf8).implode()
+        kept = previous.filter(pl.col("sha256").is_in(in_catalog))
+        lost = kept.filter(~pl.col("neighbour").is_in(in_catalog))["sha256"].unique()  # a neighbour left
+        kept = kept.filter(~pl.col("sha256").is_in(lost.implode()))
+    have = set(kept["sha256"].unique().to_list()) if kept is not previous else known
     new = [s for s in wanted if s not in known]
     ask = [s for s in wanted if s not in have]
     wide = n * _REVERSE_WIDTH if idx.kind != EXACT else n
