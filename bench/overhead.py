@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -64,8 +65,11 @@ def main() -> None:
         raise SystemExit(proc.stdout[-2000:] + proc.stderr[-2000:])
     summary = next(line for line in proc.stdout.splitlines() if line.startswith("catalog-intel:"))
     forward_s = bare_forward(files, args.checkpoint, batch)
+    flow_s = float(re.search(r"\| ([\d.]+) s[ |]", summary)[1])  # the flow's own time, from its summary line
     result = {"images": args.images, "run_s": round(run_s, 1), "forward_s": round(forward_s, 1),
-              "ratio": round(run_s / forward_s, 2), "summary": summary, "cores": os.cpu_count(),
+              "ratio": round(run_s / forward_s, 2), "flow_s": flow_s,
+              "outside_flow_s": round(run_s - flow_s, 1),  # start-up (imports, Prefect's server) and exit
+              "summary": summary, "cores": os.cpu_count(),
               "load_avg": os.getloadavg()}
     print(json.dumps(result, indent=1))
     if args.json:
