@@ -85,3 +85,29 @@ def test_text_tower_on_the_used_tokens_matches_open_clip_on_all_77(tiny_clip, tm
     assert trimmed.shape == reference.shape == (3, clip.model.text_projection.shape[1])
     np.testing.assert_allclose(trimmed, reference, atol=1e-5)
     assert np.allclose(np.linalg.norm(trimmed, axis=1), 1.0, atol=1e-5)
+
+
+def test_preloaded_model_is_the_one_the_run_gets(tiny_clip, tmp_path):
+    from catalog_intel.inference.clip_model import load_clip, preload_clip
+
+    cfg = load_config(None, dict(tiny_clip)).clip
+    clip_model._load.cache_clear()
+    thread = preload_clip(cfg, tmp_path / "cache")
+    thread.join(timeout=120)
+    assert not thread.is_alive()
+    assert clip_model._load.cache_info().misses == 1  # the preload loaded it
+    clip = load_clip(cfg, tmp_path / "cache")
+    info = clip_model._load.cache_info()
+    assert info.hits == 1 and info.misses == 1  # the run's load found it: loaded once
+    assert clip.image_size == 32
+
+
+def test_clip_is_preloaded_only_for_a_first_local_run(tmp_path):
+    from catalog_intel.cli import _first_local_run
+
+    out = tmp_path / "out"
+    assert _first_local_run(load_config(), str(out))
+    assert not _first_local_run(load_config(None, {"runner.task_runner": "dask"}), str(out))
+    out.mkdir()
+    (out / "_SUCCESS.json").write_text("{}")  # an earlier run published here: its images are mostly cached
+    assert not _first_local_run(load_config(), str(out))
