@@ -196,10 +196,10 @@ def _run(args) -> int:
     if uses_embedded(config):
         prepare_embedded(config)
     server = _start_prefect_server_early()
-    if _first_local_run(config, args.out):
-        from catalog_intel.inference.clip_model import preload_clip
+    if _first_local_run(config, args.out):  # CLIP and its label texts load while Prefect's server starts
+        from catalog_intel.inference.zeroshot import preload
 
-        preload_clip(config.clip, config.paths.cache_path)
+        preload(config)
     from flows.catalog import catalog_flow
 
     import great_expectations  # noqa: F401  # every run validates; import it while the server starts

@@ -87,19 +87,27 @@ def test_text_tower_on_the_used_tokens_matches_open_clip_on_all_77(tiny_clip, tm
     assert np.allclose(np.linalg.norm(trimmed, axis=1), 1.0, atol=1e-5)
 
 
-def test_preloaded_model_is_the_one_the_run_gets(tiny_clip, tmp_path):
-    from catalog_intel.inference.clip_model import load_clip, preload_clip
+def test_preload_leaves_the_model_and_label_texts_the_run_finds(tiny_clip, tmp_path):
+    from catalog_intel.inference.clip_model import load_clip
+    from catalog_intel.inference.zeroshot import label_index_path, load_or_build_label_index, preload
 
-    cfg = load_config(None, dict(tiny_clip)).clip
+    config = load_config(None, {**tiny_clip, "paths.cache_dir": str(tmp_path / "cache")})
+    cache_root = config.paths.cache_path
     clip_model._load.cache_clear()
-    thread = preload_clip(cfg, tmp_path / "cache")
+    thread = preload(config)
     thread.join(timeout=120)
     assert not thread.is_alive()
-    assert clip_model._load.cache_info().misses == 1  # the preload loaded it
-    clip = load_clip(cfg, tmp_path / "cache")
+    assert clip_model._load.cache_info().misses == 1  # the preload loaded the model once
+    ident = model_id(config.clip, cache_root)
+    assert label_index_path(cache_root, ident, config).is_file()  # and encoded the vocabulary
+
+    def must_not_load():
+        raise AssertionError("the label texts were encoded again")
+
+    assert load_or_build_label_index(cache_root, ident, config, must_not_load) == label_index_path(cache_root, ident, config)
+    clip = load_clip(config.clip, cache_root)
     info = clip_model._load.cache_info()
-    assert info.hits == 1 and info.misses == 1  # the run's load found it: loaded once
-    assert clip.image_size == 32
+    assert info.hits >= 1 and info.misses == 1 and clip.image_size == 32  # the run's load found it
 
 
 def test_clip_is_preloaded_only_for_a_first_local_run(tmp_path):

@@ -316,23 +316,6 @@ def _load(model_name: str, weights: str, model_config: str, device: str, ident: 
     return LoadedClip(model, preprocess, tokenizer, ident, device, image_size)
 
 
-def preload_clip(cfg: ClipConfig, cache_root: Path) -> threading.Thread:
-    """Load the model in a background thread, for a run whose shards execute in this
-    process: torch and the weights load while Prefect's server starts, and the run's
-    first `load_clip` waits for this one instead of loading again. A failure here is
-    left to that `load_clip`, which raises it with its usual message."""
-
-    def load() -> None:
-        try:
-            load_clip(cfg, cache_root)
-        except Exception:  # noqa: BLE001
-            pass
-
-    thread = threading.Thread(target=load, name="clip-preload", daemon=True)
-    thread.start()
-    return thread
-
-
 def load_clip(cfg: ClipConfig, cache_root: Path) -> LoadedClip:
     """The model for this config, loaded once per process."""
     weights = resolve_weights(cfg, cache_root)

@@ -8,12 +8,13 @@ margin columns, abstaining ("unknown") under each attribute's threshold."""
 from __future__ import annotations
 
 import re
+import threading
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
-from catalog_intel.inference.clip_model import LoadedClip, encode_texts
+from catalog_intel.inference.clip_model import LoadedClip, encode_texts, load_clip, model_id
 from catalog_intel.config import ATTRIBUTE_ORDER, UNKNOWN, AttributeConfig, Config
 from catalog_intel.io.storage import isfile, write_parquet
 
@@ -54,12 +55,37 @@ def label_index_path(cache_root: Path, model_id: str, config: Config) -> Path:
     return cache_root / "label_text" / f"{slug}--{config.vocabulary_digest()}.parquet"
 
 
+_label_index_lock = threading.Lock()
+
+
 def load_or_build_label_index(cache_root: Path, model_id: str, config: Config, clip_loader) -> Path:
     """Path of the cached label-text embeddings; `clip_loader()` is only called on a miss."""
     path = label_index_path(cache_root, model_id, config)
-    if not isfile(path):
-        write_parquet(encode_label_texts(clip_loader(), config.attributes), path)
+    with _label_index_lock:  # a preload and the run's task may ask at once: one encodes, the other reads
+        if not isfile(path):
+            write_parquet(encode_label_texts(clip_loader(), config.attributes), path)
     return path
+
+
+def preload(config: Config) -> threading.Thread:
+    """Load CLIP and encode the label vocabulary in a background thread, for a run whose
+    shards execute in this process: torch, the weights and the label texts are ready while
+    Prefect's server starts, and the run's own `load_clip` and label-text task find them
+    (they wait for this thread rather than doing the work twice). A failure here is left
+    to those, which raise it with their usual message."""
+
+    def load() -> None:
+        try:
+            cache_root = config.paths.cache_path
+            load_or_build_label_index(cache_root, model_id(config.clip, cache_root), config,
+                                      lambda: load_clip(config.clip, cache_root))
+            load_clip(config.clip, cache_root)  # cached label texts need no model, the images do
+        except Exception:  # noqa: BLE001
+            pass
+
+    thread = threading.Thread(target=load, name="clip-preload", daemon=True)
+    thread.start()
+    return thread
 
 
 def classify(
