@@ -6,6 +6,8 @@ the embedded LLM writing the copy, a random tiny CLIP (the facts give the attrib
     # 2. one run per code version (REPO: a checkout; its catalog_intel is put first on the path)
     python bench/copy_measure.py run --work /tmp/copybench --repo /work/wt-copy-before --label before
     python bench/copy_measure.py run --work /tmp/copybench --repo . --label after --first 50
+    # another model for the embedded server, same products (llm.embedded_model_path)
+    python bench/copy_measure.py run --work /tmp/copybench --repo . --label smollm2 --first 20 --gguf M.gguf
     # 3. the figures, by this checkout's grounding checker, for every labelled run found
     python bench/copy_measure.py score --work /tmp/copybench --first 50 --json bench/results/copy_facts.json
 
@@ -69,13 +71,17 @@ def prepare(work: Path, n: int) -> None:
 
 
 def run(work: Path, repo: Path, label: str, first: int | None = None, keep_cache: bool = False,
-        llm_threads: int | None = None) -> None:
+        llm_threads: int | None = None, gguf: Path | None = None) -> None:
     out, cache = work / label, work / f"{label}-cache"
     config = work / "config.toml"
+    llm_keys = ""
     if llm_threads:  # code with llm.embedded_nice: a fixed thread count at normal priority
+        llm_keys += f"embedded_threads = {llm_threads}\nembedded_nice = 0\n"
+    if gguf:  # code with llm.embedded_model_path: another GGUF for the embedded server
+        llm_keys += f'embedded_model_path = "{gguf.resolve()}"\n'
+    if llm_keys:
         config = work / f"config-{label}.toml"
-        config.write_text((work / "config.toml").read_text().replace(
-            "[llm]\n", f"[llm]\nembedded_threads = {llm_threads}\nembedded_nice = 0\n"))
+        config.write_text((work / "config.toml").read_text().replace("[llm]\n", "[llm]\n" + llm_keys))
     shutil.rmtree(out, ignore_errors=True)
     if not keep_cache:  # keep_cache: resume an interrupted run (s/answer is then read from the copy store)
         shutil.rmtree(cache, ignore_errors=True)
@@ -277,6 +283,7 @@ def main() -> None:
     r.add_argument("--first", type=int, help="only the manifest's first N products")
     r.add_argument("--keep-cache", action="store_true", help="resume: keep the copy answers of an earlier run")
     r.add_argument("--llm-threads", type=int, help="embedded server threads, at normal priority (code after #9)")
+    r.add_argument("--gguf", type=Path, help="another GGUF for the embedded server (llm.embedded_model_path)")
     pa = sub.add_parser("partial")
     pa.add_argument("--work", type=Path, required=True)
     pa.add_argument("--repo", type=Path, required=True)
@@ -291,7 +298,7 @@ def main() -> None:
     if a.cmd == "prepare":
         prepare(a.work, a.n)
     elif a.cmd == "run":
-        run(a.work, a.repo, a.label, a.first, a.keep_cache, a.llm_threads)
+        run(a.work, a.repo, a.label, a.first, a.keep_cache, a.llm_threads, a.gguf)
     elif a.cmd == "partial":
         partial(a.work, a.repo, a.label, a.first, a.bare)
     else:

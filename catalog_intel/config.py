@@ -111,6 +111,7 @@ class LLMConfig(_Strict):
     embedded_nice: int = Field(10, ge=0, le=19)
     embedded_parallel: int = Field(2, ge=1)
     embedded_context: int = Field(4096, ge=512)
+    embedded_model_path: str = ""
     prompt_version: str
     system_prompt: str
     user_prompt: str

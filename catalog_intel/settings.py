@@ -97,7 +97,8 @@ def absolute_paths(config: Config) -> Config:
                                           "model_config_path": absolute(config.clip.model_config_path)})
     paths = config.paths.model_copy(update={"cache_dir": cache, "resolved": True})
     facts = config.facts.model_copy(update={"file": absolute(config.facts.file)})
-    return config.model_copy(update={"paths": paths, "clip": clip, "facts": facts})
+    llm = config.llm.model_copy(update={"embedded_model_path": absolute(config.llm.embedded_model_path)})
+    return config.model_copy(update={"paths": paths, "clip": clip, "facts": facts, "llm": llm})
 
 
 def with_override_parameters(fn: Callable) -> Callable:

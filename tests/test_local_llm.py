@@ -369,3 +369,64 @@ def test_embedded_server_uses_every_core_at_a_lower_priority(monkeypatch):
     with llm_service.llm_endpoint(load_config()) as config:
         assert config.llm.base_url == "http://127.0.0.1:1/v1"
     assert seen["nice"] == 10 and seen["threads"] is None and seen["isolate"] is True
+
+
+# --------------------------------------------------------------------------- another GGUF (llm.embedded_model_path)
+
+
+def test_configured_model_path_is_served_without_the_default_parts(tmp_path: Path, monkeypatch) -> None:
+    """llm.embedded_model_path replaces the default model: no part wheels, no hash check;
+    ~ is expanded once, when the run resolves its settings."""
+    pytest.importorskip("xllamacpp")
+    from catalog_intel.copywriting import llm_service
+    from catalog_intel.settings import resolve_settings
+
+    model = tmp_path / "home" / "models" / "shop-writer.gguf"
+    model.parent.mkdir(parents=True)
+    model.write_bytes(b"GGUF" + b"\0" * 60)
+    config_file = tmp_path / "c.toml"
+    config_file.write_text('[llm]\nembedded_model_path = "~/models/shop-writer.gguf"\n')
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+
+    def no_parts(*a, **k):
+        raise AssertionError("the default model must not be assembled")
+
+    monkeypatch.setattr(local_llm, "ensure_gguf", no_parts)
+    config = resolve_settings(str(config_file))
+    assert config.llm.embedded_model_path == str(model)
+    assert llm_service.prepare_embedded(config) == model
+
+
+def test_configured_model_path_that_is_not_a_file_names_the_key(tmp_path: Path) -> None:
+    pytest.importorskip("xllamacpp")
+    from catalog_intel.config import load_config
+    from catalog_intel.copywriting import llm_service
+
+    config = load_config(overrides={"llm.embedded_model_path": str(tmp_path / "missing.gguf")})
+    with pytest.raises(ModelUnavailableError, match=r"llm\.embedded_model_path .*missing\.gguf is not a file"):
+        llm_service.prepare_embedded(config)
+    assert load_config().llm.embedded_model_path == ""  # default: the pinned model
+
+
+@pytest.mark.slow
+def test_run_serves_the_configured_gguf_under_its_own_name(real_gguf: Path, tmp_path: Path) -> None:
+    """The endpoint a run gets serves the configured file, named after it: the copy cache
+    (keyed by llm.model) never mixes its answers with another model's."""
+    from catalog_intel.config import load_config
+    from catalog_intel.copywriting import llm_service
+    from catalog_intel.copywriting.copywriter import copy_key
+
+    other = tmp_path / "shop-writer.gguf"
+    other.symlink_to(real_gguf)
+    config = load_config(overrides={"llm.embedded_model_path": str(other), "llm.embedded_threads": 1,
+                                    "llm.embedded_parallel": 1, "llm.embedded_context": 1024,
+                                    "paths.cache_dir": str(tmp_path / "cache")})
+    with llm_service.llm_endpoint(config) as live:
+        with urllib.request.urlopen(live.llm.base_url + "/models", timeout=10) as resp:
+            served = [m["id"] for m in json.load(resp)["data"]]
+        base_url = live.llm.base_url
+    assert live.llm.model == "shop-writer" and served == ["shop-writer"]
+    assert not (tmp_path / "cache" / "models").exists()  # nothing assembled
+    assert _port_closed(base_url)
+    default = config.llm.model_copy(update={"model": real_gguf.stem})
+    assert copy_key({"color": "navy"}, live.llm) != copy_key({"color": "navy"}, default)

@@ -17,7 +17,8 @@ def uses_embedded(config: Config) -> bool:
 
 
 def prepare_embedded(config: Config, progress: bool = True) -> Path:
-    """The local GGUF, assembled into the cache on first use; fails fast with the fix."""
+    """The local GGUF: llm.embedded_model_path, else the default one, assembled into the
+    cache on first use; fails fast with the fix."""
     from catalog_intel.copywriting.local_llm import ensure_gguf, install_hint
 
     if importlib.util.find_spec("xllamacpp") is None:
@@ -25,6 +26,14 @@ def prepare_embedded(config: Config, progress: bool = True) -> Path:
             "the embedded LLM runtime (xllamacpp) is not installed: " + install_hint()
             + ", or set llm.base_url / --llm-base-url to an OpenAI-compatible server, or run with --no-llm"
         )
+    if config.llm.embedded_model_path:
+        gguf = Path(config.llm.embedded_model_path).expanduser()
+        if not gguf.is_file():
+            raise ModelUnavailableError(
+                f"llm.embedded_model_path {gguf} is not a file: give the path of a local GGUF model, "
+                "or leave it empty for the default model"
+            )
+        return gguf
     return ensure_gguf(config.paths.cache_path, progress=progress)
 
 
