@@ -68,7 +68,7 @@ def main() -> None:
     flow_s = float(re.search(r"\| ([\d.]+) s[ |]", summary)[1])  # the flow's own time, from its summary line
     result = {"images": args.images, "run_s": round(run_s, 1), "forward_s": round(forward_s, 1),
               "ratio": round(run_s / forward_s, 2), "flow_s": flow_s,
-              "outside_flow_s": round(run_s - flow_s, 1),  # start-up (imports, Prefect's server) and exit
+              "outside_flow_s": round(run_s - flow_s, 1),  # start-up (imports, Prefect server), report, exit
               "summary": summary, "cores": os.cpu_count(),
               "load_avg": os.getloadavg()}
     print(json.dumps(result, indent=1))
