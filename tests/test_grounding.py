@@ -168,3 +168,29 @@ def test_lengths_are_words_and_sentences_and_the_schema_has_no_character_cap():
     with pytest.raises(ValueError, match="at least 3 items"):
         CatalogCopy(title="Pink Top", bullet_points=["Soft.", "Light."], description="A pink top.",
                     style_summary="Wear it.", seo_tags=["pink top", "Pink Top", "tee"])
+
+
+def test_copy_that_repeats_the_instructions_is_caught_and_repaired():
+    """A small model may echo the prompt ("The product's name from its attributes, like")
+    or the schema's field names: no claim in it, but nothing a shop can publish."""
+    cfg = load_config()
+    gate = copy_check(cfg)
+    line = next(x for x in cfg.llm.user_prompt.splitlines() if x.startswith("- title:"))
+    echoed = " ".join(line.removeprefix("- title:").split()[:7]).rstrip(",.")  # seven words of the prompt
+    attrs = {"product": "women's top", **{k: v for k, v in ROW.items() if v}}
+    copy = {"title": echoed.capitalize(),
+            "bullet_points": ["Short sleeves.", "style_summary: wear it with jeans.", "A classic v-neck."],
+            "description": f"A pink v-neck t-shirt with short sleeves. {echoed.capitalize()}.",
+            "style_summary": "Wear it with jeans or a skirt.",
+            "seo_tags": ["pink v-neck t-shirt", "pink t-shirt", "v-neck top"]}
+    echoes = sorted((p.field, p.item) for p in gate.problems(attrs, copy) if p.kind == "echo")
+    assert echoes == [("bullet_points", 1), ("description", None), ("title", None)]
+    fixed, removed = gate.repair(attrs, copy, gate.problems(attrs, copy))
+    assert fixed["title"] == "Pink Short-Sleeve T-Shirt"  # rebuilt from the attributes
+    assert fixed["bullet_points"] == ["Short sleeves.", "A classic v-neck."]
+    assert fixed["description"] == "A pink v-neck t-shirt with short sleeves."
+    assert sum("repeats the instructions" in r for r in removed) == 3 and gate.problems(attrs, fixed) == []
+    # ordinary copy, even with words the prompt also uses ("colour", "wear it with"), is not an echo
+    plain = {**copy, "title": "Pink V-Neck T-Shirt", "bullet_points": ["Short sleeves.", "A classic v-neck."],
+             "description": "A pink v-neck t-shirt. The solid colour is easy to wear it with jeans."}
+    assert [p for p in form_problems(plain, cfg.validation, gate.instructions) if p.kind == "echo"] == []

@@ -579,7 +579,12 @@ def _garment_claims(field, sentence, own, has_column, terms, facts, add) -> None
 _FUNCTION_WORDS = frozenset("a an the to and or of with for in on at your its their this that as by from into "
                             "is are be but so than".split())
 _TERMINAL = re.compile(r"[.!?…][\"'”’)\]]*$")
-FORM_KINDS = ("truncated", "duplicate_tag", "duplicate_bullet", "summary_repeats", "summary_sentences", "too_long")
+FORM_KINDS = ("truncated", "duplicate_tag", "duplicate_bullet", "summary_repeats", "summary_sentences", "too_long",
+              "echo")
+#: Words of the instructions that never belong in copy: the schema's field names, the prompt's placeholders.
+_INSTRUCTION_WORDS = re.compile(r"\b(?:style_summary|seo_tags|bullet_points|do_not_mention)\b|\{\w+\}|"
+                                r"\bproduct attributes \(json\)", re.I)
+ECHO_WORDS = 5  # a run of this many words shared with the instructions is an echo, not copy
 
 
 def norm_text(text: str) -> str:
@@ -607,14 +612,45 @@ def summary_repeats(summary: str, description: str) -> bool:
     return bool(s) and len(s & d) / len(s) >= 0.5
 
 
-def form_problems(copy: dict, limits: ValidationConfig | None = None) -> list[Claim]:
+def instruction_runs(*prompts: str) -> frozenset[tuple[str, ...]]:
+    """Every run of ECHO_WORDS words in the prompts (placeholders left out): copy that shares one
+    repeats the instructions ("The product's name from its attributes, like ...")."""
+    runs = set()
+    for prompt in prompts:
+        words = norm_text(re.sub(r"\{\w+\}", " ", prompt)).split()
+        runs.update(tuple(words[i:i + ECHO_WORDS]) for i in range(len(words) - ECHO_WORDS + 1))
+    return frozenset(runs)
+
+
+def _echoes(text: str, instructions: frozenset) -> bool:
+    if _INSTRUCTION_WORDS.search(text):
+        return True
+    words = norm_text(text).split()
+    return any(tuple(words[i:i + ECHO_WORDS]) in instructions for i in range(len(words) - ECHO_WORDS + 1))
+
+
+def form_problems(copy: dict, limits: ValidationConfig | None = None,
+                  instructions: frozenset = frozenset()) -> list[Claim]:
     """What makes copy unfit to publish besides its claims: a field cut mid-sentence, repeated
     SEO tags or bullets, a style summary of several sentences or one repeating the description,
-    and (with `limits`) bullets, tags or descriptions longer than asked for."""
+    text that repeats the instructions (`instructions`: instruction_runs of the prompts; the
+    schema's field names are caught without them), and (with `limits`) bullets, tags or
+    descriptions longer than asked for."""
     out: list[Claim] = []
 
     def add(kind, field, item, sentence, reason):
         out.append(Claim(kind, field, item, sentence, sentence, "form", f"{kind}: {reason} ({field}: '{sentence[-40:]}')"))
+
+    for field in ("title", "description", "style_summary"):  # per sentence: repair removes sentences
+        parts = [str(copy.get(field) or "")] if field == "title" else \
+            [x for x in _SENTENCE.split(str(copy.get(field) or "")) if x.strip()]
+        for sentence in parts:
+            if sentence.strip() and _echoes(sentence, instructions):
+                add("echo", field, None, sentence, "repeats the instructions, not copy")
+    for field in ("bullet_points", "seo_tags"):
+        for i, x in enumerate(copy.get(field) or []):
+            if _echoes(str(x), instructions):
+                add("echo", field, i, str(x), "repeats the instructions, not copy")
 
     for field in ("title", "description", "style_summary"):
         if copy.get(field) and truncated(copy[field], needs_stop=field == "description"):
@@ -752,10 +788,11 @@ class CopyGate:
 
     terms: Terms
     limits: ValidationConfig
+    instructions: frozenset = frozenset()  # instruction_runs of the prompts
 
     def problems(self, attributes: dict, copy: dict) -> list[Claim]:
         row = {**attributes, **copy}
-        return claims(row, self.terms, facts_text(attributes)) + form_problems(copy, self.limits)
+        return claims(row, self.terms, facts_text(attributes)) + form_problems(copy, self.limits, self.instructions)
 
     def repair(self, attributes: dict, copy: dict, problems: list[Claim]) -> tuple[dict | None, list[str]]:
         removed: list[str] = []
@@ -771,4 +808,5 @@ class CopyGate:
 
 
 def copy_check(config: Config) -> CopyGate:
-    return CopyGate(build_terms(config), config.validation)
+    return CopyGate(build_terms(config), config.validation,
+                    instruction_runs(config.llm.system_prompt, config.llm.user_prompt))

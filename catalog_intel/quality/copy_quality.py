@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from catalog_intel.config import ATTRIBUTE_ORDER, Config
 from catalog_intel.copywriting.copywriter import COPY_COLUMNS, CatalogCopy
 from catalog_intel.copywriting.grounding import (CLAIM_KINDS, FORM_KINDS, Terms, build_terms, claims, contradictions, facts_text,
-                        form_problems, norm_text)
+                        form_problems, instruction_runs, norm_text)
 from catalog_intel.io.storage import read_table
 
 # --------------------------------------------------------------------------- reading outputs
@@ -130,7 +130,8 @@ def copy_quality(frame: pl.DataFrame, config: Config, name: str = "output",
     # free-text facts, and the supplier's own attribute values (<attr>_fact, "embroidered" included)
     free = [c for c in (*config.facts.free_text, *(f"{a}_fact" for a in ATTRIBUTE_ORDER)) if c in frame.columns]
     invented, invented_kinds = flag(lambda r, t: [c.reason for c in claims(r, t, facts_text(r, free))])
-    form = {id(r): form_problems(r) for r in with_copy}
+    echo = instruction_runs(config.llm.system_prompt, config.llm.user_prompt)  # our prompts; field names for any
+    form = {id(r): form_problems(r, None, echo) for r in with_copy}
     form_rows = {k: sum(any(p.kind == k for p in form[id(r)]) for r in with_copy) for k in FORM_KINDS}
     descriptions = Counter(norm_text(r["description"]) for r in with_copy if r.get("description"))
 
