@@ -33,15 +33,24 @@ HM = HERE.parent / "shared" / "data" / "hm-tops"
 FIT_MAP = {"fitted/slim": "slim", "loose": "loose", "oversized": "loose"}
 
 
-def prepare(work: Path, n: int) -> None:
+def _sample(labels: pl.DataFrame, n: int) -> list[int]:
+    step = max(1, labels.height // n)
+    return list(range(0, labels.height, step))[:n]
+
+
+def prepare(work: Path, n: int, base_n: int | None = None) -> None:
+    """`base_n`: the first products are those `prepare --n BASE_N` picks (an earlier measurement's
+    products stay first), then others up to N: `--skip BASE_N` in copy_first_answers.py picks
+    products no measurement on the first BASE_N has seen."""
     sys.path.insert(0, str(HERE))
     sys.path.insert(0, str(HERE / "tests"))
     from catalog_intel.quality.evaluate import LABEL_VALUE_MAP
     from conftest import make_tiny_clip
 
     labels = pl.read_csv(HM / "labels.csv", infer_schema_length=0).sort("file")
-    step = max(1, labels.height // n)
-    sample = labels.gather(list(range(0, labels.height, step))[:n])
+    picked = _sample(labels, base_n) if base_n else []
+    picked += [i for i in _sample(labels, n) if i not in set(picked)]
+    sample = labels.gather(picked[:n])
     images = work / "catalog" / "images"
     images.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -270,6 +279,7 @@ def main() -> None:
     p = sub.add_parser("prepare")
     p.add_argument("--work", type=Path, required=True)
     p.add_argument("--n", type=int, default=60)
+    p.add_argument("--base-n", type=int, help="first the products of `prepare --n BASE_N`, then others up to N")
     r = sub.add_parser("run")
     r.add_argument("--work", type=Path, required=True)
     r.add_argument("--repo", type=Path, required=True)
@@ -289,7 +299,7 @@ def main() -> None:
     s.add_argument("--first", type=int, help="score only the manifest's first N products")
     a = ap.parse_args()
     if a.cmd == "prepare":
-        prepare(a.work, a.n)
+        prepare(a.work, a.n, a.base_n)
     elif a.cmd == "run":
         run(a.work, a.repo, a.label, a.first, a.keep_cache, a.llm_threads)
     elif a.cmd == "partial":
