@@ -97,6 +97,23 @@ def figures(rows: pl.DataFrame, stats, answers: list[dict], seconds: float) -> d
     }
 
 
+def rescore(work: Path, label: str, gate, max_removals: int) -> dict:
+    """The first answers of an earlier run judged again by this checkout's gate (a checker change)."""
+    firsts = [a for a in map(json.loads, (work / f"answers-{label}.jsonl").read_text().splitlines())
+              if a["answer"] == 1]
+    kinds: Counter = Counter()
+    with_problems = retry = 0
+    for a in firsts:
+        found = gate.problems(json.loads(a["key"]), a["copy"])
+        kinds.update({p.kind for p in found})
+        with_problems += bool(found)
+        retry += bool(found) and (len(found) > max_removals
+                                  or gate.repair(json.loads(a["key"]), a["copy"], found)[0] is None)
+    n = len(firsts)
+    return {"label": label, "first_answers": n, "first_with_problems_share": with_problems / n,
+            "first_would_retry_share": retry / n, "first_problem_kinds": dict(kinds.most_common())}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", type=Path, required=True)
@@ -107,6 +124,7 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="config override, e.g. llm.temperature=0.5 (JSON values parsed)")
     ap.add_argument("--llm-toml", type=Path, help="TOML keys added to the [llm] table (a prompt to try)")
+    ap.add_argument("--rescore", action="store_true", help="judge LABEL's recorded first answers again, no LLM")
     ap.add_argument("--first-answers-only", action="store_true", help="one answer per product (content_attempts=1)")
     a = ap.parse_args()
 
@@ -132,6 +150,9 @@ def main() -> None:
         assert llm_table in base, f"{llm_table!r} not in the work config"
         config_file.write_text(base.replace(llm_table, "") + "\n" + llm_table + a.llm_toml.read_text())
     config = load_config(config_file, overrides)
+    if a.rescore:
+        print(json.dumps(rescore(a.work, a.label, copy_check(config), config.llm.repair_max_removals), indent=1))
+        return
     rows = attributes(a.work, a.skip, a.first)
     llm = config.llm
     gate = Recorder(copy_check(config), llm.repair_max_removals, a.work / f"answers-{a.label}.jsonl")

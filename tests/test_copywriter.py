@@ -103,7 +103,7 @@ def test_per_product_copy_gives_identical_attribute_sets_their_own_request(tmp_p
         copy, stats = describe(PRODUCTS, _llm(cfg, server, per_product=True), cfg.validation, tmp_path)
         assert server.requests == 4 and stats.calls == 4 and copy["copy_key"].n_unique() == 4
         # the prompt is the same: only the cache key tells the products apart
-        prompts = [r["body"]["messages"][1]["content"] for r in server.request_log]
+        prompts = [r["body"]["messages"][-1]["content"] for r in server.request_log]
         assert len(set(prompts)) == 3 and len({r["body"]["seed"] for r in server.request_log}) == 4
 
 
@@ -292,3 +292,23 @@ def test_example_and_sampling_settings_reach_the_server(tmp_path):
         body = server.request_log[0]["body"]
     assert copy["copy_error"][0] is None  # the product's own attributes are answered, not the example's
     assert body["min_p"] == 0.1 and len(body["messages"]) == 4
+
+
+def test_a_material_fact_is_not_also_listed_as_unknown():
+    row = {"sha256": "x", **dict(zip(ATTRS, ("red", "unknown", "unknown", "solid", "unknown", "unknown", "top"))),
+           "facts_json": json.dumps({"material_composition": "95% cotton, 5% elastane"})}
+    attrs = prompt_attributes(row)
+    assert attrs["facts"] == {"material_composition": "95% cotton, 5% elastane"}
+    assert attrs["do_not_mention"] == ["neckline", "sleeves or sleeve length", "fit"]
+    assert "fabric or material" in prompt_attributes({**row, "facts_json": None})["do_not_mention"]
+
+
+def test_the_default_example_is_copy_the_gate_accepts():
+    from catalog_intel.copywriting.copywriter import CatalogCopy
+    from catalog_intel.copywriting.grounding import copy_check
+
+    cfg = load_config()
+    example = cfg.llm.example
+    assert example.attributes["product"] == "women's top" and example.answer  # the default prompt has one
+    copy = CatalogCopy.model_validate(example.answer).model_dump()
+    assert copy_check(cfg).problems(example.attributes, copy) == []

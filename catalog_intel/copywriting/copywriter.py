@@ -149,7 +149,9 @@ def prompt_attributes(row: dict) -> dict:
     facts = json.loads(row["facts_json"]) if row.get("facts_json") else {}
     # Small models fill gaps ("long sleeves", "cotton"); naming the gaps curbs that (measured
     # with `catalog-intel copy-quality`: ungrounded claims).
-    unknown = [UNKNOWN_WORDING[a] for a in ATTRIBUTE_ORDER if a not in known and a in row and a not in facts]
+    # a "material" or "composition" fact gives the fabric: telling the model not to mention it confused it
+    given = {*facts, *(["fabric"] if any(w in k for k in facts for w in ("material", "composition")) else [])}
+    unknown = [UNKNOWN_WORDING[a] for a in ATTRIBUTE_ORDER if a not in known and a in row and a not in given]
     return {"product": "women's top", **known, **({"facts": facts} if facts else {}),
             **({"do_not_mention": unknown} if unknown else {})}
 
