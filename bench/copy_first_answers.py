@@ -9,9 +9,9 @@
 The products' attributes are what a run computes (a `--no-llm` run of the same manifest rows with
 this checkout, kept under WORK/attributes-SKIP-FIRST/). This checkout's describe() then writes their
 copy through the gate, on one embedded server (the pipeline's slots, `--llm-threads` threads, normal
-priority) and a fresh copy cache. Each answer and its problems go to WORK/answers-LABEL.jsonl; the
-figures (retries per product, first answers with any problem, with too many to repair, problem kinds,
-s/product) to WORK/answers-LABEL.json.
+priority) and a fresh copy cache. Each answer and its problems go to WORK/first-answers/LABEL.jsonl;
+the figures (retries per product, first answers with any problem, with too many to repair, problem
+kinds, s/product) to WORK/first-answers/LABEL.json.
 
 `--first-answers-only` asks once per product (llm.content_attempts = 1: the gate repairs or rejects
 the first answer); "would retry" counts the first answers the pipeline would have asked again.
@@ -61,6 +61,7 @@ class Recorder:
         self.gate, self.max_removals, self.log = gate, max_removals, log
         self.answers: list[dict] = []
         self.lock = threading.Lock()
+        log.parent.mkdir(exist_ok=True)
         log.write_text("")
 
     def problems(self, attributes: dict, copy: dict) -> list:
@@ -99,7 +100,7 @@ def figures(rows: pl.DataFrame, stats, answers: list[dict], seconds: float) -> d
 
 def rescore(work: Path, label: str, gate, max_removals: int) -> dict:
     """The first answers of an earlier run judged again by this checkout's gate (a checker change)."""
-    firsts = [a for a in map(json.loads, (work / f"answers-{label}.jsonl").read_text().splitlines())
+    firsts = [a for a in map(json.loads, (work / "first-answers" / f"{label}.jsonl").read_text().splitlines())
               if a["answer"] == 1]
     kinds: Counter = Counter()
     with_problems = retry = 0
@@ -155,7 +156,7 @@ def main() -> None:
         return
     rows = attributes(a.work, a.skip, a.first)
     llm = config.llm
-    gate = Recorder(copy_check(config), llm.repair_max_removals, a.work / f"answers-{a.label}.jsonl")
+    gate = Recorder(copy_check(config), llm.repair_max_removals, a.work / "first-answers" / f"{a.label}.jsonl")
     cache = Path(tempfile.mkdtemp(prefix="copy-", dir=a.work))
     with EmbeddedLLMServer(ensure_gguf(a.work, progress=False), n_ctx=llm.embedded_context,
                            n_parallel=llm.embedded_parallel, threads=a.llm_threads, isolate=True) as server:
@@ -167,7 +168,7 @@ def main() -> None:
     result = {"label": a.label, "overrides": overrides, **figures(rows, stats, gate.answers, seconds),
               "rejected": copy["copy_error"].drop_nulls().to_list(),
               "rows_repaired": int(copy["copy_warnings"].list.len().fill_null(0).gt(0).sum())}
-    (a.work / f"answers-{a.label}.json").write_text(json.dumps(result, indent=1))
+    (a.work / "first-answers" / f"{a.label}.json").write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))
 
 

@@ -236,8 +236,9 @@ def score(work: Path, json_out: Path | None, first: int | None = None) -> None:
         if "completeness" in entry:
             print("  completeness in -> out:", ", ".join(
                 f"{a} {v['input']:.0%} -> {v['output']:.0%}" for a, v in entry["completeness"].items()))
-    if json_out:
-        json_out.write_text(json.dumps(results, indent=1, default=str))
+    if json_out:  # labels measured in other work folders stay
+        kept = json.loads(json_out.read_text()) if json_out.is_file() else {}
+        json_out.write_text(json.dumps({**kept, **results}, indent=1, default=str))
     print(markdown(results))
 
 
