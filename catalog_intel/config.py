@@ -89,6 +89,7 @@ class ClipConfig(_Strict):
 class LLMExample(_Strict):
     """A worked example sent before each product: the attributes as the prompt shows them, and the answer."""
 
+    enabled: bool = True
     attributes: dict[str, Any] = Field(default_factory=dict)
     answer: dict[str, Any] = Field(default_factory=dict)
 

@@ -285,6 +285,8 @@ def test_example_and_sampling_settings_reach_the_server(tmp_path):
     assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
     assert '"color": "green"' in messages[1]["content"] and json.loads(messages[2]["content"]) == example["answer"]
     assert '"color": "red"' in messages[3]["content"]
+    off = llm.model_copy(update={"example": llm.example.model_copy(update={"enabled": False})})
+    assert [m["role"] for m in build_messages({"color": "red"}, off)] == ["system", "user"]
     assert copy_key({"color": "red"}, llm) != copy_key({"color": "red"}, cfg.llm)  # the example is part of the prompt
     with FakeLLMServer() as server:
         copy, _ = describe(PRODUCTS.slice(1, 1), _llm(cfg, server, example=llm.example, sampling=llm.sampling),

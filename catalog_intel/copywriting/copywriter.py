@@ -183,7 +183,7 @@ def build_messages(attributes: dict, llm: LLMConfig) -> list[dict]:
 
     example = llm.example
     shown = [ask(example.attributes), {"role": "assistant", "content": json.dumps(example.answer, ensure_ascii=False)}] \
-        if example.attributes and example.answer else []
+        if example.enabled and example.attributes and example.answer else []
     return [{"role": "system", "content": llm.system_prompt}, *shown, ask(attributes)]
 
 
