@@ -102,17 +102,22 @@ def rescore(work: Path, label: str, gate, max_removals: int) -> dict:
     """The first answers of an earlier run judged again by this checkout's gate (a checker change)."""
     firsts = [a for a in map(json.loads, (work / "first-answers" / f"{label}.jsonl").read_text().splitlines())
               if a["answer"] == 1]
+    from catalog_intel.copywriting.grounding import contradictions
+
     kinds: Counter = Counter()
-    with_problems = retry = 0
+    with_problems = retry = contradicting = 0
     for a in firsts:
         found = gate.problems(json.loads(a["key"]), a["copy"])
+        # copy-quality's contradiction figure: it reads the style summary as what the product is
+        contradicting += bool(contradictions({**json.loads(a["key"]), **a["copy"]}, gate.terms))
         kinds.update({p.kind for p in found})
         with_problems += bool(found)
         retry += bool(found) and (len(found) > max_removals
                                   or gate.repair(json.loads(a["key"]), a["copy"], found)[0] is None)
     n = len(firsts)
     return {"label": label, "first_answers": n, "first_with_problems_share": with_problems / n,
-            "first_would_retry_share": retry / n, "first_problem_kinds": dict(kinds.most_common())}
+            "first_would_retry_share": retry / n, "first_problem_kinds": dict(kinds.most_common()),
+            "first_contradicting_share": contradicting / n}
 
 
 def main() -> None:
