@@ -35,15 +35,24 @@ HM = HERE.parent / "shared" / "data" / "hm-tops"
 FIT_MAP = {"fitted/slim": "slim", "loose": "loose", "oversized": "loose"}
 
 
-def prepare(work: Path, n: int) -> None:
+def _sample(labels: pl.DataFrame, n: int) -> list[int]:
+    step = max(1, labels.height // n)
+    return list(range(0, labels.height, step))[:n]
+
+
+def prepare(work: Path, n: int, base_n: int | None = None) -> None:
+    """`base_n`: the first products are those `prepare --n BASE_N` picks (an earlier measurement's
+    products stay first), then others up to N: `--skip BASE_N` in copy_first_answers.py picks
+    products no measurement on the first BASE_N has seen."""
     sys.path.insert(0, str(HERE))
     sys.path.insert(0, str(HERE / "tests"))
     from catalog_intel.quality.evaluate import LABEL_VALUE_MAP
     from conftest import make_tiny_clip
 
     labels = pl.read_csv(HM / "labels.csv", infer_schema_length=0).sort("file")
-    step = max(1, labels.height // n)
-    sample = labels.gather(list(range(0, labels.height, step))[:n])
+    picked = _sample(labels, base_n) if base_n else []
+    picked += [i for i in _sample(labels, n) if i not in set(picked)]
+    sample = labels.gather(picked[:n])
     images = work / "catalog" / "images"
     images.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -233,8 +242,9 @@ def score(work: Path, json_out: Path | None, first: int | None = None) -> None:
         if "completeness" in entry:
             print("  completeness in -> out:", ", ".join(
                 f"{a} {v['input']:.0%} -> {v['output']:.0%}" for a, v in entry["completeness"].items()))
-    if json_out:
-        json_out.write_text(json.dumps(results, indent=1, default=str))
+    if json_out:  # labels measured in other work folders stay
+        kept = json.loads(json_out.read_text()) if json_out.is_file() else {}
+        json_out.write_text(json.dumps({**kept, **results}, indent=1, default=str))
     print(markdown(results))
 
 
@@ -276,6 +286,7 @@ def main() -> None:
     p = sub.add_parser("prepare")
     p.add_argument("--work", type=Path, required=True)
     p.add_argument("--n", type=int, default=60)
+    p.add_argument("--base-n", type=int, help="first the products of `prepare --n BASE_N`, then others up to N")
     r = sub.add_parser("run")
     r.add_argument("--work", type=Path, required=True)
     r.add_argument("--repo", type=Path, required=True)
@@ -296,7 +307,7 @@ def main() -> None:
     s.add_argument("--first", type=int, help="score only the manifest's first N products")
     a = ap.parse_args()
     if a.cmd == "prepare":
-        prepare(a.work, a.n)
+        prepare(a.work, a.n, a.base_n)
     elif a.cmd == "run":
         run(a.work, a.repo, a.label, a.first, a.keep_cache, a.llm_threads, a.gguf)
     elif a.cmd == "partial":

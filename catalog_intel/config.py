@@ -86,6 +86,14 @@ class ClipConfig(_Strict):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+class LLMExample(_Strict):
+    """A worked example sent before each product: the attributes as the prompt shows them, and the answer."""
+
+    enabled: bool = True
+    attributes: dict[str, Any] = Field(default_factory=dict)
+    answer: dict[str, Any] = Field(default_factory=dict)
+
+
 class LLMConfig(_Strict):
     enabled: bool
     base_url: str
@@ -105,6 +113,7 @@ class LLMConfig(_Strict):
     rate_limit_name: str
     describe_batch: int = Field(64, ge=1)
     temperature: float = Field(ge=0)
+    sampling: dict[str, float] = Field(default_factory=dict)
     seed: int = -1
     max_tokens: int = Field(gt=0)
     embedded_threads: int = Field(0, ge=0)
@@ -115,6 +124,7 @@ class LLMConfig(_Strict):
     prompt_version: str
     system_prompt: str
     user_prompt: str
+    example: LLMExample = Field(default_factory=LLMExample)
 
     @model_validator(mode="after")
     def _prompt_has_slot(self) -> "LLMConfig":

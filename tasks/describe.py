@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import contextvars
 import math
+from collections import Counter
 
 import polars as pl
 from prefect import get_run_logger, task
@@ -57,5 +58,9 @@ def describe_batch(sets: pl.DataFrame, config: Config, batch_no: int) -> tuple[p
     every = [stats, *more_stats]
     counts = {f"llm_{k}": sum(getattr(s, k) for s in every)
               for k in ("calls", "retries", "failed", "cached", "schema_fallbacks")}
-    get_run_logger().info("copy batch %d: %s", batch_no, counts)
+    # why answers were retried or repaired: the first answers' problems, by kind
+    get_run_logger().info("copy batch %d: %s; first answers %d, %d without a problem; problems %s; retries %s",
+                          batch_no, counts, sum(s.first_answers for s in every), sum(s.first_clean for s in every),
+                          dict(sum((s.problem_kinds for s in every), Counter()).most_common()),
+                          dict(sum((s.retry_reasons for s in every), Counter())))
     return copy, counts

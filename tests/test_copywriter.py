@@ -103,7 +103,7 @@ def test_per_product_copy_gives_identical_attribute_sets_their_own_request(tmp_p
         copy, stats = describe(PRODUCTS, _llm(cfg, server, per_product=True), cfg.validation, tmp_path)
         assert server.requests == 4 and stats.calls == 4 and copy["copy_key"].n_unique() == 4
         # the prompt is the same: only the cache key tells the products apart
-        prompts = [r["body"]["messages"][1]["content"] for r in server.request_log]
+        prompts = [r["body"]["messages"][-1]["content"] for r in server.request_log]
         assert len(set(prompts)) == 3 and len({r["body"]["seed"] for r in server.request_log}) == 4
 
 
@@ -258,3 +258,59 @@ def test_server_refusing_json_schema_gets_requests_without_it_for_the_rest_of_th
     assert stats.schema_fallbacks == refused and stats.failed == 0 and stats.retries == 0
     summary = RunSummary(inputs=4, llm_schema_fallbacks=stats.schema_fallbacks)
     assert "refused response_format json_schema" in summary.one_line()
+
+
+def test_stats_say_why_answers_were_retried(tmp_path):
+    cfg = load_config()
+    plan = FaultPlan.scripted(["invalid_json", "http_500", None, None, None])
+    gate = _Gate(cfg, ["everything", None, None])  # the first checked answer of the first product has problems
+    with FakeLLMServer(faults=plan) as server:
+        _, stats = describe(PRODUCTS.slice(0, 2), _llm(cfg, server, concurrency=1), cfg.validation, tmp_path,
+                            check=gate)
+    # product 1: bad JSON (its first answer), a 500, copy with too many problems, then clean copy; product 2: clean
+    assert stats.calls == 5 and stats.retries == 3
+    assert stats.retry_reasons == {"json": 1, "server": 1, "content": 1}
+    assert stats.first_answers == 2 and stats.first_clean == 1
+    assert stats.problem_kinds == {"season": 1, "size": 1}
+
+
+def test_example_and_sampling_settings_reach_the_server(tmp_path):
+    from catalog_intel.copywriting.copywriter import build_messages
+
+    cfg = load_config()
+    example = {"attributes": {"product": "women's top", "color": "green"},
+               "answer": {"title": "Green Top", "bullet_points": ["Green colour."]}}
+    llm = cfg.llm.model_copy(update={"example": type(cfg.llm.example)(**example), "sampling": {"min_p": 0.1}})
+    messages = build_messages({"product": "women's top", "color": "red"}, llm)
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
+    assert '"color": "green"' in messages[1]["content"] and json.loads(messages[2]["content"]) == example["answer"]
+    assert '"color": "red"' in messages[3]["content"]
+    off = llm.model_copy(update={"example": llm.example.model_copy(update={"enabled": False})})
+    assert [m["role"] for m in build_messages({"color": "red"}, off)] == ["system", "user"]
+    assert copy_key({"color": "red"}, llm) != copy_key({"color": "red"}, cfg.llm)  # the example is part of the prompt
+    with FakeLLMServer() as server:
+        copy, _ = describe(PRODUCTS.slice(1, 1), _llm(cfg, server, example=llm.example, sampling=llm.sampling),
+                           cfg.validation, tmp_path)
+        body = server.request_log[0]["body"]
+    assert copy["copy_error"][0] is None  # the product's own attributes are answered, not the example's
+    assert body["min_p"] == 0.1 and len(body["messages"]) == 4
+
+
+def test_a_material_fact_is_not_also_listed_as_unknown():
+    row = {"sha256": "x", **dict(zip(ATTRS, ("red", "unknown", "unknown", "solid", "unknown", "unknown", "top"))),
+           "facts_json": json.dumps({"material_composition": "95% cotton, 5% elastane"})}
+    attrs = prompt_attributes(row)
+    assert attrs["facts"] == {"material_composition": "95% cotton, 5% elastane"}
+    assert attrs["do_not_mention"] == ["neckline", "sleeves or sleeve length", "fit"]
+    assert "fabric or material" in prompt_attributes({**row, "facts_json": None})["do_not_mention"]
+
+
+def test_the_default_example_is_copy_the_gate_accepts():
+    from catalog_intel.copywriting.copywriter import CatalogCopy
+    from catalog_intel.copywriting.grounding import copy_check
+
+    cfg = load_config()
+    example = cfg.llm.example
+    assert example.attributes["product"] == "women's top" and example.answer  # the default prompt has one
+    copy = CatalogCopy.model_validate(example.answer).model_dump()
+    assert copy_check(cfg).problems(example.attributes, copy) == []

@@ -149,7 +149,7 @@ def test_manifest_facts_through_the_flow(prefect_server, tmp_path, cache_dir, co
     assert second["neckline"] == "v-neck" and first["neckline_source"] in ("clip", None)
     assert all(s in ("facts", "clip", "ensemble", None) for s in table["sleeve_source"].to_list())
     assert "conflicts" in table.columns and first["material"] == "100% cotton"
-    asked = [json.loads(r["body"]["messages"][1]["content"].split("(JSON):\n", 1)[1]) for r in fake_llm.request_log]
+    asked = [json.loads(r["body"]["messages"][-1]["content"].split("(JSON):\n", 1)[1]) for r in fake_llm.request_log]
     assert any(a.get("facts", {}).get("material") == "100% cotton" for a in asked)
     assert any(a.get("facts", {}).get("care") == "hand wash" for a in asked)
     assert summary["completeness"]["color"] == {"input": pytest.approx(13 / 16), "output": 1.0}

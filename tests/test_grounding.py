@@ -54,6 +54,8 @@ MUST_FLAG = [
     ("Bold stripes all over.", "pattern", "contradicts"),
     ("This pretty dress flatters.", "garment", "contradicts"),
     ("Wear it with jeans, t-shirts, or even as a dress.", "garment", "contradicts"),
+    ("A relaxed fit to wear with jeans.", "fit", "ungrounded"),  # the product's fit, jeans only follow
+    ("Floral and easy with denim shorts.", "pattern", "contradicts"),
     ("Allows for a放松 feel.", "script", "ungrounded"),
     ("Мягкая ткань.", "script", "ungrounded"),
 ]
@@ -81,6 +83,10 @@ MUST_NOT_FLAG = [
     "Easy to style with accessories.",
     "Women's pink t-shirt.",
     "A unique blend of style and comfort.",
+    # what to wear it with: the words describe the other garment
+    "Tuck it into high-waisted jeans or a leather skirt.",
+    "Wear it with relaxed linen trousers and white sneakers.",
+    "Pair it with a floral skirt or slim black jeans.",
 ]
 MUST_NOT_FLAG_SUMMARY = ["A sweater that can be worn with jeans or skirts for a casual look.",
                          "Layer it under a blazer for the office."]

@@ -13,6 +13,7 @@ import os
 import re
 import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,7 +125,12 @@ class CopyCheck(Protocol):
 
 
 class InvalidCopy(Exception):
-    """The server answered, but not with copy that fits the schema."""
+    """The server answered, but not with copy that fits the schema. `kind` says why (CallStats
+    counts retries by it): "json", "schema", "cut_off" or "content" (copy with problems)."""
+
+    def __init__(self, message: str, kind: str = "schema"):
+        super().__init__(message)
+        self.kind = kind
 
 
 class RejectedCopy(Exception):
@@ -143,7 +149,9 @@ def prompt_attributes(row: dict) -> dict:
     facts = json.loads(row["facts_json"]) if row.get("facts_json") else {}
     # Small models fill gaps ("long sleeves", "cotton"); naming the gaps curbs that (measured
     # with `catalog-intel copy-quality`: ungrounded claims).
-    unknown = [UNKNOWN_WORDING[a] for a in ATTRIBUTE_ORDER if a not in known and a in row and a not in facts]
+    # a "material" or "composition" fact gives the fabric: telling the model not to mention it confused it
+    given = {*facts, *(["fabric"] if any(w in k for k in facts for w in ("material", "composition")) else [])}
+    unknown = [UNKNOWN_WORDING[a] for a in ATTRIBUTE_ORDER if a not in known and a in row and a not in given]
     return {"product": "women's top", **known, **({"facts": facts} if facts else {}),
             **({"do_not_mention": unknown} if unknown else {})}
 
@@ -151,7 +159,8 @@ def prompt_attributes(row: dict) -> dict:
 def copy_key(attributes: dict, llm: LLMConfig) -> str:
     blob = json.dumps(
         {"attributes": attributes, "prompt_version": llm.prompt_version, "model": llm.model,
-         "system": llm.system_prompt, "user": llm.user_prompt},
+         "system": llm.system_prompt, "user": llm.user_prompt, "example": llm.example.model_dump(),
+         "sampling": llm.sampling},
         sort_keys=True,
     )
     return hashlib.sha256(blob.encode()).hexdigest()
@@ -167,25 +176,29 @@ def prompts_and_keys(attributes: pl.DataFrame, llm: LLMConfig) -> tuple[dict[str
 
 
 def build_messages(attributes: dict, llm: LLMConfig) -> list[dict]:
-    return [
-        {"role": "system", "content": llm.system_prompt},
-        {"role": "user", "content": llm.user_prompt.format(attributes=json.dumps(attributes, sort_keys=True,
-                                                                                ensure_ascii=False))},
-    ]
+    """System prompt, the worked example (llm.example, when set), then the product."""
+    def ask(attrs: dict) -> dict:
+        return {"role": "user", "content": llm.user_prompt.format(attributes=json.dumps(attrs, sort_keys=True,
+                                                                                       ensure_ascii=False))}
+
+    example = llm.example
+    shown = [ask(example.attributes), {"role": "assistant", "content": json.dumps(example.answer, ensure_ascii=False)}] \
+        if example.enabled and example.attributes and example.answer else []
+    return [{"role": "system", "content": llm.system_prompt}, *shown, ask(attributes)]
 
 
 def parse_copy(content: str | None, limits: ValidationConfig | None = None) -> CatalogCopy:
     if not content or not content.strip():
-        raise InvalidCopy("empty response")
+        raise InvalidCopy("empty response", "json")
     text = content.strip()
     if not text.startswith("{") and "{" in text:  # no response_format: the model may wrap it in prose or ```json
         text = text[text.index("{"):text.rindex("}") + 1] if "}" in text else text
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise InvalidCopy(f"response is not JSON ({exc.msg} at char {exc.pos})") from None
+        raise InvalidCopy(f"response is not JSON ({exc.msg} at char {exc.pos})", "json") from None
     if not isinstance(data, dict):
-        raise InvalidCopy("response JSON is not an object")
+        raise InvalidCopy("response JSON is not an object", "json")
     try:
         copy = CatalogCopy.model_validate(data)
     except ValidationError as exc:
@@ -205,6 +218,13 @@ class CallStats:
     failed: int = 0
     cached: int = 0
     schema_fallbacks: int = 0  # requests sent again without response_format (the server refused it)
+    first_answers: int = 0  # products' first answers
+    first_clean: int = 0  # ... that had no problem at all (published as they came)
+    #: why answers were not published as they came: each checked answer counts each of its problem
+    #: kinds once ("fit", "season", "summary_repeats"...; claims.CLAIM_KINDS, grounding.FORM_KINDS)
+    problem_kinds: Counter = field(default_factory=Counter)
+    #: why each retry was asked: "content" (problems fed back), "json", "schema", "cut_off", "server"
+    retry_reasons: Counter = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, **counts: int) -> None:
@@ -212,11 +232,20 @@ class CallStats:
             for name, n in counts.items():
                 setattr(self, name, getattr(self, name) + n)
 
+    def count(self, counter: str, keys) -> None:
+        with self.lock:
+            getattr(self, counter).update(keys)
+
 
 def _transient(exc: BaseException) -> bool:
     if isinstance(exc, (InvalidCopy, openai.APITimeoutError, openai.APIConnectionError, openai.RateLimitError)):
         return True
     return isinstance(exc, openai.APIStatusError) and (exc.status_code >= 500 or exc.status_code in (408, 409))
+
+
+def _retry_reason(state: RetryCallState) -> str:
+    exc = state.outcome.exception() if state.outcome else None
+    return exc.kind if isinstance(exc, InvalidCopy) else "server"
 
 
 def _retry_after_seconds(exc: BaseException | None) -> float | None:
@@ -282,10 +311,10 @@ def request_copy(
     only copy with too little left is rejected."""
     base = build_messages(attributes, llm)
     feedback: list[dict] = []
-    attempts = content_tries = 0
+    attempts = content_tries = answers = 0
 
     def attempt() -> tuple[CatalogCopy, list[str]]:
-        nonlocal attempts, content_tries
+        nonlocal attempts, content_tries, answers
         attempts += 1
         throttle()
         stats.add(calls=1)
@@ -293,12 +322,16 @@ def request_copy(
         # the same model, while a retry still gets a different sample.
         seed = None if llm.seed < 0 else llm.seed + seed_offset + attempts
         reply = _create(client, llm, stats, messages=base + feedback, temperature=llm.temperature,
-                        max_tokens=llm.max_tokens, seed=seed)
+                        max_tokens=llm.max_tokens, seed=seed, **({"extra_body": llm.sampling} if llm.sampling else {}))
         choice = reply.choices[0] if reply.choices else None
+        answers += 1
+        stats.add(first_answers=int(answers == 1))
         if choice is not None and choice.finish_reason == "length":
-            raise InvalidCopy("response cut off at max_tokens (raise llm.max_tokens)")
+            raise InvalidCopy("response cut off at max_tokens (raise llm.max_tokens)", "cut_off")
         copy = parse_copy(choice.message.content if choice else None, limits)
         problems = check.problems(attributes, copy.model_dump()) if check else []
+        stats.count("problem_kinds", {p.kind for p in problems})
+        stats.add(first_clean=int(answers == 1 and not problems))
         if not problems:
             return copy, []
         content_tries += 1
@@ -307,7 +340,7 @@ def request_copy(
         if not small and content_tries < llm.content_attempts and attempts < llm.max_attempts:
             feedback[:] = [{"role": "assistant", "content": choice.message.content},
                            {"role": "user", "content": grounding_feedback(problems)}]
-            raise InvalidCopy("copy has problems: " + "; ".join(p.reason for p in problems))
+            raise InvalidCopy("copy has problems: " + "; ".join(p.reason for p in problems), "content")
         if repaired is None:
             raise RejectedCopy("copy rejected, " + removed[-1] + " after removing: "
                                + "; ".join(p.reason for p in problems))
@@ -320,7 +353,7 @@ def request_copy(
         stop=stop_after_attempt(llm.max_attempts),
         wait=_wait_strategy(llm),
         retry=retry_if_exception(_transient),
-        before_sleep=lambda _state: stats.add(retries=1),
+        before_sleep=lambda state: (stats.add(retries=1), stats.count("retry_reasons", [_retry_reason(state)])),
         reraise=True,
     )
     return retrying(attempt)

@@ -496,7 +496,8 @@ def claims(row: dict, terms: Terms, facts: str = "") -> list[Claim]:
                 ("sleeve", "sleeve", terms.sleeve, frozenset()), ("neckline", "neckline", terms.neckline, frozenset()),
                 ("pattern", "pattern", terms.pattern, COMPATIBLE_PATTERNS), ("fabric", "fabric", terms.fabric, None),
                 ("fit", "fit", terms.fit, frozenset())):
-            _vocabulary_claims(kind, sentence, known.get(attribute), attribute, termset, compatible, facts, add)
+            _vocabulary_claims(kind, sentence, known.get(attribute), attribute, termset, compatible, facts, add,
+                               terms.styling_after if kind in ("pattern", "fabric", "fit") else None)
         _garment_claims(field, sentence, known["garment_type"], "garment_type" in row, terms, facts, add)
         for kind, rx in (("colour", _COLOURWAYS), ("size", _SIZE), ("size", _SIZE_LIST), ("season", _SEASON),
                          ("care", _CARE), ("brand", _BRAND), ("price", _PRICE)):
@@ -534,11 +535,14 @@ def _colour_claims(sentence, known, colour_named, terms, facts, add) -> None:
             add("colour", matched, "contradicts", f"says {value}, colour is {own}")
 
 
-def _vocabulary_claims(kind, sentence, own, attribute, termset, compatible, facts, add) -> None:
+def _vocabulary_claims(kind, sentence, own, attribute, termset, compatible, facts, add, styling=None) -> None:
     """A vocabulary value (or a word outside the vocabulary: "other:", "property:") named in the
-    sentence. `compatible` None: never a contradiction (a fibre and a knit can both be true)."""
-    for value, matched, _, _ in termset.find(sentence):
+    sentence. `compatible` None: never a contradiction (a fibre and a knit can both be true).
+    `styling`: words directly before another garment ("high-waisted jeans") describe that garment."""
+    for value, matched, _, end in termset.find(sentence):
         if _in_facts(matched, facts) or (own and (value == own or frozenset((value, own)) in (compatible or ()))):
+            continue
+        if styling is not None and styling.match(sentence[end:]):
             continue
         if value.startswith("property:") and "blend" in value and re.search(r"%|\bblend", facts):
             continue  # "95% cotton, 5% elastane" is a blend

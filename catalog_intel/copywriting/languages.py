@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from catalog_intel.config import ATTRIBUTE_ORDER, UNKNOWN, Config, LanguageConfig, LLMConfig, ValidationConfig
+from catalog_intel.config import ATTRIBUTE_ORDER, UNKNOWN, Config, LanguageConfig, LLMConfig, LLMExample, ValidationConfig
 from catalog_intel.copywriting.copywriter import COPY_COLUMNS, CopyCheck
 from catalog_intel.copywriting.grounding import (Claim, Terms, TermSet, _units, build_terms, claims, copy_check, facts_text, form_problems,
                         repair)
@@ -71,6 +71,7 @@ def language_llm(llm: LLMConfig, lang: str, spec: LanguageConfig) -> LLMConfig:
                          f"description, style summary and SEO tags).{product} The attribute values are given in "
                          f"{spec.name}.",
         "prompt_version": f"{llm.prompt_version}+{lang}",
+        "example": LLMExample(),  # the worked example is English copy
     })
 
 
