@@ -72,9 +72,11 @@ def per_task_overhead(n: int, workers: int) -> dict:
 
     @task(name="bench-noop-shard", **TASK_DEFAULTS)
     def noop(spec: ShardSpec, config: dict) -> int:
-        return len(spec.sha256)
+        return spec.frame().height
 
-    specs = [ShardSpec(i, tuple(f"{i:064x}" for _ in range(512)), tuple(f"/x/{j}.jpg" for j in range(512)))
+    import polars as pl
+
+    specs = [ShardSpec(i, pl.DataFrame({"sha256": [f"{i:064x}"] * 512, "path": [f"/x/{j}.jpg" for j in range(512)]}))
              for i in range(n)]
 
     @flow(name="bench-shard-overhead")
