@@ -48,9 +48,11 @@ def make_images(folder: Path, start: int, count: int) -> None:
 
 
 def warm_up() -> None:
-    """What `catalog-intel run` does while Prefect's server starts (imports, the server
-    itself), done before any timed run: else the first timed run of this process pays it."""
+    """Imports and Prefect's server, before any timed run: the runs share this process, so the
+    first one would pay them and the cold run after it not (without --resume, the untimed
+    first run did this). `catalog-intel run` does most of it while the server starts."""
     import great_expectations  # noqa: F401
+    import open_clip  # noqa: F401
 
     import flows.catalog  # noqa: F401
     from catalog_intel.cli import _start_prefect_server_early
