@@ -54,6 +54,8 @@ def update_neighbours(idx: SearchIndex, shas: list[str], n: int, previous: pl.Da
         lost = kept.filter(~pl.col("neighbour").is_in(in_catalog))["sha256"].unique()  # a neighbour left
         kept = kept.filter(~pl.col("sha256").is_in(lost.implode()))
     have = set(kept["sha256"].unique().to_list()) if kept is not previous else known
+    if progress is not None:
+        progress.update(len(have))  # kept, not asked: the bar counts every content
     new = [s for s in wanted if s not in known]
     ask = [s for s in wanted if s not in have]
     wide = n * _REVERSE_WIDTH if idx.kind != EXACT else n
