@@ -49,7 +49,8 @@ def relate_products(catalog: pl.DataFrame, config: Config, out_dir: str) -> tupl
     previous = load_neighbours(out_dir, index, n)  # the last run's: only what can have changed is asked
     with progress_bar(len(shas), "similar products") as bar:
         near, asked = update_neighbours(index, shas, n, previous, progress=bar)
-    save_neighbours(out_dir, near, index, n)
+    if previous is None or asked["queried"] or asked["updated"] or near.height != previous.height:
+        save_neighbours(out_dir, near, index, n)  # unchanged (nothing new, nothing left): the kept table stands
     groups = group_products(catalog, near, config.search.group_threshold)
     related = pl.concat([catalog.select("image"), similar_columns(catalog, near, config.search.top_k), groups],
                         how="horizontal")
