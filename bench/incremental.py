@@ -47,17 +47,21 @@ def make_images(folder: Path, start: int, count: int) -> None:
             path.write_bytes(jpeg_with_comment(seeds[i % len(seeds)], f"sku {i}".encode()))
 
 
-def warm_up() -> None:
+def warm_up():
     """Imports and Prefect's server, before any timed run: the runs share this process, so the
     first one would pay them and the cold run after it not (without --resume, the untimed
-    first run did this). `catalog-intel run` does most of it while the server starts."""
+    first run did this). `catalog-intel run` does most of it while the server starts.
+    Returns the temporary server the runs report to (None where PREFECT_API_URL is set)."""
     import great_expectations  # noqa: F401
     import open_clip  # noqa: F401
 
     import flows.catalog  # noqa: F401
-    from catalog_intel.cli import _start_prefect_server_early
+    from catalog_intel.pipeline.prefect_api import start_api
 
-    _start_prefect_server_early().join()
+    server = start_api()
+    if server is not None:
+        server.wait_ready()
+    return server
 
 
 def run(source: Path, out: Path, cache: Path, config: Path) -> tuple[float, dict, dict]:
@@ -85,6 +89,7 @@ def main() -> None:
     from conftest import make_tiny_clip
 
     from catalog_intel.io.storage import walk_files
+    from catalog_intel.pipeline.prefect_api import using_api
 
     work = Path(args.work)
     config = work / "config.toml"
@@ -95,41 +100,41 @@ def main() -> None:
                                                if k not in ("clip.decode_workers", "clip.batch_size"))
                           + "batch_size = 256\ndecode_workers = 1\n[run]\nshard_size = 8192\n[color]\npolicy = \"clip\"\n")
     catalog, out, cache = work / "catalog", work / "out", work / "cache"
-    warm_up()
-    if resume:
-        args.images = len(walk_files(str(catalog))[0])
-        result = {"images": args.images, "new": args.new, "resumed": True}
-        print(f"resuming: {args.images} images already run in {out}", flush=True)
-    else:
+    with using_api(warm_up()):  # the runs report to one temporary Prefect server
+        if resume:
+            args.images = len(walk_files(str(catalog))[0])
+            result = {"images": args.images, "new": args.new, "resumed": True}
+            print(f"resuming: {args.images} images already run in {out}", flush=True)
+        else:
+            t = time.monotonic()
+            make_images(catalog, 0, args.images)
+            print(f"catalog of {args.images} images ready in {time.monotonic() - t:.0f} s", flush=True)
+            result = {"images": args.images, "new": args.new}
+            result["first_wall_s"], result["first_phases"], _ = run(catalog, out, cache, config)
+            print("first run", round(result["first_wall_s"], 1), result["first_phases"], flush=True)
+
+        make_images(catalog, args.images, args.new)
         t = time.monotonic()
-        make_images(catalog, 0, args.images)
-        print(f"catalog of {args.images} images ready in {time.monotonic() - t:.0f} s", flush=True)
-        result = {"images": args.images, "new": args.new}
-        result["first_wall_s"], result["first_phases"], _ = run(catalog, out, cache, config)
-        print("first run", round(result["first_wall_s"], 1), result["first_phases"], flush=True)
+        files, _ = walk_files(str(catalog))
+        result["listing_s"] = time.monotonic() - t
+        time.sleep(2.1)  # past the hash cache's racy window for the new files
+        result["rerun_wall_s"], result["rerun_phases"], summary = run(catalog, out, cache, config)
+        result["rerun_embeddings_computed"] = summary["embeddings_computed"]
+        print("re-run", round(result["rerun_wall_s"], 1), result["rerun_phases"], flush=True)
 
-    make_images(catalog, args.images, args.new)
-    t = time.monotonic()
-    files, _ = walk_files(str(catalog))
-    result["listing_s"] = time.monotonic() - t
-    time.sleep(2.1)  # past the hash cache's racy window for the new files
-    result["rerun_wall_s"], result["rerun_phases"], summary = run(catalog, out, cache, config)
-    result["rerun_embeddings_computed"] = summary["embeddings_computed"]
-    print("re-run", round(result["rerun_wall_s"], 1), result["rerun_phases"], flush=True)
-
-    new_only = work / "new-only"
-    for stale in (new_only, work / "out-new", work / "cache-new"):  # the cold run starts from nothing
-        shutil.rmtree(stale, ignore_errors=True)
-    for path, _ in files:
-        if int(Path(path).stem.split("-")[1]) >= args.images:
-            target = new_only / Path(path).relative_to(catalog)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if not target.exists():
-                os.link(path, target)
-    result["cold_new_wall_s"], result["cold_new_phases"], _ = run(new_only, work / "out-new", work / "cache-new", config)
-    print("cold run over the new images", round(result["cold_new_wall_s"], 1), result["cold_new_phases"], flush=True)
-    result["ratio"] = result["rerun_wall_s"] / result["cold_new_wall_s"]
-    print(f"re-run / cold new-only = {result['ratio']:.2f} (target <= 3); listing alone {result['listing_s']:.1f} s")
+        new_only = work / "new-only"
+        for stale in (new_only, work / "out-new", work / "cache-new"):  # the cold run starts from nothing
+            shutil.rmtree(stale, ignore_errors=True)
+        for path, _ in files:
+            if int(Path(path).stem.split("-")[1]) >= args.images:
+                target = new_only / Path(path).relative_to(catalog)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                if not target.exists():
+                    os.link(path, target)
+        result["cold_new_wall_s"], result["cold_new_phases"], _ = run(new_only, work / "out-new", work / "cache-new", config)
+        print("cold run over the new images", round(result["cold_new_wall_s"], 1), result["cold_new_phases"], flush=True)
+        result["ratio"] = result["rerun_wall_s"] / result["cold_new_wall_s"]
+        print(f"re-run / cold new-only = {result['ratio']:.2f} (target <= 3); listing alone {result['listing_s']:.1f} s")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))
 

@@ -153,34 +153,10 @@ def _cache(args) -> int:
     return 0
 
 
-def _start_prefect_server_early():
-    """Without PREFECT_API_URL, Prefect starts a temporary server (a subprocess
-    that takes seconds to come up) when the flow begins, and waits for it. Start
-    it now in a thread instead, so it comes up while this process imports the
-    pipeline; the flow then finds it running (Prefect keeps one per process).
-    Any failure here is ignored: Prefect then starts it itself, as before."""
-    import threading
-
-    def start() -> None:
-        try:
-            from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
-
-            if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
-                return
-            from prefect.server.api.server import SubprocessASGIServer
-
-            SubprocessASGIServer().start()
-        except Exception:  # noqa: BLE001
-            pass
-
-    thread = threading.Thread(target=start, name="prefect-server-start", daemon=True)
-    thread.start()
-    return thread
-
-
 def _run(args) -> int:
     from catalog_intel.inference.clip_model import ensure_weights
     from catalog_intel.copywriting.llm_service import prepare_embedded, uses_embedded
+    from catalog_intel.pipeline.prefect_api import start_api, using_api
     from catalog_intel.pipeline.runners import check_runner
     from catalog_intel.settings import overrides_from_args, resolve_settings
 
@@ -195,17 +171,17 @@ def _run(args) -> int:
         load_plan(config.facts.file, args.out)  # a bad facts or edits file fails before any work
     if uses_embedded(config):
         prepare_embedded(config)
-    server = _start_prefect_server_early()
+    server = start_api()  # Prefect's temporary server comes up in its own process meanwhile
+    if server is not None:
+        print(f"Prefect: temporary server on {server.api_url} (set PREFECT_API_URL to report to a running one)",
+              file=sys.stderr)
     if _first_local_run(config, args.out):  # CLIP and its label texts load while Prefect's server starts
         from catalog_intel.inference.zeroshot import preload
 
-        preload(config)
+        _import_after("great_expectations", preload(config))  # for the validation at the end
     from flows.catalog import catalog_flow
 
-    import great_expectations  # noqa: F401  # every run validates; import it while the server starts
-
-    server.join()
-    with _api_url_for_workers(config):
+    with using_api(server):
         result = catalog_flow(source=args.source, out_dir=args.out, config_path=args.config, **overrides)
     from catalog_intel.pipeline.summary import RunSummary
 
@@ -214,6 +190,23 @@ def _run(args) -> int:
     print(f"outputs: {', '.join(summary.outputs.values())}; data docs: {summary.validation.get('data_docs')}")
     print(f"review report: {summary.outputs.get('report')}")
     return 0
+
+
+def _import_after(module: str, thread) -> None:
+    """Import `module` in the background once `thread` is done: a 3 s import (Great Expectations)
+    then overlaps the model's forward, which releases the GIL, instead of adding to the start-up
+    imports, which hold it. A failed import is left to the code that needs the module."""
+    import importlib
+    import threading
+
+    def load() -> None:
+        thread.join()
+        try:
+            importlib.import_module(module)
+        except Exception:  # noqa: BLE001
+            pass
+
+    threading.Thread(target=load, name=f"import-{module}", daemon=True).start()
 
 
 def _first_local_run(config, out: str) -> bool:
@@ -225,24 +218,6 @@ def _first_local_run(config, out: str) -> bool:
     from catalog_intel.io.storage import isfile, location
 
     return config.runner.task_runner == "local" and not isfile(location(out) / COMMIT_FILE)
-
-
-def _api_url_for_workers(config):
-    """Dask workers are other processes: they reach this run's temporary Prefect server (task
-    states, the LLM rate limit) by its URL, which the flow hands them in its settings."""
-    import contextlib
-
-    if config.runner.task_runner != "dask":
-        return contextlib.nullcontext()
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    if PREFECT_API_URL.value():
-        return contextlib.nullcontext()
-    from prefect.server.api.server import SubprocessASGIServer
-
-    server = SubprocessASGIServer()
-    server.start()  # the one already started by _start_prefect_server_early (one per process)
-    return temporary_settings(updates={PREFECT_API_URL: server.api_url})
 
 
 def _demo(args) -> int:
@@ -399,6 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     from catalog_intel.io.ingest import SourceError
     from catalog_intel.io.runlock import OutputLocked
     from catalog_intel.search.index import SearchError
+    from catalog_intel.pipeline.prefect_api import ServerStartError
     from catalog_intel.pipeline.summary import RunFailed
 
     args = build_parser().parse_args(argv)
@@ -407,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
                 "similar": _search, "search": _search, "cache": _cache, "demo": _demo,
                 "train-heads": _train_heads}[args.command](args)
     except (ModelUnavailableError, EmbeddedServerError, ConfigError, SourceError, OutputLocked, EvaluationError,
-            CopyQualityError, SearchError, HeadError) as exc:
+            CopyQualityError, SearchError, HeadError, ServerStartError) as exc:
         print(f"catalog-intel: error: {exc}", file=sys.stderr)
         return 2
     except RunFailed as exc:

@@ -5,6 +5,7 @@ import json
 import os
 import re
 import socket
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -201,7 +202,8 @@ def test_cli_without_weights_fails_at_once_with_a_clear_message(tmp_path, seed_i
 
 @pytest.mark.slow
 def test_cli_run_no_llm(tmp_path, seed_images, config_file):
-    env = {**os.environ, "CATALOG_INTEL_CACHE": str(tmp_path / "cache"), "PREFECT_LOGGING_LEVEL": "INFO"}
+    env = {**os.environ, "CATALOG_INTEL_CACHE": str(tmp_path / "cache"), "PREFECT_LOGGING_LEVEL": "INFO",
+           "PREFECT_HOME": str(tmp_path / "prefect-home")}
     out = tmp_path / "o"
     proc = subprocess.run([sys.executable, "-m", "catalog_intel.cli", "run", str(seed_images), "--out", str(out),
                            "--config", str(config_file), "--no-llm"], capture_output=True, text=True, env=env,
@@ -212,12 +214,19 @@ def test_cli_run_no_llm(tmp_path, seed_images, config_file):
     assert table.columns == list(CSV_COLUMNS) and table.height == 30
     assert table["title"].null_count() == 30  # copy columns empty without an LLM
     assert table["color"].null_count() == 0
-    # the CLI exits without the interpreter's teardown, but its exit steps still ran: the logs
-    # were flushed and Prefect's temporary server was stopped (nothing listens on its port)
-    port = int(re.search(r"Starting temporary server on http://127.0.0.1:(\d+)", proc.stdout + proc.stderr)[1])
-    assert "Stopping temporary server" in proc.stdout + proc.stderr
+    # the run started Prefect's temporary server itself, at its first step, and reported to it:
+    # Prefect started none of its own, and printed no links to a UI that server does not serve
+    port = int(re.search(r"Prefect: temporary server on http://127.0.0.1:(\d+)/api", proc.stderr)[1])
+    assert "Starting temporary server" not in proc.stdout + proc.stderr
+    assert "View at http" not in proc.stdout + proc.stderr
+    # the CLI exits without the interpreter's teardown, but its exit steps still ran, in order:
+    # Prefect's log queue was drained into the server (the summary, the flow's last log line,
+    # is in its database), then the server was stopped (nothing listens on its port)
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    with sqlite3.connect(tmp_path / "prefect-home" / "prefect.db") as db:
+        logged = [m for (m,) in db.execute("select message from log") if m.startswith("catalog-intel: 30 inputs")]
+    assert len(logged) == 1
 
 
 def test_too_many_rejects_fail_the_run_after_writing_outputs():

@@ -17,9 +17,8 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
 
-import openai
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
@@ -28,6 +27,16 @@ from catalog_intel.config import ATTRIBUTE_ORDER, UNKNOWN, LLMConfig, Validation
 from catalog_intel.copywriting.grounding import feedback as grounding_feedback
 from catalog_intel.copywriting.grounding import norm_text
 from catalog_intel.io.storage import ParquetStore
+
+if TYPE_CHECKING:
+    import openai
+
+
+def _openai():
+    """The openai package, imported on first use (0.5 s): a run without copy never needs it."""
+    import openai
+
+    return openai
 
 MAX_RETRY_AFTER_S = 120.0
 #: servers (base_url, model) that refused response_format json_schema in this process: asked
@@ -238,6 +247,7 @@ class CallStats:
 
 
 def _transient(exc: BaseException) -> bool:
+    openai = _openai()
     if isinstance(exc, (InvalidCopy, openai.APITimeoutError, openai.APIConnectionError, openai.RateLimitError)):
         return True
     return isinstance(exc, openai.APIStatusError) and (exc.status_code >= 500 or exc.status_code in (408, 409))
@@ -249,7 +259,7 @@ def _retry_reason(state: RetryCallState) -> str:
 
 
 def _retry_after_seconds(exc: BaseException | None) -> float | None:
-    if isinstance(exc, openai.APIStatusError) and exc.response is not None:
+    if isinstance(exc, _openai().APIStatusError) and exc.response is not None:
         value = exc.response.headers.get("retry-after")
         try:
             return max(0.0, float(value)) if value is not None else None
@@ -283,7 +293,7 @@ def api_key(llm: LLMConfig) -> str:
 
 def make_client(llm: LLMConfig) -> openai.OpenAI:
     # Our own retry loop (not the SDK's) so every attempt passes the rate limit.
-    return openai.OpenAI(
+    return _openai().OpenAI(
         base_url=llm.base_url,
         api_key=api_key(llm),
         timeout=llm.timeout_s,
@@ -367,7 +377,7 @@ def _create(client: openai.OpenAI, llm: LLMConfig, stats: CallStats, **kwargs):
         fmt = {"type": "json_schema", "json_schema": {"name": "catalog_copy", "strict": True, "schema": response_schema()}}
         try:
             return client.chat.completions.create(model=llm.model, response_format=fmt, **kwargs)
-        except openai.APIStatusError as exc:
+        except _openai().APIStatusError as exc:
             if exc.status_code not in (400, 415, 422, 501):
                 raise
             _SCHEMA_REFUSED[server] = f"HTTP {exc.status_code}: {str(exc.message)[:120]}"
@@ -385,6 +395,7 @@ def copy_store(cache_root: Path) -> ParquetStore:
 
 
 def _error_text(exc: BaseException) -> str:
+    openai = _openai()
     if isinstance(exc, openai.APIStatusError):
         return f"LLM server answered HTTP {exc.status_code}: {str(exc.message)[:200]}"
     if isinstance(exc, openai.APITimeoutError):
