@@ -22,7 +22,7 @@ def test_a_run_without_an_api_url_gets_one_temporary_server_that_serves_prefect_
     with urllib.request.urlopen(f"{url}/health", timeout=5) as response:
         assert json.load(response) is True
     from prefect import flow
-    from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL
+    from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY, PREFECT_UI_URL
 
     @flow
     def which_api() -> str:
@@ -30,6 +30,7 @@ def test_a_run_without_an_api_url_gets_one_temporary_server_that_serves_prefect_
 
     with using_api(server):
         assert PREFECT_UI_URL.value() == ""  # this server serves no UI: no links to one
+        assert PREFECT_FLOWS_HEARTBEAT_FREQUENCY.value() is None  # nothing outlives the run to read them
         assert which_api() == url
         runs = _post(f"{url}/flow_runs/filter", {"flows": {"name": {"any_": ["which-api"]}}})
         assert [run["state_type"] for run in runs] == ["COMPLETED"]  # the run was recorded by this server

@@ -206,3 +206,34 @@ def test_product_pages_escape_link_similar_and_drop_stale(tmp_path):
     assert "script-src 'none'" in csp
     failed = _Page((tmp_path / product_page_name("fail.jpg")).read_text())
     assert "Copy failed: HTTP 500 <b>" in failed.text
+
+
+def test_thumbnails_for_several_folders_decode_each_image_once_and_keep_each_folders_own(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from catalog_intel.report import render
+
+    sources = []
+    for i, colour in enumerate(["red", "navy", "olive"]):
+        path = tmp_path / "src" / f"{i}.jpg"
+        path.parent.mkdir(exist_ok=True)
+        Image.new("RGB", (800, 1000), colour).save(path)
+        sources.append(str(path))
+    items = pl.DataFrame({"sha256": [hashlib.sha256(p.encode()).hexdigest() for p in sources], "path": sources})
+    decoded = []
+    real_load = render.load_rgb
+    monkeypatch.setattr(render, "load_rgb", lambda path, *a, **k: decoded.append(path) or real_load(path, *a, **k))
+    small, large = tmp_path / "thumbs", tmp_path / "pdp"
+    (large).mkdir()
+    (large / "0000unused.jpg").write_bytes(b"stale")
+    targets = {small: (items, 192), large: (items.head(2), 384)}  # the larger ones only for the first two
+
+    made = render.make_thumbnails(targets, 50_000_000)
+    assert made == {small: set(items["sha256"]), large: set(items["sha256"].head(2))}
+    assert sorted(decoded) == sorted(sources)  # once each, for both sizes
+    assert sorted(Image.open(small / render.thumb_name(s)).size for s in items["sha256"]) == [(153, 192), (153, 192), (154, 192)]  # 2 made from the 384 ones
+    assert sorted(Image.open(large / render.thumb_name(s)).size for s in items["sha256"].head(2)) == [(307, 384)] * 2
+    assert sorted(p.name for p in large.iterdir()) == sorted(render.thumb_name(s) for s in items["sha256"].head(2))
+
+    decoded.clear()
+    assert render.make_thumbnails(targets, 50_000_000) == made and decoded == []  # a re-run makes none

@@ -150,8 +150,12 @@ def using_api(server: TemporaryServer | None):
     if server is None:
         yield
         return
-    from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL, temporary_settings
+    from prefect.settings import (PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY, PREFECT_UI_URL,
+                                  temporary_settings)
 
-    # No UI URL: this server serves no UI, so Prefect must not print links to one.
-    with temporary_settings(updates={PREFECT_API_URL: server.wait_ready(), PREFECT_UI_URL: ""}):
+    # No UI URL: this server serves no UI, so Prefect must not print links to one. No heartbeats:
+    # they let a lasting server mark crashed runs, and this one ends with the run; the heartbeat
+    # thread also held up the end of every flow by up to a second (it sleeps in 1 s steps).
+    with temporary_settings(updates={PREFECT_API_URL: server.wait_ready(), PREFECT_UI_URL: "",
+                                     PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
         yield

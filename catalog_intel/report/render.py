@@ -97,41 +97,53 @@ def thumb_name(sha256: str) -> str:
     return f"{sha256[:24]}.jpg"
 
 
-def _thumbnail(path: str, target: Path, size: int, max_pixels: int) -> bool:
+def _thumbnails(path: str, targets: list[tuple[Path, int]], max_pixels: int) -> bool:
+    """Every (file, longest side) of `targets` from one decode of `path`, largest first (each
+    smaller one is made from the one before, not decoded again)."""
     try:
-        img = load_rgb(path, max_pixels, min_side=size)
+        img = load_rgb(path, max_pixels, min_side=max(size for _, size in targets))
     except ImageRejected:
         return False
-    img.thumbnail((size, size))
-    buf = io.BytesIO()
-    img.save(buf, format="JPEG", quality=82, optimize=True)
-    atomic_write_bytes(target, buf.getvalue())
+    for target, size in sorted(targets, key=lambda t: -t[1]):
+        img.thumbnail((size, size))
+        buf = io.BytesIO()
+        img.save(buf, format="JPEG", quality=82, optimize=True)
+        atomic_write_bytes(target, buf.getvalue())
     return True
 
 
-def make_thumbnails(items: pl.DataFrame, folder: Path, size: int, max_pixels: int, progress=None) -> set[str]:
-    """JPEG thumbnails for items[sha256, path] in `folder`, named by content hash; existing
-    ones are kept (a re-run makes only new ones), unused ones removed. Returns the hashes
-    that have a thumbnail."""
-    items = items.unique(subset="sha256", keep="first").sort("sha256")
-    wanted = {thumb_name(s): (s, p) for s, p in zip(items["sha256"], items["path"])}
-    folder = location(folder)
-    present = {basename(p): p for p in list_dir(folder, suffix=".jpg")}
-    remove_files(p for name, p in present.items() if name not in wanted)
-    done = {s for name, (s, _) in wanted.items() if name in present}
-    todo = [(s, p) for name, (s, p) in wanted.items() if s not in done]
+def make_thumbnails(targets: dict[Path, tuple[pl.DataFrame, int]], max_pixels: int,
+                    progress=None) -> dict[Path, set[str]]:
+    """JPEG thumbnails: for each folder of `targets`, one per image of its items[sha256, path]
+    at its longest side, named by content hash; existing ones are kept (a re-run makes only new
+    ones), unused ones removed. An image wanted in several folders is decoded once. Returns,
+    per folder, the hashes that have a thumbnail there."""
+    done: dict[Path, set[str]] = {}
+    missing: dict[str, list[tuple[Path, int]]] = {}  # sha256 -> the (file, size) it still needs
+    paths: dict[str, str | None] = {}
+    for key, (items, size) in targets.items():
+        wanted = {thumb_name(s): s for s in items["sha256"].unique().to_list()}
+        paths.update(zip(items["sha256"], items["path"]))
+        folder = location(key)
+        present = {basename(p): p for p in list_dir(folder, suffix=".jpg")}
+        remove_files(p for name, p in present.items() if name not in wanted)
+        done[key] = {sha for name, sha in wanted.items() if name in present}
+        for name, sha in wanted.items():
+            if name not in present:
+                missing.setdefault(sha, []).append((folder / name, size))
     if progress is not None:
-        progress.update(len(done))
+        progress.update(len(paths) - len(missing))
 
-    def one(item):
-        sha, path = item
-        ok = path is not None and _thumbnail(path, folder / thumb_name(sha), size, max_pixels)
+    def one(sha: str) -> tuple[str, bool]:
+        ok = paths[sha] is not None and _thumbnails(paths[sha], missing[sha], max_pixels)
         if progress is not None:
             progress.update(1)
         return sha, ok
 
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-        done |= {sha for sha, ok in pool.map(one, todo) if ok}
+        made = {sha for sha, ok in pool.map(one, sorted(missing)) if ok}
+    for key, (items, _) in targets.items():
+        done[key] |= made & set(items["sha256"].to_list())
     return done
 
 
@@ -384,6 +396,10 @@ def product_views(table: pl.DataFrame, names: list[str], config: Config, images:
             for row in table.iter_rows(named=True)]
 
 
+def pdp_image_size(config: Config) -> int:
+    return min(1024, 2 * config.report.thumb_size)
+
+
 def write_product_pages(table: pl.DataFrame, config: Config, folder: Path, back: str | None = None,
                         progress=None) -> list[Path]:
     """One static product detail page per row of `table` (image, title, bullets, description, attributes, similar
@@ -403,8 +419,8 @@ def write_product_pages(table: pl.DataFrame, config: Config, folder: Path, back:
         items = pl.DataFrame(schema={"sha256": pl.Utf8, "path": pl.Utf8})
     if progress is not None:
         progress.reset(total=items["sha256"].n_unique())
-    images = make_thumbnails(items, folder / PDP_IMAGES, min(1024, 2 * config.report.thumb_size),
-                             config.run.max_image_pixels, progress)
+    images = make_thumbnails({folder / PDP_IMAGES: (items, pdp_image_size(config))}, config.run.max_image_pixels,
+                             progress)[folder / PDP_IMAGES]
     keep = {product_page_name(i) for i in table["image"].to_list()}
     remove_files(p for p in list_dir(folder, suffix=".html") if basename(p) not in keep)
     pages = {folder / product_page_name(view["image"]):
@@ -431,8 +447,11 @@ def write_report(review: pl.DataFrame, rejects: pl.DataFrame, run: dict, config:
         pl.DataFrame(schema={"sha256": pl.Utf8, "path": pl.Utf8})
     if progress is not None:
         progress.reset(total=items["sha256"].n_unique())
-    thumbs = make_thumbnails(items, report_dir / THUMBS_DIR, config.report.thumb_size, config.run.max_image_pixels,
-                             progress)
+    # With the product pages' larger images, from the same decodes: write_product_pages then finds them made.
+    pdp_items = items.filter(pl.col("sha256").is_in(shown["sha256"].implode()))
+    thumbs = make_thumbnails({report_dir / THUMBS_DIR: (items, config.report.thumb_size),
+                              report_dir / PRODUCTS_DIR / PDP_IMAGES: (pdp_items, pdp_image_size(config))},
+                             config.run.max_image_pixels, progress)[report_dir / THUMBS_DIR]
     checks = expectation_rows(_read_json((run.get("validation") or {}).get("result_file")))
     write_product_pages(shown, config, report_dir / PRODUCTS_DIR, back="../index.html")
     page = report_dir / "index.html"
