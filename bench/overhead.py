@@ -12,7 +12,10 @@ Rounds alternate the kinds because this machine's speed drifts by 10-20% over mi
 result is the median ratio. `--running-server`: the runs report to a Prefect server that is
 already up (PREFECT_API_URL), as deployments and scheduled runs do, instead of starting one.
 Target (issue #11): run wall time <= 1.4x the bare forward. The run's per-phase
-times come from its summary line; `outside_flow_s` is start-up, report and exit."""
+times come from its summary line; `outside_flow_s` is start-up, report and exit; `cpu_s` is
+the CPU time of the run and its child processes (the decode worker, and Prefect's temporary
+server where the run starts one), against `forward_cpu_s`: on a machine whose cores the
+forward already fills, the run's wall time cannot drop below cpu_s / cores."""
 
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -32,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def bare_forward(files: list[str], checkpoint: str, batch: int) -> Callable[[], float]:
+def bare_forward(files: list[str], checkpoint: str, batch: int) -> Callable[[], tuple[float, float]]:
     """A function that times the model's forward over the images' pixels (loaded once, here)."""
     import torch
 
@@ -44,13 +48,14 @@ def bare_forward(files: list[str], checkpoint: str, batch: int) -> Callable[[], 
     clip = load_clip(config.clip, config.paths.cache_path)
     pixels = torch.stack([clip.preprocess(load_rgb(f, config.run.max_image_pixels, clip.image_size)) for f in files])
 
-    def forward() -> float:
+    def forward() -> tuple[float, float]:
+        """(wall s, CPU s) of one pass over the pixels."""
         with torch.inference_mode():
             clip.model.encode_image(pixels[:batch])  # warm-up
-            started = time.monotonic()
+            started, cpu = time.monotonic(), time.process_time()
             for i in range(0, len(files), batch):
                 clip.model.encode_image(pixels[i:i + batch])
-            return time.monotonic() - started
+            return time.monotonic() - started, time.process_time() - cpu
 
     return forward
 
@@ -83,8 +88,8 @@ def main() -> None:
         first = timed_run(work / "catalog", run_dir / "out-first", run_dir / "cache-first", args.checkpoint)
         timed_run(work / "earlier", run_dir / "out-earlier", run_dir / "cache", args.checkpoint)
         ad_hoc = timed_run(work / "catalog", run_dir / "out", run_dir / "cache", args.checkpoint)
-        forward_s = forward()
-        rounds.append({"forward_s": round(forward_s, 1),
+        forward_s, forward_cpu_s = forward()
+        rounds.append({"forward_s": round(forward_s, 1), "forward_cpu_s": round(forward_cpu_s, 1),
                        "first": {**first, "ratio": round(first["run_s"] / forward_s, 2)},
                        "ad_hoc": {**ad_hoc, "ratio": round(ad_hoc["run_s"] / forward_s, 2)}})
         print(f"round {n}: forward {forward_s:.1f} s; first run {first['run_s']} s "
@@ -102,16 +107,19 @@ def main() -> None:
 def timed_run(source: Path, out: Path, cache: Path, checkpoint: str) -> dict:
     """One `catalog-intel run` in its own process, as a user starts it: wall time and the summary."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "catalog_intel.cli", "run", str(source), "--out", str(out),
                            "--cache-dir", str(cache), "--no-llm", "--clip-checkpoint", checkpoint],
                           env=env, cwd=ROOT, capture_output=True, text=True)
     run_s = time.monotonic() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the run, its decode worker and Prefect's server
+    cpu_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if proc.returncode:
         raise SystemExit(proc.stdout[-2000:] + proc.stderr[-2000:])
     summary = next(line for line in proc.stdout.splitlines() if line.startswith("catalog-intel:"))
     flow_s = float(re.search(r"\| ([\d.]+) s[ |]", summary)[1])  # the flow's own time, from its summary line
-    return {"run_s": round(run_s, 1), "flow_s": flow_s,
+    return {"run_s": round(run_s, 1), "cpu_s": round(cpu_s, 1), "flow_s": flow_s,
             "outside_flow_s": round(run_s - flow_s, 1),  # start-up (imports, model), report, exit
             "summary": summary}
 
