@@ -8,6 +8,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import polars as pl
@@ -236,3 +237,31 @@ def test_too_many_rejects_fail_the_run_after_writing_outputs():
     summary.raise_if_too_many_rejects(0.3)
     with pytest.raises(RunFailed, match="3 of 10 inputs rejected .30%., over run.max_reject_share=20%"):
         summary.raise_if_too_many_rejects(0.2)
+
+
+def test_phase_times_wait_for_every_task_run_the_flow_started(prefect_server):
+    """The server records task runs from events sent in the background; the summary's phase times
+    must still include the tasks that finished just before it is written."""
+    from prefect import flow, task
+
+    from catalog_intel.pipeline.summary import current_phase_times
+
+    @task(name="phase-a")
+    def phase_a(i: int) -> int:
+        return i
+
+    @task(name="phase-b")
+    def phase_b() -> None:
+        time.sleep(0.2)
+
+    @flow
+    def phases_flow() -> dict:
+        for i in range(3):
+            phase_a(i)
+        phase_b()  # the last task: its events are the ones most likely still in flight
+        return current_phase_times()
+
+    for _ in range(3):
+        phases = phases_flow()
+        assert set(phases) == {"phase-a", "phase-b"}
+        assert phases["phase-b"] >= 0.2

@@ -14,8 +14,17 @@ from catalog_intel.pipeline import prefect_api
 from catalog_intel.pipeline.prefect_api import ServerStartError, TemporaryServer, start_api, using_api
 
 
-def test_a_run_without_an_api_url_gets_one_temporary_server_that_serves_prefect_and_stops():
-    server = start_api()  # conftest clears PREFECT_API_URL
+@pytest.fixture()
+def no_api_url():
+    """No PREFECT_API_URL, as for a user's first run (the session's test harness sets one)."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(restore_defaults={PREFECT_API_URL}):
+        yield
+
+
+def test_a_run_without_an_api_url_gets_one_temporary_server_that_serves_prefect_and_stops(no_api_url):
+    server = start_api()
     assert server is not None and start_api() is server  # one per process
     url = server.wait_ready()
     assert url == f"http://127.0.0.1:{server.port}/api"

@@ -145,26 +145,47 @@ class RunSummary:
             )
 
 
-def phase_times(flow_run_id) -> dict[str, float]:
-    """Seconds per task name (shards summed) of a flow run, longest first, from the Prefect API."""
+def phase_times(flow_run_id, expected: int | None = None, settle_s: float = 3.0) -> dict[str, float]:
+    """Seconds per task name (shards summed) of a flow run, longest first, from the Prefect API.
+    The server records task runs from events the client sends in the background, so the run's last
+    tasks can be missing or unfinished there for a moment: read until `expected` task runs (when
+    known), all final, are there, else until two reads 0.1 s apart agree (at most `settle_s`)."""
+    import time
     from collections import defaultdict
 
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-    totals: dict[str, float] = defaultdict(float)
+    deadline = time.monotonic() + settle_s
+    seen: dict | None = None
     with get_client(sync_client=True) as client:
-        for run in client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))):
-            name = (run.name or "?").rsplit("-", 1)[0]  # Prefect names task runs "<task name>-<suffix>"
-            totals[name] += run.total_run_time.total_seconds()
+        while True:
+            runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+            now = {run.id: (run.state_type, run.total_run_time) for run in runs}
+            final = all(run.state is not None and run.state.is_final() for run in runs)
+            if final and (len(runs) >= expected if expected is not None else now == seen):
+                break
+            if time.monotonic() >= deadline:
+                break
+            seen = now
+            time.sleep(0.1)
+    totals: dict[str, float] = defaultdict(float)
+    for run in runs:
+        name = (run.name or "?").rsplit("-", 1)[0]  # Prefect names task runs "<task name>-<suffix>"
+        totals[name] += run.total_run_time.total_seconds()
     return {k: round(v, 2) for k, v in sorted(totals.items(), key=lambda kv: -kv[1])}
 
 
 def current_phase_times() -> dict[str, float]:
     """phase_times of the flow run this code runs in; {} outside one or if the API does not answer."""
     try:
-        from prefect.runtime import flow_run
+        from prefect.context import FlowRunContext
 
-        return phase_times(flow_run.id) if flow_run.id else {}
+        context = FlowRunContext.get()
+        if context is None or context.flow_run is None:
+            return {}
+        # Prefect numbers each task's runs within a flow run from 0: the count of task runs started so far.
+        started = sum(key + 1 for key in context.task_run_dynamic_keys.values() if isinstance(key, int))
+        return phase_times(context.flow_run.id, expected=started)
     except Exception:  # noqa: BLE001 - a summary line is never worth failing a run
         return {}
