@@ -239,7 +239,7 @@ def test_too_many_rejects_fail_the_run_after_writing_outputs():
         summary.raise_if_too_many_rejects(0.2)
 
 
-def test_phase_times_wait_for_every_task_run_the_flow_started(prefect_server):
+def test_phase_times_include_the_task_runs_that_just_finished(prefect_server):
     """The server records task runs from events sent in the background; the summary's phase times
     must still include the tasks that finished just before it is written."""
     from prefect import flow, task

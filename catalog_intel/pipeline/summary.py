@@ -145,11 +145,11 @@ class RunSummary:
             )
 
 
-def phase_times(flow_run_id, expected: int | None = None, settle_s: float = 3.0) -> dict[str, float]:
+def phase_times(flow_run_id, settle_s: float = 3.0) -> dict[str, float]:
     """Seconds per task name (shards summed) of a flow run, longest first, from the Prefect API.
     The server records task runs from events the client sends in the background, so the run's last
-    tasks can be missing or unfinished there for a moment: read until `expected` task runs (when
-    known), all final, are there, else until two reads 0.1 s apart agree (at most `settle_s`)."""
+    tasks can be missing or unfinished there for a moment: read until every task run read is final
+    and a read 0.1 s later finds the same runs (at most `settle_s`)."""
     import time
     from collections import defaultdict
 
@@ -163,9 +163,7 @@ def phase_times(flow_run_id, expected: int | None = None, settle_s: float = 3.0)
             runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
             now = {run.id: (run.state_type, run.total_run_time) for run in runs}
             final = all(run.state is not None and run.state.is_final() for run in runs)
-            if final and (len(runs) >= expected if expected is not None else now == seen):
-                break
-            if time.monotonic() >= deadline:
+            if (final and now == seen) or time.monotonic() >= deadline:
                 break
             seen = now
             time.sleep(0.1)
@@ -177,15 +175,16 @@ def phase_times(flow_run_id, expected: int | None = None, settle_s: float = 3.0)
 
 
 def current_phase_times() -> dict[str, float]:
-    """phase_times of the flow run this code runs in; {} outside one or if the API does not answer."""
+    """phase_times of the flow run this code runs in; {} outside one or if the API does not answer.
+    Prefect's event queue is handed to the server first, so the task runs that just finished are on
+    their way there (the queue starts again with the next event)."""
     try:
-        from prefect.context import FlowRunContext
+        from prefect.events.worker import EventsWorker
+        from prefect.runtime import flow_run
 
-        context = FlowRunContext.get()
-        if context is None or context.flow_run is None:
+        if not flow_run.id:
             return {}
-        # Prefect numbers each task's runs within a flow run from 0: the count of task runs started so far.
-        started = sum(key + 1 for key in context.task_run_dynamic_keys.values() if isinstance(key, int))
-        return phase_times(context.flow_run.id, expected=started)
+        EventsWorker.drain_all(timeout=5, at_exit=False)
+        return phase_times(flow_run.id)
     except Exception:  # noqa: BLE001 - a summary line is never worth failing a run
         return {}
