@@ -37,18 +37,6 @@ class ServerStartError(RuntimeError):
     pass
 
 
-def configured_api_url() -> str | None:
-    """PREFECT_API_URL from the environment or the active Prefect profile; "" where neither sets
-    one but temporary servers are switched off (PREFECT_SERVER_EPHEMERAL_ENABLED=false): then
-    Prefect itself reports what is missing."""
-    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
-
-    url = PREFECT_API_URL.value()
-    if url:
-        return url
-    return None if PREFECT_SERVER_EPHEMERAL_ENABLED.value() else ""
-
-
 class TemporaryServer:
     _instance: TemporaryServer | None = None
     _lock = threading.Lock()
@@ -139,8 +127,13 @@ def _free_port() -> int:
 
 
 def start_api() -> TemporaryServer | None:
-    """The run's first step: a temporary server starts now unless a Prefect API is configured."""
-    return TemporaryServer.launch() if configured_api_url() is None else None
+    """The run's first step: a temporary server starts now, unless PREFECT_API_URL (environment or
+    profile) names a server, or temporary servers are switched off (then Prefect says what is missing)."""
+    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
+
+    if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
+        return None
+    return TemporaryServer.launch()
 
 
 @contextlib.contextmanager

@@ -119,10 +119,12 @@ def make_thumbnails(targets: dict[Path, tuple[pl.DataFrame, int]], max_pixels: i
     ones), unused ones removed. An image wanted in several folders is decoded once. Returns,
     per folder, the hashes that have a thumbnail there."""
     done: dict[Path, set[str]] = {}
+    wanted_in: dict[Path, set[str]] = {}
     missing: dict[str, list[tuple[Path, int]]] = {}  # sha256 -> the (file, size) it still needs
     paths: dict[str, str | None] = {}
     for key, (items, size) in targets.items():
         wanted = {thumb_name(s): s for s in items["sha256"].unique().to_list()}
+        wanted_in[key] = set(wanted.values())
         paths.update(zip(items["sha256"], items["path"]))
         folder = location(key)
         present = {basename(p): p for p in list_dir(folder, suffix=".jpg")}
@@ -142,8 +144,8 @@ def make_thumbnails(targets: dict[Path, tuple[pl.DataFrame, int]], max_pixels: i
 
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
         made = {sha for sha, ok in pool.map(one, sorted(missing)) if ok}
-    for key, (items, _) in targets.items():
-        done[key] |= made & set(items["sha256"].to_list())
+    for key, shas in wanted_in.items():
+        done[key] |= made & shas
     return done
 
 
