@@ -457,20 +457,35 @@ def local_mirror(loc: str | os.PathLike):
 
 def publish_tree(local_dir: str, loc: str | os.PathLike) -> None:
     """Replace the folder `loc` by the local folder `local_dir` (which is consumed).
-    Local: one rename after removing the old folder. Object store: file by file."""
+    Local: the new folder is staged beside it, the old one renamed aside, the new one renamed
+    in, then the old one deleted: a kill at any point leaves a whole folder (old or new) in
+    place or aside. Object store: file by file."""
     import shutil
 
-    if is_local(loc):
-        target = _local(loc)
-        os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
-        shutil.rmtree(target, ignore_errors=True)
-        try:
-            os.rename(local_dir, target)
-            return
-        except OSError:  # another file system: copy
-            shutil.copytree(local_dir, target)
-            return
-    upload_tree(local_dir, loc)
+    if not is_local(loc):
+        upload_tree(local_dir, loc)
+        return
+    target = _local(loc).rstrip(os.sep)
+    os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
+    tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    staged, aside = f"{target}.new-{tag}", f"{target}.old-{tag}"
+    try:
+        os.rename(local_dir, staged)
+    except OSError:  # another file system: copy beside the target first
+        shutil.copytree(local_dir, staged)
+        shutil.rmtree(local_dir, ignore_errors=True)
+    had_old = os.path.isdir(target)
+    if had_old:
+        os.rename(target, aside)
+    try:
+        os.rename(staged, target)
+    except OSError:
+        if had_old:
+            os.rename(aside, target)  # put the old folder back
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
+    if had_old:
+        shutil.rmtree(aside, ignore_errors=True)
 
 
 def remove_files(locs: Iterable[str | os.PathLike]) -> None:
