@@ -32,7 +32,7 @@ from catalog_intel.inference.heads import configured_heads
 from catalog_intel.copywriting.llm_service import llm_endpoint, uses_embedded
 from catalog_intel.report.render import review_rows
 from catalog_intel.report.review_edits import RunFacts
-from catalog_intel.io.runlock import RunLock
+from catalog_intel.io.runlock import RunLock, sweep_cache
 from catalog_intel.pipeline.runners import check_runner, copy_runner, describe_runner, gpu_annotation, shard_runner
 from catalog_intel.search.index import write_run_config
 from catalog_intel.settings import resolve_settings, with_override_parameters
@@ -56,6 +56,7 @@ def catalog_flow(source: str, out_dir: str, config_path: str | None = None, **ov
     started = time.monotonic()
     config = resolve_settings(config_path, **overrides)  # absolute paths: workers read no environment
     with RunLock(location(out_dir)), ExitStack() as services:
+        sweep_cache(config.paths.cache_path)  # temp files of a killed run that shared the cache
         model_id = _check_model(config)  # before any work
         withdraw_commit(out_dir)  # from here until write_commit, OUT is not a complete output set
         embedded = uses_embedded(config)

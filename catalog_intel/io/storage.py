@@ -32,8 +32,9 @@ from typing import Callable, Iterable
 
 import polars as pl
 
+from catalog_intel.io.leftovers import hold
+
 _HASH_CHUNK = 1 << 20
-_OPTIONS_ENV = "CATALOG_INTEL_STORAGE_OPTIONS"
 _options: dict[str, dict] = {}
 _fs_lock = threading.Lock()
 
@@ -42,18 +43,14 @@ _fs_lock = threading.Lock()
 
 def configure(storage_options: dict | None) -> None:
     """Per-protocol options for fsspec ({"s3": {"endpoint_url": ...}}), from the config.
-    Kept in the process (and its environment, so worker processes get them too)."""
+    Kept in this process only, never in its environment (every child would inherit them): a
+    worker process gets them with the config passed to its task (see PathsConfig.__setstate__)."""
     global _options
     _options = {k: dict(v) for k, v in (storage_options or {}).items()}
-    if _options:
-        os.environ[_OPTIONS_ENV] = json.dumps(_options)
-    else:
-        os.environ.pop(_OPTIONS_ENV, None)
 
 
 def _protocol_options(protocol: str) -> dict:
-    options = _options or json.loads(os.environ.get(_OPTIONS_ENV) or "{}")
-    return dict(options.get(protocol, {}))
+    return dict(_options.get(protocol, {}))
 
 
 def is_url(loc: str | os.PathLike) -> bool:
@@ -394,6 +391,7 @@ def atomic_write_bytes(loc: str | os.PathLike, data: bytes) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
+        hold(fd)  # the start-up sweep leaves a temp file alone while its writer lives
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
