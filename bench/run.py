@@ -678,12 +678,9 @@ def prefect_server(args):
                 time.sleep(0.5)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        from catalog_intel import processes
+
+        processes.stop(proc, 15)
 
 
 # ----------------------------------------------------------------------------- main
