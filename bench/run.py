@@ -466,7 +466,7 @@ def bench_flows(report: Report, args, root: Path, order: list[str], skip: set, w
                                   label=f"re-run {n}: cached, PREFECT_API_URL set")
             flows["rerun_api_url"] = served
             report.add(f"cached re-run, {n} images: command, running server", served["command_wall_s"], "s",
-                       note="PREFECT_API_URL to a `prefect server start` already up (no temporary server)")
+                       note="PREFECT_API_URL to a Prefect server already up (no server start in the run)")
 
 
 # ----------------------------------------------------------------------------- main
