@@ -134,7 +134,7 @@ def main() -> None:
     ap.add_argument("--first-answers-only", action="store_true", help="one answer per product (content_attempts=1)")
     a = ap.parse_args()
 
-    from catalog_intel.config import load_config
+    from catalog_intel.settings import load_config
     from catalog_intel.copywriting.copywriter import describe
     from catalog_intel.copywriting.grounding import copy_check
     from catalog_intel.copywriting.local_llm import EmbeddedLLMServer, ensure_gguf

@@ -120,8 +120,10 @@ def run(work: Path, repo: Path, label: str, first: int | None = None, keep_cache
 _PARTIAL = r"""
 import json, sys
 import polars as pl
-from catalog_intel.config import ATTRIBUTE_ORDER, load_config
-from catalog_intel.copywriting.copywriter import COPY_COLUMNS, copy_key, copy_store, prompt_attributes
+from catalog_intel.schemas import ATTRIBUTE_ORDER
+from catalog_intel.settings import load_config
+from catalog_intel.schemas import COPY_COLUMNS
+from catalog_intel.copywriting.copywriter import copy_key, copy_store, prompt_attributes
 work, label, alias = sys.argv[1], sys.argv[2], sys.argv[3]
 config = load_config(f"{work}/config.toml", {"llm.model": alias})
 table = pl.read_parquet(f"{work}/{label}-nollm/catalog.parquet")
@@ -192,7 +194,8 @@ def score(work: Path, json_out: Path | None, first: int | None = None) -> None:
     """Figures per labelled run, on the manifest's first N products when `first` is given
     (runs over more products are cut to those, so before and after compare like with like)."""
     sys.path.insert(0, str(HERE))
-    from catalog_intel.config import ATTRIBUTE_ORDER, UNKNOWN, load_config
+    from catalog_intel.schemas import ATTRIBUTE_ORDER, UNKNOWN
+    from catalog_intel.settings import load_config
     from catalog_intel.quality.copy_quality import copy_quality, load_output
     from catalog_intel.pipeline.facts import normalise
 

@@ -56,7 +56,7 @@ def warm_up():
     import open_clip  # noqa: F401
 
     import flows.catalog  # noqa: F401
-    from catalog_intel.pipeline.prefect_api import start_api
+    from catalog_intel.orchestration.prefect_api import start_api
 
     server = start_api()
     if server is not None:
@@ -65,8 +65,8 @@ def warm_up():
 
 
 def run(source: Path, out: Path, cache: Path, config: Path) -> tuple[float, dict, dict]:
-    from catalog_intel.pipeline.summary import phase_times
-    from flows.catalog import catalog_flow
+    from catalog_intel.orchestration.phases import phase_times
+    from catalog_intel.orchestration.flow import catalog_flow
 
     started = time.monotonic()
     state = catalog_flow(source=str(source), out_dir=str(out), config_path=str(config), cache_dir=str(cache),
@@ -88,8 +88,8 @@ def main() -> None:
     args = parser.parse_args()
     from conftest import make_tiny_clip
 
-    from catalog_intel.io.storage import walk_files
-    from catalog_intel.pipeline.prefect_api import using_api
+    from catalog_intel.io.filesystem import walk_files
+    from catalog_intel.orchestration.prefect_api import using_api
 
     work = Path(args.work)
     config = work / "config.toml"

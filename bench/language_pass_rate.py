@@ -59,7 +59,7 @@ def main() -> None:
     ap.add_argument("--llm-model", help="with --llm-base-url: the model name the copy was cached under")
     a = ap.parse_args()
     sys.path.insert(0, str(HERE))
-    from catalog_intel.config import load_config
+    from catalog_intel.settings import load_config
     from catalog_intel.copywriting.copywriter import describe
     from catalog_intel.copywriting.languages import BASE, language_gate, language_llm, translate_attributes
     from catalog_intel.copywriting.llm_service import llm_endpoint

@@ -65,7 +65,7 @@ def main() -> None:
     ap.add_argument("--gguf", type=Path, nargs="+", help="GGUF files to compare (default: the default model)")
     ap.add_argument("--json", type=Path)
     a = ap.parse_args()
-    from catalog_intel.config import load_config
+    from catalog_intel.settings import load_config
     from catalog_intel.copywriting.local_llm import ensure_gguf
 
     config = load_config(overrides={"paths.cache_dir": a.cache_dir})

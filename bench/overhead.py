@@ -41,7 +41,7 @@ def bare_forward(files: list[str], checkpoint: str, batch: int) -> Callable[[], 
     import torch
 
     from catalog_intel.inference.clip_model import load_clip
-    from catalog_intel.config import load_config
+    from catalog_intel.settings import load_config
     from catalog_intel.io.images import load_rgb
 
     config = load_config(None, {"clip.checkpoint": checkpoint})
@@ -69,7 +69,7 @@ def main() -> None:
     parser.add_argument("--running-server", action="store_true", help="runs report to a server already up")
     parser.add_argument("--json")
     args = parser.parse_args()
-    from catalog_intel.config import load_config
+    from catalog_intel.settings import load_config
     from catalog_intel.io.synthetic import write_catalog
 
     work = Path(args.work)
@@ -79,7 +79,7 @@ def main() -> None:
     write_catalog(work / "earlier", 8, seed=1)  # other images: what the ad hoc run's cache saw before
     forward = bare_forward(files, args.checkpoint, load_config().clip.batch_size)
     if args.running_server:
-        from catalog_intel.pipeline.prefect_api import TemporaryServer
+        from catalog_intel.orchestration.prefect_api import TemporaryServer
 
         os.environ["PREFECT_API_URL"] = TemporaryServer.launch().wait_ready()  # the runs inherit it
     rounds = []

@@ -23,7 +23,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
-from catalog_intel.config import ATTRIBUTE_ORDER, load_config  # noqa: E402
+from catalog_intel.schemas import ATTRIBUTE_ORDER
+from catalog_intel.settings import load_config  # noqa: E402
 from catalog_intel.report.render import render_report, review_rows, write_product_pages  # noqa: E402
 
 

@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from catalog_intel.config import load_config  # noqa: E402
+from catalog_intel.settings import load_config  # noqa: E402
 from catalog_intel.search.index import APPROXIMATE, EXACT, build_index, search_vectors, single_threaded  # noqa: E402
 from catalog_intel.search.neighbours import neighbours  # noqa: E402
 

@@ -47,7 +47,7 @@ def main() -> int:
     import torch
 
     from catalog_intel.inference.clip_model import load_clip
-    from catalog_intel.config import load_config
+    from catalog_intel.settings import load_config
     from catalog_intel.inference.embedding import compute_embeddings
 
     root, order = ensure_catalog(DEFAULT_ROOT, args.images, 2000, log=log)

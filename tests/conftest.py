@@ -117,7 +117,7 @@ def catalog_run(prefect_server, tiny_clip, seed_images, tmp_path_factory):
 
     import polars as pl
 
-    from flows.catalog import catalog_flow
+    from catalog_intel.orchestration.flow import catalog_flow
     from llm_server import FakeLLMServer
 
     root = tmp_path_factory.mktemp("catalog-run")

@@ -80,7 +80,7 @@ class S3Server:
                 self._proc.kill()
 
     def bucket(self, name: str) -> str:
-        from catalog_intel.io.storage import url_to_fs
+        from catalog_intel.io.filesystem import url_to_fs
 
         fs, _ = url_to_fs(f"s3://{name}")
         fs.mkdir(name)

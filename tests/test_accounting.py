@@ -56,7 +56,7 @@ EXPECTED_ROWS = {"packshot.jpg", "animated.gif", "scan.bmp", "print.tif", "phone
 
 
 def test_inventory_lists_every_file_as_image_reject_or_skipped(tmp_path):
-    from catalog_intel.config import load_config
+    from catalog_intel.settings import load_config
 
     files = _odd_folder(tmp_path)
     (tmp_path / "dangling.jpg").symlink_to(tmp_path / "gone.jpg")
@@ -90,7 +90,7 @@ def test_heic_without_pillow_heif_is_rejected_with_the_fix(tmp_path, monkeypatch
 
 @pytest.mark.slow
 def test_a_run_over_odd_inputs_accounts_for_every_file(prefect_server, tmp_path, config_file, cache_dir):
-    from flows.catalog import catalog_flow
+    from catalog_intel.orchestration.flow import catalog_flow
 
     src, out = tmp_path / "src", tmp_path / "out"
     files = _odd_folder(src)

@@ -5,8 +5,8 @@ import json
 import polars as pl
 import pytest
 
-from catalog_intel.config import load_config
 from catalog_intel.copywriting.copywriter import InvalidCopy, copy_key, describe, parse_copy, prompt_attributes
+from catalog_intel.settings import load_config
 from llm_server import FakeLLMServer, FaultPlan
 
 ATTRS = ["color", "neckline", "sleeve", "pattern", "fabric", "fit", "garment_type"]

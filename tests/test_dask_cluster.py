@@ -108,7 +108,7 @@ def catalog(tmp_path_factory, tiny_clip):
 
 
 def _run(catalog, name: str, llm, **params) -> tuple[dict, pl.DataFrame]:
-    from flows.catalog import catalog_flow
+    from catalog_intel.orchestration.flow import catalog_flow
 
     out = catalog.root / name
     summary = catalog_flow(source=str(catalog.src), out_dir=str(out), config_path=str(catalog.config),

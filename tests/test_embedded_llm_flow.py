@@ -5,9 +5,9 @@ import importlib.util
 import polars as pl
 import pytest
 
-from catalog_intel.config import load_config
-from catalog_intel.quality.copy_quality import copy_quality
 from catalog_intel.io.synthetic import draw_top
+from catalog_intel.quality.copy_quality import copy_quality
+from catalog_intel.settings import load_config
 
 pytestmark = pytest.mark.slow
 
@@ -24,7 +24,7 @@ def three_products(tmp_path_factory):
 def test_embedded_llm_writes_schema_valid_copy(prefect_server, three_products, tmp_path, tiny_clip, cache_dir):
     if importlib.util.find_spec("xllamacpp") is None:
         pytest.skip("the llm extra is not installed (pip install -e '.[dev,llm]')")
-    from flows.catalog import catalog_flow
+    from catalog_intel.orchestration.flow import catalog_flow
 
     config_file = tmp_path / "embedded.toml"  # no llm.base_url: the embedded server is the default
     config_file.write_text(

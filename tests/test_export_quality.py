@@ -2,9 +2,10 @@ import csv
 
 import polars as pl
 
-from catalog_intel.config import load_config
-from catalog_intel.exports.tables import CSV_COLUMNS, csv_view, write_outputs
+from catalog_intel.exports.tables import csv_view, write_outputs
 from catalog_intel.quality.validation import validate
+from catalog_intel.schemas import CSV_COLUMNS
+from catalog_intel.settings import load_config
 
 ATTRS = ["color", "neckline", "sleeve", "pattern", "fabric", "fit", "garment_type"]
 

@@ -8,10 +8,11 @@ import polars as pl
 import pytest
 from conftest import copy_seed_images
 
-from catalog_intel.config import ConfigError, load_config
+from catalog_intel.errors import ConfigError
 from catalog_intel.exports import write_exports
 from catalog_intel.exports.merchant import COLUMNS as GMC_COLUMNS
 from catalog_intel.exports.shopify import COLUMNS as SHOPIFY_COLUMNS
+from catalog_intel.settings import load_config
 
 HOSTILE_TITLE = '=HYPERLINK("http://evil","x"), "quoted"\ttab\nline <script>alert(1)</script>'
 HOSTILE_DESCRIPTION = 'Soft & light: "50%" cotton,\r\nno </p><script>x()</script> here\u2028end'
@@ -140,10 +141,10 @@ def test_pdp_export_writes_one_escaped_product_page_per_row(tmp_path):
 
 
 def test_export_config_is_checked():
-    from catalog_intel.config import export_formats, resolve_config
+    from catalog_intel.settings import export_formats, resolve_settings
 
     assert export_formats("shopify, jsonl,,gmc") == ["shopify", "jsonl", "gmc"] and export_formats(None) is None
-    assert resolve_config(export="gmc,pdp").exports.formats == ("gmc", "pdp")
+    assert resolve_settings(export="gmc,pdp").exports.formats == ("gmc", "pdp")
     with pytest.raises(ConfigError, match="unknown export"):
         load_config(overrides={"exports.formats": ["shopify", "amazon"]})
     with pytest.raises(ConfigError, match="handle"):
@@ -155,7 +156,7 @@ def test_export_config_is_checked():
 @pytest.mark.slow
 def test_a_run_with_export_writes_the_shop_files_and_warns_once(prefect_server, seed_images, tmp_path, config_file):
     from catalog_intel.cli import build_parser
-    from flows.catalog import catalog_flow
+    from catalog_intel.orchestration.flow import catalog_flow
 
     src = copy_seed_images(seed_images, tmp_path / "src", 3)
     args = build_parser().parse_args(["run", str(src), "--out", "x", "--export", "shopify, jsonl,gmc"])

@@ -6,9 +6,11 @@ import json
 import polars as pl
 import pytest
 
-from catalog_intel.config import ATTRIBUTE_ORDER, load_config
-from catalog_intel.pipeline.facts import (FactsError, completeness, merge_facts, normalise, read_facts_file, split_facts,
-                                 unmapped_facts)
+from catalog_intel.errors import FactsError
+from catalog_intel.pipeline.facts import (completeness, merge_facts, normalise, read_facts_file, split_facts,
+                                          unmapped_facts)
+from catalog_intel.schemas import ATTRIBUTE_ORDER
+from catalog_intel.settings import load_config
 
 
 def _model(rows):
@@ -122,7 +124,7 @@ def test_facts_file_overrides_manifest_cells_and_is_checked(tmp_path):
 def test_manifest_facts_through_the_flow(prefect_server, tmp_path, cache_dir, config_file, seed_images, fake_llm):
     """16 products with some fact cells blank: every one becomes a row (a blank is no fact), the
     facts are published with their source, free facts reach the LLM, completeness is reported."""
-    from flows.catalog import catalog_flow
+    from catalog_intel.orchestration.flow import catalog_flow
 
     src = tmp_path / "src"
     src.mkdir()

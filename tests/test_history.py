@@ -53,7 +53,7 @@ def test_trend_table_lists_recent_runs_oldest_first():
 def test_three_runs_into_one_folder_keep_their_history(prefect_server, tiny_clip, seed_images, tmp_path):
     from html.parser import HTMLParser
 
-    from flows.catalog import catalog_flow
+    from catalog_intel.orchestration.flow import catalog_flow
 
     src, out, cache = tmp_path / "src", tmp_path / "out", tmp_path / "cache"
     src.mkdir()

@@ -7,10 +7,11 @@ import polars as pl
 import pytest
 from conftest import copy_seed_images
 
-from catalog_intel.config import ConfigError, load_config
 from catalog_intel.copywriting.copywriter import build_messages, copy_key, describe, prompt_attributes
 from catalog_intel.copywriting.languages import (describe_languages, language_gate, language_llm, language_pass_rate,
-                                     translate_attributes)
+                                                 translate_attributes)
+from catalog_intel.errors import ConfigError
+from catalog_intel.settings import load_config
 
 ROW = {"color": "black", "neckline": "round neck", "sleeve": "short sleeve", "pattern": "striped",
        "fabric": "unknown", "fit": "unknown", "garment_type": "t-shirt"}
@@ -130,7 +131,8 @@ def test_language_config_is_checked():
 
 
 def test_catalog_lang_csv_has_the_languages_copy_in_the_usual_columns(config, tmp_path):
-    from catalog_intel.exports.tables import CSV_COLUMNS, write_outputs
+    from catalog_intel.schemas import CSV_COLUMNS
+    from catalog_intel.exports.tables import write_outputs
 
     table = pl.DataFrame([{"image": "a.jpg", "product_id": None, **ROW, "title": "Black tee",
                            "bullet_points": ["Black", "Tee"], "description": "A tee.", "style_summary": "Easy.",
@@ -157,7 +159,7 @@ def test_pass_rate_per_language(config):
 
 @pytest.mark.slow
 def test_a_two_language_run_writes_catalog_de_csv(prefect_server, seed_images, tmp_path, config_file, fake_llm):
-    from flows.catalog import catalog_flow
+    from catalog_intel.orchestration.flow import catalog_flow
 
     src = copy_seed_images(seed_images, tmp_path / "src", 3)
     config = tmp_path / "two-languages.toml"

@@ -4,7 +4,7 @@ import polars as pl
 
 
 def test_flow_with_a_server_refusing_json_schema(prefect_server, tmp_path, cache_dir, config_file, seed_images):
-    from flows.catalog import catalog_flow
+    from catalog_intel.orchestration.flow import catalog_flow
     from llm_server import FakeLLMServer
 
     from catalog_intel.pipeline.summary import RunSummary

@@ -39,7 +39,7 @@ def _screenshot(browser: Browser, target: str) -> None:
 
 
 def test_edits_in_the_report_are_honoured_by_the_next_run(prefect_server, tiny_clip, seed_images, tmp_path):
-    from flows.catalog import catalog_flow
+    from catalog_intel.orchestration.flow import catalog_flow
     from llm_server import FakeLLMServer
 
     src, out, cache = tmp_path / "src", tmp_path / "out", tmp_path / "cache"

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import polars as pl
 
-from catalog_intel.config import LLMConfig
-from catalog_intel.copywriting.copywriter import COPY_FRAME_SCHEMA, prompts_and_keys
+from catalog_intel.copywriting.copywriter import prompts_and_keys
+from catalog_intel.schemas import COPY_FRAME_SCHEMA
+from catalog_intel.settings import LLMConfig
 
 
 def keyed(attributes: pl.DataFrame, llm: LLMConfig) -> pl.DataFrame:

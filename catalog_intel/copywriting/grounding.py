@@ -36,7 +36,8 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from catalog_intel.config import UNKNOWN, Config, ValidationConfig
+from catalog_intel.schemas import UNKNOWN
+from catalog_intel.settings import Config, ValidationConfig
 
 # --------------------------------------------------------------------------- term lists
 

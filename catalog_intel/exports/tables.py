@@ -9,12 +9,11 @@ import time
 
 import polars as pl
 
-from catalog_intel.io.storage import atomic_write_text, location, write_csv, write_parquet
+from catalog_intel.io.filesystem import atomic_write_text, location, write_csv, write_parquet
+from catalog_intel.schemas import CSV_COLUMNS
 
 COMMIT_FILE = "_SUCCESS.json"
 
-CSV_COLUMNS = ("image", "color", "neckline", "sleeve", "pattern", "fabric", "fit",
-               "title", "bullet_points", "description", "style_summary", "seo_tags")
 LIST_SEPARATOR = "; "
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import polars as pl
 
-from catalog_intel.config import UNKNOWN, Config
-from catalog_intel.io.images import ImageRejected, load_rgb
+from catalog_intel.errors import ImageRejected
 from catalog_intel.inference.pixel_color import dominant_color
+from catalog_intel.io.images import load_rgb
+from catalog_intel.schemas import UNKNOWN
+from catalog_intel.settings import Config
 
 PIXEL_ALGORITHM = "pixel-color-v1"
 PIXEL_SCHEMA = {"sha256": pl.Utf8, "color_pixels": pl.Utf8, "color_pixels_confidence": pl.Float64}

@@ -29,9 +29,11 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from catalog_intel.errors import ImageRejected
 from catalog_intel.inference.clip_model import LoadedClip
-from catalog_intel.io.images import ImageRejected, decode_rgb, load_rgb
-from catalog_intel.io.storage import ParquetStore, read_bytes
+from catalog_intel.io.filesystem import read_bytes
+from catalog_intel.io.images import decode_rgb, load_rgb
+from catalog_intel.io.parquet_store import ParquetStore
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 

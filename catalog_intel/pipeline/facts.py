@@ -24,15 +24,12 @@ from pathlib import Path
 
 import polars as pl
 
-from catalog_intel.config import ATTRIBUTE_ORDER, UNKNOWN, Config
-from catalog_intel.io.ingest import SourceError
-from catalog_intel.io.storage import read_table
+from catalog_intel.errors import FactsError
+from catalog_intel.io.filesystem import read_table
+from catalog_intel.schemas import ATTRIBUTE_ORDER, UNKNOWN
+from catalog_intel.settings import Config
 
 SOURCES = ("facts", "clip", "pixels", "ensemble", "head")
-
-
-class FactsError(SourceError):
-    """A facts file cannot be used; the message names the file and what to do."""
 
 
 def _norm(value) -> str:

@@ -16,14 +16,14 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from catalog_intel.pipeline.assemble import split_decoded
 from catalog_intel.inference.clip_model import load_clip
-from catalog_intel.inference.heads import heads_for_shard
 from catalog_intel.inference.color_fusion import PIXEL_ALGORITHM, PIXEL_SCHEMA, fuse_color, pixel_colors
-from catalog_intel.config import Config
 from catalog_intel.inference.embedding import compute_embeddings, embedding_store, embeddings_frame
-from catalog_intel.io.storage import ParquetStore
+from catalog_intel.inference.heads import heads_for_shard
 from catalog_intel.inference.zeroshot import classify
+from catalog_intel.io.parquet_store import ParquetStore
+from catalog_intel.pipeline.assemble import split_decoded
+from catalog_intel.settings import Config
 
 STATUS_SCHEMA = {"sha256": pl.Utf8, "status": pl.Utf8, "reason": pl.Utf8}
 

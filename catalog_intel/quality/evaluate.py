@@ -29,8 +29,10 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from catalog_intel.config import UNKNOWN, AttributeConfig
-from catalog_intel.io.storage import read_table
+from catalog_intel.errors import EvaluationError
+from catalog_intel.io.filesystem import read_table
+from catalog_intel.schemas import UNKNOWN
+from catalog_intel.settings import AttributeConfig
 
 #: our attribute -> the label column that scores it
 LABEL_COLUMNS: dict[str, str] = {
@@ -66,10 +68,6 @@ HEDGED: dict[str, frozenset[str]] = {
 }
 
 _FORMULA_QUOTE = r"^'([=+\-@\t\r])"  # export.neutralise_formulas prefixes a quote to these
-
-
-class EvaluationError(ValueError):
-    """Predictions or labels cannot be scored; the message names the file and what to do."""
 
 
 # --------------------------------------------------------------------------- IO

@@ -25,10 +25,12 @@ from urllib.parse import quote
 
 import polars as pl
 
-from catalog_intel.config import ATTRIBUTE_ORDER, UNKNOWN, Config
-from catalog_intel.io.images import ImageRejected, load_rgb
-from catalog_intel.io.storage import (atomic_write_bytes, atomic_write_text, basename, exists, isfile, list_dir, location, read_bytes,
-                      relpath, remove_files)
+from catalog_intel.errors import ImageRejected
+from catalog_intel.io.filesystem import (atomic_write_bytes, atomic_write_text, basename, exists, isfile, list_dir,
+                                         location, read_bytes, relpath, remove_files)
+from catalog_intel.io.images import load_rgb
+from catalog_intel.schemas import ATTRIBUTE_ORDER, UNKNOWN
+from catalog_intel.settings import Config
 
 REPORT_DIR = "report"
 THUMBS_DIR = "thumbs"
