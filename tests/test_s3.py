@@ -146,6 +146,7 @@ def test_storage_options_from_the_config_and_never_shown(s3, monkeypatch, tmp_pa
     try:
         config = load_config(None, {"paths.storage_options": {"s3": options},
                                     "paths.cache_dir": "s3://catalog-options/cache"})
+        filesystem.configure(config.paths.storage_options)  # what a run does with its settings
         store = ParquetStore(config.paths.cache_path / "embeddings" / "m", key="sha256")
         store.append(pl.DataFrame({"sha256": ["a", "b"]}))
         assert store.existing(["a", "b", "c"]) == {"a", "b"}

@@ -23,7 +23,8 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
-from catalog_intel.copywriting.grounding import feedback as grounding_feedback, norm_text
+from catalog_intel.copywriting.grounding.form import norm_text
+from catalog_intel.copywriting.grounding.gate import feedback as grounding_feedback
 from catalog_intel.io.parquet_store import ParquetStore
 from catalog_intel.schemas import ATTRIBUTE_ORDER, COPY_COLUMNS, COPY_FRAME_SCHEMA, UNKNOWN
 from catalog_intel.settings import LLMConfig, ValidationConfig

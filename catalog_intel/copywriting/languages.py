@@ -20,8 +20,9 @@ from dataclasses import dataclass
 import polars as pl
 
 from catalog_intel.copywriting.copywriter import CopyCheck
-from catalog_intel.copywriting.grounding import (Claim, TermSet, Terms, _units, build_terms, claims, copy_check,
-                                                 facts_text, form_problems, repair)
+from catalog_intel.copywriting.grounding import (Claim, TermSet, Terms, build_terms, claims, copy_check, facts_text,
+                                                 form_problems, repair)
+from catalog_intel.copywriting.grounding.claims import _units
 from catalog_intel.schemas import ATTRIBUTE_ORDER, COPY_COLUMNS, UNKNOWN
 from catalog_intel.settings import Config, LLMConfig, LLMExample, LanguageConfig, ValidationConfig
 

@@ -24,10 +24,11 @@ from prefect.runtime import flow_run
 from catalog_intel.copywriting.copy_sets import distinct_sets, expand_copy, keyed, sum_counts
 from catalog_intel.copywriting.llm_service import llm_endpoint, uses_embedded
 from catalog_intel.errors import RunFailed
+from catalog_intel.exports.tables import withdraw_commit, write_commit
 from catalog_intel.inference.clip_model import model_id as clip_model_id, resolve_weights
 from catalog_intel.inference.heads import configured_heads
-from catalog_intel.io.filesystem import location, uri
-from catalog_intel.io.runlock import RunLock
+from catalog_intel.io.filesystem import configure, location, uri
+from catalog_intel.io.runlock import RunLock, sweep_cache
 from catalog_intel.orchestration.phases import current_phase_times
 from catalog_intel.orchestration.rate_limit import ensure_rate_limit
 from catalog_intel.orchestration.runners import (check_runner, copy_runner, describe_runner, gpu_annotation,
@@ -53,8 +54,11 @@ def catalog_flow(source: str, out_dir: str, config_path: str | None = None, **ov
     """Enrich the images in `source` (folder or CSV/Parquet manifest) into `out_dir`."""
     started = time.monotonic()
     config = resolve_settings(config_path, **overrides)  # absolute paths: workers read no environment
+    configure(config.paths.storage_options)
     with RunLock(location(out_dir)), ExitStack() as services:
+        sweep_cache(config.paths.cache_path)  # temp files of a killed run that shared the cache
         model_id = _check_model(config)  # before any work
+        withdraw_commit(out_dir)  # from here until write_commit, OUT is not a complete output set
         embedded = uses_embedded(config)
         config = _start_llm(config, services)
         inventory, rejected_at_ingest, skipped = ingest_images(source, config)
@@ -159,9 +163,13 @@ def _meta(config: Config, model_id: str) -> dict:
         "clip_model_id": model_id,
         "llm_model": config.llm.model if with_copy else None,
         "prompt_version": config.llm.prompt_version if with_copy else None,
-        "run_id": str(flow_run.id or ""),
+        "run_id": _run_id(),
         "processed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def _run_id() -> str:
+    return str(flow_run.id or "")
 
 
 def _publish(summary: RunSummary, table: pl.DataFrame, rejects: pl.DataFrame, config: Config, out_dir: str) -> None:
@@ -176,6 +184,7 @@ def _publish(summary: RunSummary, table: pl.DataFrame, rejects: pl.DataFrame, co
     create_markdown_artifact(key="catalog-run-summary", markdown=summary.markdown(), description="catalog-intel run summary")
     create_link_artifact(key="catalog-review-report", link=uri(report), link_text=f"review report ({report})",
                          description="catalog-intel review report: gallery, data quality, rejects (static HTML)")
+    write_commit(out_dir, _run_id(), summary.rows, summary.rejects, summary.outputs)
     if not summary.rows:
         raise RunFailed(f"no usable images: all {summary.inputs} inputs were rejected "
                         f"(see {location(out_dir) / 'rejects.csv'})")

@@ -15,14 +15,14 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from catalog_intel.copywriting.copywriter import copy_store, describe, make_client
-from catalog_intel.copywriting.grounding import copy_check
+from catalog_intel.copywriting.grounding.gate import copy_check
 from catalog_intel.copywriting.languages import describe_languages, extra_languages
 from catalog_intel.exports import write_exports
 from catalog_intel.exports.tables import write_outputs
 from catalog_intel.inference.clip_model import load_clip
 from catalog_intel.inference.embedding import embedding_store
 from catalog_intel.inference.zeroshot import load_or_build_label_index
-from catalog_intel.io.filesystem import read_parquet
+from catalog_intel.io.filesystem import configure, read_parquet
 from catalog_intel.io.hash_cache import FileHashCache
 from catalog_intel.io.ingest import build_inventory
 from catalog_intel.orchestration.rate_limit import llm_api_key, throttle_for
@@ -35,6 +35,12 @@ from catalog_intel.search import update as search_update
 from catalog_intel.settings import Config
 
 TASK_DEFAULTS = dict(cache_policy=NO_CACHE, persist_result=False)
+
+
+def on_worker(config: Config) -> None:
+    """What a task that may run in a Dask worker process sets up there from the settings it was
+    handed: the storage options (kept in the process, never in an environment a child inherits)."""
+    configure(config.paths.storage_options)
 
 
 @task(name="ingest", **TASK_DEFAULTS)
@@ -62,6 +68,7 @@ def prepare_label_index(config: Config, model_id: str) -> pl.DataFrame:
 @task(name="enrich-shard", **TASK_DEFAULTS)
 def enrich_shard(spec: ShardSpec, config: Config, model_id: str, labels: pl.DataFrame) -> ShardResult:
     """embed -> pixel colour -> classify for one shard, wherever the task runner puts it."""
+    on_worker(config)
     return enrich(spec, config, model_id, labels, get_run_logger())
 
 
@@ -69,6 +76,7 @@ def enrich_shard(spec: ShardSpec, config: Config, model_id: str, labels: pl.Data
 def describe_batch(sets: pl.DataFrame, config: Config, batch_no: int) -> tuple[pl.DataFrame, dict]:
     """Copy for a batch of distinct attribute sets; cached copy costs no call. Every request,
     on any worker, passes the run's global rate limit."""
+    on_worker(config)
     throttle = throttle_for(config.llm)
     client = make_client(config.llm, llm_api_key(config.llm))
     with progress_bar(sets.height, f"describe batch {batch_no}") as bar:
