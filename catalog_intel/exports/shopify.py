@@ -10,7 +10,7 @@ import jinja2
 import polars as pl
 
 from catalog_intel.exports.fields import Missing, attribute, handles, image_url, one_line, prices, text_list
-from catalog_intel.exports.tables import neutralise_formulas
+from catalog_intel.io.csv_cells import neutralise_formulas
 from catalog_intel.io.filesystem import write_csv
 from catalog_intel.settings import Config, ExportsConfig
 

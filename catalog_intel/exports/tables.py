@@ -10,23 +10,13 @@ import time
 
 import polars as pl
 
-from catalog_intel.io.filesystem import atomic_write_text, location, remove_files, write_csv, write_parquet
+from catalog_intel.io.csv_cells import write_neutral_csv
+from catalog_intel.io.filesystem import atomic_write_text, location, remove_files, write_parquet
 from catalog_intel.schemas import CSV_COLUMNS
 
 COMMIT_FILE = "_SUCCESS.json"
 
 LIST_SEPARATOR = "; "
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def neutralise_formulas(frame: pl.DataFrame) -> pl.DataFrame:
-    """Prefix a quote to text cells a spreadsheet would run as a formula (CSV injection, OWASP)."""
-    text = [c for c, t in frame.schema.items() if t == pl.Utf8]
-    starts = "|".join("\\" + ch if ch in "+\\" else {"\t": "\\t", "\r": "\\r"}.get(ch, ch) for ch in _FORMULA_START)
-    return frame.with_columns(
-        pl.when(pl.col(c).str.contains(f"^({starts})")).then(pl.lit("'") + pl.col(c)).otherwise(pl.col(c)).alias(c)
-        for c in text
-    )
 
 
 def csv_view(table: pl.DataFrame) -> pl.DataFrame:
@@ -37,7 +27,7 @@ def csv_view(table: pl.DataFrame) -> pl.DataFrame:
             for c in CSV_COLUMNS
         ]
     )
-    return neutralise_formulas(view.with_columns(pl.col(c).cast(pl.Utf8) for c in CSV_COLUMNS))
+    return view.with_columns(pl.col(c).cast(pl.Utf8) for c in CSV_COLUMNS)
 
 
 def write_outputs(table: pl.DataFrame, rejects: pl.DataFrame, out_dir) -> dict[str, str]:
@@ -51,11 +41,11 @@ def write_outputs(table: pl.DataFrame, rejects: pl.DataFrame, out_dir) -> dict[s
         "rejects_csv": out_dir / "rejects.csv",
     }
     write_parquet(table, paths["catalog_parquet"])
-    write_csv(csv_view(table), paths["catalog_csv"])
-    write_csv(neutralise_formulas(rejects.select("image", "reason").sort("image")), paths["rejects_csv"])
+    write_neutral_csv(csv_view(table), paths["catalog_csv"])
+    write_neutral_csv(rejects.select("image", "reason").sort("image"), paths["rejects_csv"])
     for lang in copy_languages(table):  # copy in other languages: catalog.<lang>.csv, same columns
         paths[f"catalog_csv_{lang}"] = out_dir / f"catalog.{lang}.csv"
-        write_csv(csv_view(language_view(table, lang)), paths[f"catalog_csv_{lang}"])
+        write_neutral_csv(csv_view(language_view(table, lang)), paths[f"catalog_csv_{lang}"])
     return {k: str(v) for k, v in paths.items()}
 
 

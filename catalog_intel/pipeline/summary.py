@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 import polars as pl
+
 from catalog_intel.errors import RunFailed
 
 
