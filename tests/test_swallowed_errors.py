@@ -64,9 +64,9 @@ def test_phase_times_failure_is_logged(caplog, monkeypatch):
 
     monkeypatch.setenv("PREFECT__FLOW_RUN_ID", "00000000-0000-0000-0000-000000000001")
     monkeypatch.setattr(EventsWorker, "drain_all", broken)
-    with caplog.at_level(logging.DEBUG, logger="catalog_intel.pipeline.summary"):
+    with caplog.at_level(logging.DEBUG, logger="catalog_intel.orchestration.phases"):
         assert current_phase_times() == {}
-    assert str(_traceback_of(caplog, "catalog_intel.pipeline.summary")) == "API gone"
+    assert str(_traceback_of(caplog, "catalog_intel.orchestration.phases")) == "API gone"
 
 
 @pytest.fixture(autouse=True)
