@@ -9,8 +9,7 @@ import pytest
 
 from catalog_intel.errors import CopyQualityError
 from catalog_intel.exports.tables import write_outputs
-from catalog_intel.quality.copy_quality import (assess_file, build_terms, contradictions, copy_quality, load_output,
-                                                split_list_cell)
+from catalog_intel.quality.copy_quality import (assess_file, build_terms, contradictions, copy_quality, load_output, split_list_cell)
 from catalog_intel.settings import load_config
 
 REPO = Path(__file__).resolve().parents[1]

@@ -10,8 +10,7 @@ import pytest
 
 from catalog_intel.errors import EvaluationError
 from catalog_intel.exports.tables import write_outputs
-from catalog_intel.quality.evaluate import (calibrate, calibration_toml, evaluate, format_report, load_labels,
-                                            load_predictions, score)
+from catalog_intel.quality.evaluate import (calibrate, calibration_toml, evaluate, format_report, load_labels, load_predictions, score)
 from catalog_intel.settings import load_config
 
 REPO = Path(__file__).resolve().parents[1]

@@ -7,8 +7,7 @@ import polars as pl
 import pytest
 
 from catalog_intel.errors import FactsError
-from catalog_intel.pipeline.facts import (completeness, merge_facts, normalise, read_facts_file, split_facts,
-                                          unmapped_facts)
+from catalog_intel.pipeline.facts import (completeness, merge_facts, normalise, read_facts_file, split_facts, unmapped_facts)
 from catalog_intel.schemas import ATTRIBUTE_ORDER
 from catalog_intel.settings import load_config
 

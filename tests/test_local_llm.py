@@ -19,8 +19,7 @@ from pathlib import Path
 import pytest
 
 from catalog_intel.copywriting import local_llm
-from catalog_intel.copywriting.local_llm import (DEFAULT_GGUF, EmbeddedLLMServer, GGUFSpec, ModelUnavailableError,
-                                                 ensure_gguf, find_part_files)
+from catalog_intel.copywriting.local_llm import (DEFAULT_GGUF, EmbeddedLLMServer, GGUFSpec, ModelUnavailableError, ensure_gguf, find_part_files)
 from catalog_intel.errors import EmbeddedServerError, ModelIntegrityError
 
 # --------------------------------------------------------------------------- helpers

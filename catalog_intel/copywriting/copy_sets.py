@@ -6,6 +6,7 @@ from __future__ import annotations
 import polars as pl
 
 from catalog_intel.copywriting.copywriter import prompts_and_keys
+from catalog_intel.copywriting.grounding.phrases import stock_figures
 from catalog_intel.schemas import COPY_FRAME_SCHEMA
 from catalog_intel.settings import LLMConfig
 
@@ -33,9 +34,16 @@ def expand_copy(keys: pl.DataFrame, parts: list[pl.DataFrame]) -> pl.DataFrame:
     return keys.join(by_key, on="copy_key", how="left").select(*COPY_FRAME_SCHEMA.keys(), *extra)
 
 
-def sum_counts(counts: list[dict]) -> dict[str, int]:
-    total: dict[str, int] = {}
+def sum_counts(counts: list[dict]) -> dict[str, float]:
+    total: dict[str, float] = {}
     for c in counts:
         for key, value in c.items():
-            total[key] = total.get(key, 0) + int(value)
+            total[key] = total.get(key, 0) + (value if isinstance(value, float) else int(value))
     return total
+
+
+def copy_style_counts(copy: pl.DataFrame) -> dict:
+    """Prose sentences, and those with a stock phrase (a 6-word run with no product word that 3
+    or more of the batch's products share)."""
+    figures = stock_figures(copy.filter(pl.col("copy_error").is_null()).to_dicts())
+    return {"llm_sentences": figures["sentences"], "llm_stock_sentences": figures["stock_sentences"]}

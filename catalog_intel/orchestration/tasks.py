@@ -8,12 +8,14 @@ result persistence would only duplicate large frames on disk."""
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 
 import polars as pl
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from catalog_intel.copywriting.copy_sets import copy_style_counts
 from catalog_intel.copywriting.copywriter import copy_store, describe, make_client
 from catalog_intel.copywriting.grounding.gate import copy_check
 from catalog_intel.copywriting.languages import describe_languages, extra_languages
@@ -79,6 +81,7 @@ def describe_batch(sets: pl.DataFrame, config: Config, batch_no: int) -> tuple[p
     on_worker(config)
     throttle = throttle_for(config.llm)
     client = make_client(config.llm, llm_api_key(config.llm))
+    started = time.monotonic()
     with progress_bar(sets.height, f"describe batch {batch_no}") as bar:
         copy, stats = describe(sets, config.llm, config.validation, config.paths.cache_path, throttle=throttle,
                                progress=bar, client=client, check=copy_check(config))
@@ -87,7 +90,10 @@ def describe_batch(sets: pl.DataFrame, config: Config, batch_no: int) -> tuple[p
         copy = copy.join(more, on="sha256", how="left")
     every = [stats, *more_stats]
     counts = {f"llm_{k}": sum(getattr(s, k) for s in every)
-              for k in ("calls", "retries", "failed", "cached", "schema_fallbacks")}
+              for k in ("calls", "retries", "failed", "cached", "schema_fallbacks", "completion_tokens")}
+    # what copy costs per product described (cached copy costs nothing), and its stock phrases
+    counts.update(llm_described=sum(s.first_answers for s in every), llm_seconds=time.monotonic() - started,
+                  **copy_style_counts(copy))
     # why answers were retried or repaired: the first answers' problems, by kind
     get_run_logger().info("copy batch %d: %s; first answers %d, %d without a problem; problems %s; retries %s",
                           batch_no, counts, sum(s.first_answers for s in every), sum(s.first_clean for s in every),

@@ -17,15 +17,20 @@ from pathlib import Path
 import polars as pl
 from pydantic import ValidationError
 
-from catalog_intel.copywriting.copywriter import CatalogCopy
-from catalog_intel.copywriting.grounding import (CLAIM_KINDS, FORM_KINDS, Terms, build_terms, claims, contradictions,
-                                                 facts_text, form_problems, instruction_runs, norm_text)
-from catalog_intel.errors import CopyQualityError
-from catalog_intel.io.filesystem import read_table
-from catalog_intel.schemas import ATTRIBUTE_ORDER, COPY_COLUMNS
+from catalog_intel.schemas import ATTRIBUTE_ORDER
 from catalog_intel.settings import Config
+from catalog_intel.schemas import COPY_COLUMNS
+from catalog_intel.copywriting.copywriter import CatalogCopy
+from catalog_intel.copywriting.grounding import (CLAIM_KINDS, FORM_KINDS, Terms, build_terms, claims, contradictions, facts_text,
+                        form_problems, instruction_runs, norm_text)
+from catalog_intel.copywriting.grounding.phrases import borrowed, stock_figures
+from catalog_intel.io.filesystem import read_table
 
 # --------------------------------------------------------------------------- reading outputs
+
+
+class CopyQualityError(ValueError):
+    """An output file cannot be assessed; the message names the file and what to do."""
 
 
 _FORMULA_QUOTE = r"^'([=+\-@\t\r])"
@@ -160,6 +165,9 @@ def copy_quality(frame: pl.DataFrame, config: Config, name: str = "output",
             "other_script_rows": invented_kinds.get("script", 0),
             "duplicate_descriptions_share": _share(sum(k for k in descriptions.values() if k > 1), m),
         },
+        "style": {**{k: v for k, v in stock_figures(with_copy).items()},
+                  "example_sentences": sum(len(borrowed(r, config.llm.example.answer)) for r in with_copy)
+                  if config.llm.example.answer else 0},
         "title_words": {
             "limit": limit,
             "mean": statistics.fmean(words) if words else None,
@@ -228,6 +236,10 @@ def format_report(results: list[dict]) -> str:
         ("summary repeats description", lambda r: r["form"]["rows"]["summary_repeats"], "raw"),
         ("summary over one sentence", lambda r: r["form"]["rows"]["summary_sentences"], "raw"),
         ("descriptions shared by rows", lambda r: r["form"]["duplicate_descriptions_share"], "pct"),
+        ("sentences per description", lambda r: r["style"]["sentences_per_description"], "num"),
+        ("sentences with a stock phrase", lambda r: r["style"]["stock_sentence_share"], "pct"),
+        ("  stock phrases (3+ products)", lambda r: len(r["style"]["stock_phrases"]), "raw"),
+        ("sentences from the example", lambda r: r["style"]["example_sentences"], "raw"),
         ("title words mean", lambda r: r["title_words"]["mean"], "num"),
         ("title words median", lambda r: r["title_words"]["median"], "num"),
         ("title words max", lambda r: r["title_words"]["max"], "num"),

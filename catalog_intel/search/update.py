@@ -9,8 +9,7 @@ import polars as pl
 from catalog_intel.errors import SearchError
 from catalog_intel.io.parquet_store import ParquetStore
 from catalog_intel.search.groups import group_products, group_summary
-from catalog_intel.search.index import (aligned_vectors, index_dir, load_index, save_index, similar_columns,
-                                        update_index)
+from catalog_intel.search.index import (aligned_vectors, index_dir, load_index, save_index, similar_columns, update_index)
 from catalog_intel.search.neighbours import load_neighbours, save_neighbours, update_neighbours
 from catalog_intel.settings import SearchConfig
 
