@@ -349,35 +349,36 @@ def _evict(paths: list[str]) -> bool:
 
 
 def bench_hash(report: Report, files: list[str], workdir: Path) -> None:
-    from catalog_intel.io import storage
+    from catalog_intel.io import filesystem
+    from catalog_intel.io.hash_cache import FileHashCache
 
     total_mb = sum(os.path.getsize(p) for p in files) / MB
     for p in files:  # warm the page cache
-        storage.read_bytes(p)
+        filesystem.read_bytes(p)
     with Timer() as wr:
         for p in files:
-            storage.read_bytes(p)
+            filesystem.read_bytes(p)
     with Timer() as w:
         for p in files:
-            storage.sha256_file(p)
+            filesystem.sha256_file(p)
     report.add("hash (sha256), warm cache", len(files) / w.wall, "files/s", "read bytes alone", len(files) / wr.wall,
                window=w, note=f"{total_mb / w.wall:,.0f} MB/s; {len(files)} files, {total_mb:,.0f} MB")
     if _evict(files):
         with Timer() as w:
             for p in files:
-                storage.sha256_file(p)
+                filesystem.sha256_file(p)
         report.add("hash (sha256), cold cache", len(files) / w.wall, "files/s", window=w,
                    note=f"{total_mb / w.wall:,.0f} MB/s; pages evicted with posix_fadvise")
-    if hasattr(storage, "FileHashCache"):
+    if FileHashCache:  # older checkouts had no hash cache
         from catalog_intel.io.ingest import hash_paths
 
         with Timer() as w:
             hash_paths(files, None)
         report.add(f"hash (sha256), warm cache, {min(4, os.cpu_count() or 1)} threads", len(files) / w.wall,
                    "files/s", window=w, note=f"{total_mb / w.wall:,.0f} MB/s; as ingest does it now")
-        cache = storage.FileHashCache(workdir / "hash-cache")
+        cache = FileHashCache(workdir / "hash-cache")
         hash_paths(files, cache)  # fills it
-        cache = storage.FileHashCache(workdir / "hash-cache")
+        cache = FileHashCache(workdir / "hash-cache")
         with Timer() as w:
             hash_paths(files, cache)
         stats = {"cached": cache.hits, "hashed": len(files) - cache.hits}

@@ -30,7 +30,7 @@ import polars as pl
 from catalog_intel.copywriting.grounding.notes import NOTE_FACT, note_values
 from catalog_intel.copywriting.grounding.terms import build_terms
 from catalog_intel.errors import FactsError
-from catalog_intel.exports.tables import restore_formulas
+from catalog_intel.io.csv_cells import restore_formulas
 from catalog_intel.io.filesystem import read_table
 from catalog_intel.schemas import ATTRIBUTE_ORDER, COPY_COLUMNS, COPY_FRAME_SCHEMA, UNKNOWN
 from catalog_intel.settings import Config
