@@ -50,8 +50,10 @@ def module_imports(root: Path, packages: tuple[str, ...]) -> dict[str, set[str]]
 
 
 def internal_edges(graph: dict[str, set[str]]) -> dict[str, set[str]]:
-    """Imports between the modules of `graph` only (`from pkg import name` counts as importing pkg)."""
-    return {m: {i for i in imports if i in graph and i != m} for m, imports in graph.items()}
+    """Imports between the modules of `graph` only (`from pkg import name` counts as importing pkg,
+    except from inside pkg: a module's own packages are always loaded before it)."""
+    return {m: {i for i in imports if i in graph and i != m and not m.startswith(i + ".")}
+            for m, imports in graph.items()}
 
 
 def layer_of(module: str, layers: list[tuple[str, ...]]) -> int:
