@@ -47,6 +47,14 @@ class PathsConfig(_Strict):
         configure(self.storage_options)
         return self
 
+    def __setstate__(self, state: dict) -> None:
+        # A task's config arrives pickled in a Dask worker, without validation: its storage
+        # options reach the worker this way, never through an inherited environment variable.
+        super().__setstate__(state)
+        from catalog_intel.io.storage import configure
+
+        configure(self.storage_options)
+
     @property
     def cache_path(self):
         """The cache location: a local path or an fsspec URL (a storage.Location, joins with `/`)."""

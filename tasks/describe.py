@@ -12,7 +12,7 @@ from prefect.concurrency.sync import rate_limit
 from prefect.exceptions import ObjectNotFound
 
 from catalog_intel.config import Config, LLMConfig
-from catalog_intel.copywriting.grounding import copy_check
+from catalog_intel.copywriting.grounding.gate import copy_check
 from catalog_intel.copywriting.copywriter import describe
 from catalog_intel.copywriting.languages import describe_languages, extra_languages
 

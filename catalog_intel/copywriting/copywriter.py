@@ -24,8 +24,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from catalog_intel.config import ATTRIBUTE_ORDER, UNKNOWN, LLMConfig, ValidationConfig
-from catalog_intel.copywriting.grounding import feedback as grounding_feedback
-from catalog_intel.copywriting.grounding import norm_text
+from catalog_intel.copywriting.grounding.gate import feedback as grounding_feedback
+from catalog_intel.copywriting.grounding.form import norm_text
 from catalog_intel.io.storage import ParquetStore
 
 if TYPE_CHECKING:

@@ -1,6 +1,7 @@
 """Catalog outputs: catalog.csv (the original tool's exact columns), catalog.parquet
 (everything, native lists) and rejects.csv, each published in one step (one PUT on an
-object store), then OUT/_SUCCESS.json naming them, written last."""
+object store). OUT/_SUCCESS.json marks a complete output set: a run removes it before it
+writes anything and writes it, with the run id the tables carry, after everything else."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import time
 
 import polars as pl
 
-from catalog_intel.io.storage import atomic_write_text, location, write_csv, write_parquet
+from catalog_intel.io.storage import atomic_write_text, location, remove_files, write_csv, write_parquet
 
 COMMIT_FILE = "_SUCCESS.json"
 
@@ -41,7 +42,7 @@ def csv_view(table: pl.DataFrame) -> pl.DataFrame:
 
 
 def write_outputs(table: pl.DataFrame, rejects: pl.DataFrame, out_dir) -> dict[str, str]:
-    """Write the three outputs (out_dir: a local folder or URL), then the commit file; returns their paths."""
+    """Write the three outputs (out_dir: a local folder or URL) and any per-language CSVs; returns their paths."""
     out_dir = location(out_dir)
     from catalog_intel.copywriting.languages import copy_languages, language_view
 
@@ -50,16 +51,22 @@ def write_outputs(table: pl.DataFrame, rejects: pl.DataFrame, out_dir) -> dict[s
         "catalog_parquet": out_dir / "catalog.parquet",
         "rejects_csv": out_dir / "rejects.csv",
     }
-    sizes = {
-        "catalog.parquet": write_parquet(table, paths["catalog_parquet"]),
-        "catalog.csv": write_csv(csv_view(table), paths["catalog_csv"]),
-        "rejects.csv": write_csv(neutralise_formulas(rejects.select("image", "reason").sort("image")),
-                                 paths["rejects_csv"]),
-    }
-    atomic_write_text(out_dir / COMMIT_FILE, json.dumps({
-        "rows": table.height, "rejects": rejects.height, "bytes": sizes,
-        "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, indent=1))
+    write_parquet(table, paths["catalog_parquet"])
+    write_csv(csv_view(table), paths["catalog_csv"])
+    write_csv(neutralise_formulas(rejects.select("image", "reason").sort("image")), paths["rejects_csv"])
     for lang in copy_languages(table):  # copy in other languages: catalog.<lang>.csv, same columns
         paths[f"catalog_csv_{lang}"] = out_dir / f"catalog.{lang}.csv"
-        sizes[f"catalog.{lang}.csv"] = write_csv(csv_view(language_view(table, lang)), paths[f"catalog_csv_{lang}"])
+        write_csv(csv_view(language_view(table, lang)), paths[f"catalog_csv_{lang}"])
     return {k: str(v) for k, v in paths.items()}
+
+
+def withdraw_commit(out_dir) -> None:
+    """Before a run writes any output: readers then see no complete set until write_commit."""
+    remove_files([location(out_dir) / COMMIT_FILE])
+
+
+def write_commit(out_dir, run_id: str, rows: int, rejects: int, outputs: dict[str, str]) -> None:
+    """The last file a run writes: its run id (the tables' run_id column) and what it wrote."""
+    atomic_write_text(location(out_dir) / COMMIT_FILE, json.dumps({
+        "run_id": run_id, "rows": rows, "rejects": rejects, "outputs": outputs,
+        "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, indent=1))

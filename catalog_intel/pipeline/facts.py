@@ -17,6 +17,7 @@ A confident model (``facts.conflict_confidence``) that disagrees with a fact add
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from collections import Counter
@@ -25,10 +26,38 @@ from pathlib import Path
 import polars as pl
 
 from catalog_intel.config import ATTRIBUTE_ORDER, UNKNOWN, Config
+from catalog_intel.copywriting.copywriter import COPY_COLUMNS, COPY_FRAME_SCHEMA
 from catalog_intel.io.ingest import SourceError
 from catalog_intel.io.storage import read_table
 
 SOURCES = ("facts", "clip", "pixels", "ensemble", "head")
+SUPPLIER_PREFIX = "supplier_"
+# Columns the pipeline generates (besides the attributes and the copy): run metadata, the colour
+# opinions, facts, search and review. A supplier column by one of these names is kept apart.
+GENERATED_COLUMNS = frozenset({
+    *(c for c in COPY_FRAME_SCHEMA if c != "sha256"), "clip_model_id", "llm_model", "prompt_version", "run_id", "processed_at",
+    "color_clip", "color_pixels", "conflicts", "facts_json", "similar_images", "similar_scores",
+    "group_id", "group_size", "duplicate_of", "needs_review", "review_status", "review_reason", "reject_reason"})
+_GENERATED_FORM = re.compile(r".+_(confidence|margin|raw|source|fact)|(%s|copy_warnings)_[a-z]{2}(-[a-z]{2})?"
+                             % "|".join(COPY_COLUMNS))
+log = logging.getLogger(__name__)
+
+
+def is_generated_column(name: str) -> bool:
+    """True for a name the pipeline writes into catalog.parquet / catalog.csv itself (the
+    attribute columns excepted: a supplier's `color` is a fact)."""
+    return name in GENERATED_COLUMNS or bool(_GENERATED_FORM.fullmatch(name))
+
+
+def keep_apart(frame: pl.DataFrame, keep: tuple[str, ...] = ()) -> tuple[pl.DataFrame, list[str]]:
+    """Supplier columns named like a generated column -> ``supplier_<name>``, so that they never
+    take an output column's place; returns the frame and the renamed names. `keep`: names to leave."""
+    clash = [c for c in frame.columns if is_generated_column(c) and c not in keep]
+    taken = [f"{SUPPLIER_PREFIX}{c}" for c in clash if f"{SUPPLIER_PREFIX}{c}" in frame.columns]
+    if taken:
+        raise FactsError(f"columns {', '.join(taken)} and the output columns they would be renamed from are both "
+                         "in the input; rename one of them")
+    return frame.rename({c: f"{SUPPLIER_PREFIX}{c}" for c in clash}), clash
 
 
 class FactsError(SourceError):
@@ -88,11 +117,21 @@ def attach_facts(inventory: pl.DataFrame, facts: pl.DataFrame | None) -> pl.Data
     return joined
 
 
-def split_facts(inventory: pl.DataFrame, config: Config, facts_file: str | None = None
-                ) -> tuple[pl.DataFrame, pl.DataFrame]:
+def split_facts(inventory: pl.DataFrame, config: Config, facts_file: str | None = None,
+                keep: tuple[str, ...] = ()) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Inventory -> (inventory with each attribute column renamed ``<attr>_fact``, the raw
-    supplier value; facts per sha256: [sha256, <attr>_fact..., free-text fact columns])."""
-    inventory = attach_facts(inventory, read_facts_file(facts_file) if facts_file else None)
+    supplier value; facts per sha256: [sha256, <attr>_fact..., free-text fact columns]).
+    Manifest and facts-file columns named like a generated column become ``supplier_<name>``
+    (`keep`: the facts file's columns to leave, a reviewer's edits)."""
+    inventory, renamed = keep_apart(inventory)
+    facts = read_facts_file(facts_file) if facts_file else None
+    if facts is not None:
+        facts, renamed_in_file = keep_apart(facts, keep)
+        renamed += [c for c in renamed_in_file if c not in renamed]
+    if renamed:
+        log.warning("input columns named like output columns kept as %s (list one in facts.free_text to give it "
+                    "to the copy as a fact)", ", ".join(f"{c} -> {SUPPLIER_PREFIX}{c}" for c in renamed))
+    inventory = attach_facts(inventory, facts)
     attrs = [a for a in ATTRIBUTE_ORDER if a in inventory.columns]
     inventory = inventory.rename({a: f"{a}_fact" for a in attrs}).with_columns(
         pl.col(f"{a}_fact").cast(pl.Utf8) for a in attrs)
