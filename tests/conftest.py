@@ -255,6 +255,16 @@ def real_gguf() -> Path:
         pytest.skip(str(e))
 
 
+def link_model(cache_dir: Path, gguf: Path) -> Path:
+    """The verified model and its hash sidecar linked into `cache_dir`/models, as a first run
+    leaves them: a run with this cache finds the model in place instead of assembling 1.1 GB."""
+    models = Path(cache_dir) / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    for src in (gguf, gguf.with_name(gguf.name + ".sha256")):
+        (models / src.name).symlink_to(src)
+    return models / gguf.name
+
+
 @pytest.fixture(scope="session")
 def embedded_llm(real_gguf):
     """One embedded llama.cpp server for the session, started as a run starts it (a child

@@ -8,7 +8,7 @@ import pytest
 from catalog_intel.config import load_config
 from catalog_intel.quality.copy_quality import copy_quality
 from catalog_intel.io.synthetic import draw_top
-from conftest import run_catalog, write_config
+from conftest import link_model, run_catalog, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -47,10 +47,7 @@ def test_embedded_llm_writes_schema_valid_copy(prefect_server, three_products, t
 
     # The verified model (and its hash sidecar) as a first run would have left it in this cache: the run
     # finds it in place, and the process start is the session's (test_local_llm starts and stops its own).
-    models = cache_dir / "models"
-    models.mkdir(parents=True)
-    for src in (real_gguf, real_gguf.with_name(real_gguf.name + ".sha256")):
-        (models / src.name).symlink_to(src)
+    model = link_model(cache_dir, real_gguf)
     shared, asked = _reuse(embedded_llm)
     monkeypatch.setattr(local_llm, "EmbeddedLLMServer", shared)
     config_file = write_config(tmp_path / "embedded.toml", tiny_clip, {  # no llm.base_url: embedded is the default
@@ -60,7 +57,7 @@ def test_embedded_llm_writes_schema_valid_copy(prefect_server, three_products, t
         llm=None)
     out = tmp_path / "out"
     summary = run_catalog(three_products, out, config_file, cache_dir, color_policy="ensemble")
-    assert asked == [(models / real_gguf.name, {"n_ctx": 4096, "n_parallel": 2, "threads": 1, "nice": 0,
+    assert asked == [(model, {"n_ctx": 4096, "n_parallel": 2, "threads": 1, "nice": 0,
                                                 "isolate": True})]
     table = pl.read_parquet(out / "catalog.parquet").sort("image")
     rejects = pl.read_csv(out / "rejects.csv")

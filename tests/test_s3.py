@@ -18,6 +18,7 @@ import pytest
 
 from catalog_intel.io import storage
 from catalog_intel.io.synthetic import jpeg_with_comment
+from conftest import run_catalog
 from s3_server import ENV
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,7 +38,6 @@ def _parquet(url: str) -> pl.DataFrame:
 def test_images_in_a_bucket_give_outputs_in_the_bucket_and_a_rerun_computes_nothing(
         prefect_server, s3, seed_images, config_file, tmp_path, monkeypatch, capfd, caplog):
     from catalog_intel.io import ingest
-    from flows.catalog import catalog_flow
 
     cwd = tmp_path / "cwd"
     cwd.mkdir()
@@ -45,10 +45,9 @@ def test_images_in_a_bucket_give_outputs_in_the_bucket_and_a_rerun_computes_noth
     bucket = s3.bucket("catalog-one")
     photos = {p.name: p.read_bytes() for p in sorted(seed_images.iterdir())[:12]}
     _upload({**photos, "notes.txt": b"not a photo", ".DS_Store": b"\0"}, f"{bucket}/drop")
-    run = dict(source=f"{bucket}/drop", out_dir=f"{bucket}/out", config_path=str(config_file),
-               cache_dir=f"{bucket}/cache", no_llm=True)
+    run = dict(source=f"{bucket}/drop", out=f"{bucket}/out", config=config_file, cache=f"{bucket}/cache", no_llm=True)
 
-    first = catalog_flow(**run)
+    first = run_catalog(**run)
     assert (first["inputs"], first["rows"], first["rejects"], first["skipped"]) == (14, 12, 1, 1)
     assert first["embeddings_computed"] == 12
     table = _parquet(f"{bucket}/out/catalog.parquet")
@@ -69,7 +68,7 @@ def test_images_in_a_bucket_give_outputs_in_the_bucket_and_a_rerun_computes_noth
     hashed = []
     real_sha = ingest.sha256_file
     monkeypatch.setattr(ingest, "sha256_file", lambda p: hashed.append(p) or real_sha(p))
-    second = catalog_flow(**run)
+    second = run_catalog(**run)
     assert hashed == []  # size + ETag from the listing: no image read to hash it
     assert second["embeddings_computed"] == 0 and second["embeddings_cached"] == 12
     assert second["search"]["added"] == 0 and not second["search"]["rebuilt"]
