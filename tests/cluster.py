@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from catalog_intel import processes
+
 REPO = Path(__file__).resolve().parents[1]
 DASK = Path(sys.executable).parent / "dask"
 
@@ -42,13 +44,13 @@ class DaskCluster:
         self.names = [f"w{i}" for i in range(1, workers + 1)]
         self.address = f"tcp://127.0.0.1:{_free_port()}"
         self.procs: dict[str, subprocess.Popen] = {}
-        self._env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+        self._env = {"PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
 
     def _spawn(self, name: str, *args: str) -> None:
         self.logs.mkdir(parents=True, exist_ok=True)
         with open(self.logs / f"{name}.log", "a") as log:
-            self.procs[name] = subprocess.Popen([str(DASK), *args], env=self._env, cwd=REPO, stdout=log,
-                                                stderr=subprocess.STDOUT, start_new_session=True)
+            self.procs[name] = processes.spawn([str(DASK), *args], env=self._env, cwd=REPO, stdout=log,  # dies with us
+                                               stderr=subprocess.STDOUT, start_new_session=True)
 
     def start_worker(self, name: str, resources: str | None = None) -> None:
         extra = ["--resources", resources] if resources else []

@@ -385,7 +385,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         kind = (body.get("response_format") or {}).get("type") if isinstance(body.get("response_format"), dict) else None
         if kind in owner.reject_response_format:
-            self._error(400, f"'response_format.type' : value is not one of the allowed values ['text']: {kind}",
+            self._error(400, owner.reject_message
+                        or f"'response_format.type' : value is not one of the allowed values ['text']: {kind}",
                         "invalid_request_error", "invalid_request_error")
             return
         if fault in _STATUS:
@@ -409,12 +410,15 @@ class FakeLLMServer:
 
     reject_response_format=("json_schema",): answer 400 to that kind, as Ollama's /v1 and some
     gateways do (LM Studio, in turn, refuses "json_object"); fenced: wrap the JSON in a ```json
-    block, as models do when no response_format holds them; latency_s: every answer that late."""
+    block, as models do when no response_format holds them; reject_message: that 400's message
+    instead (one that does not name the response format); latency_s: every answer that late."""
 
     def __init__(self, faults: FaultPlan | None = None, latency_s: float = 0.0, *,
-                 reject_response_format: tuple[str, ...] = (), fenced: bool = False) -> None:
+                 reject_response_format: tuple[str, ...] = (), reject_message: str | None = None,
+                 fenced: bool = False) -> None:
         self.faults, self.latency_s = faults, float(latency_s)
-        self.reject_response_format, self.fenced = tuple(reject_response_format), fenced
+        self.reject_response_format, self.reject_message, self.fenced = (tuple(reject_response_format),
+                                                                          reject_message, fenced)
         self.port = 0
         self._lock = threading.Lock()
         self._log: list[dict] = []

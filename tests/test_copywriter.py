@@ -261,6 +261,41 @@ def test_server_refusing_json_schema_gets_requests_without_it_for_the_rest_of_th
     assert "refused response_format json_schema" in summary.one_line()
 
 
+def test_a_bad_request_that_does_not_name_the_response_format_keeps_json_schema(tmp_path):
+    from catalog_intel.copywriting.copywriter import schema_refusals
+
+    cfg = load_config()
+    message = "This model's maximum context length is 2048 tokens; your messages resulted in 3100 tokens"
+    with FakeLLMServer(reject_response_format=("json_schema",), reject_message=message) as server:
+        copy, stats = describe(PRODUCTS, _llm(cfg, server), cfg.validation, tmp_path)
+        kinds = [(r["body"].get("response_format") or {}).get("type") for r in server.request_log]
+        refused = (server.base_url, cfg.llm.model) in {(b.rstrip("/"), m) for b, m in schema_refusals()}
+    assert kinds == ["json_schema"] * 3  # three distinct attribute sets, none sent again without the format
+    assert stats.schema_fallbacks == 0 and stats.failed == 3 and not refused
+    assert set(copy["copy_error"]) == {f"LLM server answered HTTP 400: Error code: 400 - {message}"}
+
+
+def test_the_request_sent_again_without_response_format_waits_for_the_rate_limit(tmp_path):
+    cfg = load_config()
+    waits = []
+    with FakeLLMServer(reject_response_format=("json_schema",)) as server:
+        copy, stats = describe(PRODUCTS, _llm(cfg, server, concurrency=1), cfg.validation, tmp_path,
+                               throttle=lambda: waits.append(1))
+        sent = server.requests
+    assert copy["title"].null_count() == 0 and stats.schema_fallbacks == 1
+    assert len(waits) == sent == 4  # 3 products + the one re-send: every request went through the throttle
+
+
+def test_a_programming_error_in_the_copy_check_stops_the_run_instead_of_rejecting_rows(tmp_path):
+    class BuggyCheck:
+        def problems(self, attributes, copy):
+            return copy["no such field"]  # a bug of ours, not a fault of the LLM's answer
+
+    cfg = load_config()
+    with FakeLLMServer() as server, pytest.raises(KeyError, match="no such field"):
+        describe(PRODUCTS, _llm(cfg, server), cfg.validation, tmp_path, check=BuggyCheck())
+
+
 def test_stats_say_why_answers_were_retried(tmp_path):
     cfg = load_config()
     plan = FaultPlan.scripted(["invalid_json", "http_500", None, None, None])

@@ -331,7 +331,7 @@ def request_copy(
         # A seed per attempt: the same product gets the same copy on any machine running
         # the same model, while a retry still gets a different sample.
         seed = None if llm.seed < 0 else llm.seed + seed_offset + attempts
-        reply = _create(client, llm, stats, messages=base + feedback, temperature=llm.temperature,
+        reply = _create(client, llm, stats, throttle, messages=base + feedback, temperature=llm.temperature,
                         max_tokens=llm.max_tokens, seed=seed, **({"extra_body": llm.sampling} if llm.sampling else {}))
         choice = reply.choices[0] if reply.choices else None
         answers += 1
@@ -369,18 +369,30 @@ def request_copy(
     return retrying(attempt)
 
 
-def _create(client: openai.OpenAI, llm: LLMConfig, stats: CallStats, **kwargs):
+_NAMES_FORMAT = re.compile(r"response[_ ]?format|json[_ ]?schema|structured output|grammar", re.IGNORECASE)
+
+
+def _refuses_format(exc) -> bool:
+    """The server's error says it cannot take response_format (not some other bad request)."""
+    if exc.status_code not in (400, 415, 422, 501):
+        return False
+    return bool(_NAMES_FORMAT.search(f"{exc.message} {json.dumps(exc.body, default=str) if exc.body else ''}"))
+
+
+def _create(client: openai.OpenAI, llm: LLMConfig, stats: CallStats, throttle: Callable[[], None], **kwargs):
     """One chat completion, with response_format json_schema unless this server refused it: a
-    refusal (400/415/422/501) is remembered for the run and the request sent again without it."""
+    refusal (an error that names the response format) is remembered for the run and the request
+    sent again without it, through the same rate limit."""
     server = (str(client.base_url), llm.model)
     if server not in _SCHEMA_REFUSED:
         fmt = {"type": "json_schema", "json_schema": {"name": "catalog_copy", "strict": True, "schema": response_schema()}}
         try:
             return client.chat.completions.create(model=llm.model, response_format=fmt, **kwargs)
         except _openai().APIStatusError as exc:
-            if exc.status_code not in (400, 415, 422, 501):
+            if not _refuses_format(exc):
                 raise
             _SCHEMA_REFUSED[server] = f"HTTP {exc.status_code}: {str(exc.message)[:120]}"
+        throttle()
         stats.add(calls=1, schema_fallbacks=1)
     return client.chat.completions.create(model=llm.model, **kwargs)
 
@@ -443,7 +455,7 @@ def describe(
                 offset = int(key[:6], 16) if llm.per_product else 0
                 copy, warnings = request_copy(client, by_key[key], llm, limits, throttle, stats, check, offset)
                 return key, {**copy.model_dump(), "warnings": warnings}, None
-            except Exception as exc:  # a row that exhausts its retries is rejected, the run goes on
+            except (_openai().APIError, InvalidCopy, RejectedCopy) as exc:  # the row is rejected, the run goes on
                 stats.add(failed=1)
                 return key, None, _error_text(exc)
 

@@ -508,10 +508,10 @@ def write_parquet(frame: pl.DataFrame, loc: str | os.PathLike) -> int:
     return buf.tell()
 
 
-def write_csv(frame: pl.DataFrame, loc: str | os.PathLike) -> int:
+def write_csv(frame: pl.DataFrame, loc: str | os.PathLike, quote_style: str = "necessary") -> int:
     """Publish `frame` as CSV in one step; returns the bytes written."""
     buf = io.BytesIO()
-    frame.write_csv(buf, quote_style="necessary")
+    frame.write_csv(buf, quote_style=quote_style)
     atomic_write_bytes(loc, buf.getvalue())
     return buf.tell()
 

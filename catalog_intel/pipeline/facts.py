@@ -27,6 +27,7 @@ import polars as pl
 
 from catalog_intel.config import ATTRIBUTE_ORDER, UNKNOWN, Config
 from catalog_intel.copywriting.copywriter import COPY_COLUMNS, COPY_FRAME_SCHEMA
+from catalog_intel.exports.tables import restore_formulas
 from catalog_intel.io.ingest import SourceError
 from catalog_intel.io.storage import read_table
 
@@ -97,7 +98,7 @@ def read_facts_file(path: str | os.PathLike) -> pl.DataFrame:
     dupes = table.filter(pl.col(key).is_duplicated())[key].unique().to_list()
     if dupes:
         raise FactsError(f"facts file {p}: {key} values occur more than once: {dupes[:5]}; keep one row per {key}")
-    table = table.with_columns(pl.all().cast(pl.Utf8))
+    table = restore_formulas(table.with_columns(pl.all().cast(pl.Utf8)))  # edits.csv is neutralised like ours
     return table.with_columns(  # a blank cell is no fact
         pl.when(pl.col(c).str.strip_chars() == "").then(None).otherwise(pl.col(c)).alias(c)
         for c in table.columns if c not in ("image", "product_id"))

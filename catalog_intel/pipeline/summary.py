@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass, field
 
 import polars as pl
@@ -187,4 +188,5 @@ def current_phase_times() -> dict[str, float]:
         EventsWorker.drain_all(timeout=5, at_exit=False)
         return phase_times(flow_run.id)
     except Exception:  # noqa: BLE001 - a summary line is never worth failing a run
+        logging.getLogger(__name__).debug("phase times unavailable", exc_info=True)
         return {}
