@@ -91,7 +91,9 @@ def test_faulty_server_every_good_row_is_described(tmp_path):
     rows = _frame([(c, "v-neck", s, "solid", "cotton", "regular", "top")
                    for c in ("black", "white", "red", "pink", "green") for s in ("sleeveless", "short sleeve", "long sleeve")])
     with FakeLLMServer(faults=plan) as server:
-        copy, stats = describe(rows, _llm(cfg, server, timeout_s=0.5, max_attempts=8, concurrency=4), cfg.validation, tmp_path)
+        # every field from the LLM (no templates): a fault in any of them is retried
+        llm = _llm(cfg, server, timeout_s=0.5, max_attempts=8, concurrency=4, field_prompts={})
+        copy, stats = describe(rows, llm, cfg.validation, tmp_path)
         applied = [f for f in server.faults_applied() if f]
     assert copy["copy_error"].null_count() == 15, copy["copy_error"].to_list()
     assert len(applied) >= 3 and stats.retries == len(applied)
@@ -165,7 +167,8 @@ class _Gate:
 
 
 def test_copy_with_problems_is_retried_with_feedback_then_repaired_or_rejected(tmp_path):
-    cfg = load_config()
+    cfg = load_config()  # every field from the LLM (the prompts of old), so that its bullets can be wrong
+    cfg = cfg.model_copy(update={"llm": cfg.llm.model_copy(update={"field_prompts": {}})})
     gate = _Gate(cfg, ["men"])
     with FakeLLMServer() as server:  # repair_max_removals=0: every problem is asked about again first
         copy, stats = describe(PRODUCTS.slice(0, 1), _llm(cfg, server, repair_max_removals=0), cfg.validation,
@@ -347,11 +350,20 @@ def test_a_material_fact_is_not_also_listed_as_unknown():
 
 
 def test_the_default_example_is_copy_the_gate_accepts():
-    from catalog_intel.copywriting.copywriter import CatalogCopy
+    import dataclasses
+
+    from catalog_intel.copywriting.copywriter import CatalogCopy, with_structured
     from catalog_intel.copywriting.grounding import copy_check
 
     cfg = load_config()
     example = cfg.llm.example
     assert example.attributes["product"] == "women's top" and example.answer  # the default prompt has one
-    copy = CatalogCopy.model_validate(example.answer).model_dump()
-    assert copy_check(cfg).problems(example.attributes, copy) == []
+    # the example's answer holds the LLM's fields; the templates add the rest
+    copy = CatalogCopy.model_validate(with_structured(dict(example.answer), example.attributes, cfg.llm,
+                                                      cfg.validation)).model_dump()
+    gate = copy_check(cfg)
+    assert dataclasses.replace(gate, example=None).problems(example.attributes, copy) == []
+    # with the example on, copy may not borrow from it: its own sentences are all flagged
+    on = dataclasses.replace(gate, example=example.answer)
+    assert sorted(p.field for p in on.problems(example.attributes, copy) if p.kind == "borrowed") == \
+        ["description", "description", "style_summary"]

@@ -73,6 +73,7 @@ def language_llm(llm: LLMConfig, lang: str, spec: LanguageConfig) -> LLMConfig:
                          f"{spec.name}.",
         "prompt_version": f"{llm.prompt_version}+{lang}",
         "example": LLMExample(),  # the worked example is English copy
+        "templates": spec.templates,
     })
 
 

@@ -340,6 +340,9 @@ def _make_server(cfg: dict):
     # to 8 GiB; every product prompt differs, so cap it (the shared system-prompt prefix
     # is still reused through each slot's own KV cache).
     p.cache_ram_mib = cfg["cache_ram_mib"]
+    if cfg.get("speculative"):  # n-gram drafts from the prompt and the text so far: no draft model
+        p.speculative.types = [getattr(xlc.common_speculative_type, "COMMON_SPECULATIVE_TYPE_" + cfg["speculative"].upper())]
+        p.speculative.draft.n_max = cfg["draft_max"]
     return xlc.Server(p)
 
 
@@ -409,6 +412,8 @@ class EmbeddedLLMServer:
         cache_ram_mib: int = 256,
         startup_timeout_s: float = 180.0,
         nice: int = 0,
+        speculative: str = "",
+        draft_max: int = 16,
     ) -> None:
         self.gguf_path = Path(gguf_path)
         self.n_ctx = int(n_ctx)
@@ -423,6 +428,7 @@ class EmbeddedLLMServer:
         self.verbosity = int(verbosity)
         self.cache_ram_mib = int(cache_ram_mib)
         self.nice = int(nice)  # isolate=True only: the child process's CPU priority offset
+        self.speculative, self.draft_max = speculative, int(draft_max)
         self.startup_timeout_s = startup_timeout_s
         self.port: int | None = None
         self.model: str | None = None
@@ -478,6 +484,8 @@ class EmbeddedLLMServer:
             "verbosity": self.verbosity,
             "cache_ram_mib": self.cache_ram_mib,
             "nice": self.nice,
+            "speculative": self.speculative,
+            "draft_max": self.draft_max,
         }
         t0 = time.monotonic()
         try:

@@ -11,7 +11,9 @@ reported, never dropped. Per attribute, ``facts.policy`` decides what is publish
 * ``flag_only``: the model's value; the fact is only compared.
 
 A confident model (``facts.conflict_confidence``) that disagrees with a fact adds a
-``conflicts`` entry, which flags the row for review.
+``conflicts`` entry, which flags the row for review. The supplier's note (the ``details`` free
+fact) is read for attribute values too (grounding.notes): where no column gives a value, the
+note's counts as a fact, with source ``note``.
 """
 
 from __future__ import annotations
@@ -27,11 +29,13 @@ import polars as pl
 
 from catalog_intel.config import ATTRIBUTE_ORDER, UNKNOWN, Config
 from catalog_intel.copywriting.copywriter import COPY_COLUMNS, COPY_FRAME_SCHEMA
+from catalog_intel.copywriting.grounding.notes import NOTE_FACT, note_values
+from catalog_intel.copywriting.grounding.terms import build_terms
 from catalog_intel.exports.tables import restore_formulas
 from catalog_intel.io.ingest import SourceError
 from catalog_intel.io.storage import read_table
 
-SOURCES = ("facts", "clip", "pixels", "ensemble", "head")
+SOURCES = ("facts", "note", "clip", "pixels", "ensemble", "head")
 SUPPLIER_PREFIX = "supplier_"
 # Columns the pipeline generates (besides the attributes and the copy): run metadata, the colour
 # opinions, facts, search and review. A supplier column by one of these names is kept apart.
@@ -155,7 +159,8 @@ def merge_facts(attributes: pl.DataFrame, facts: pl.DataFrame | None, config: Co
                                 pl.lit(None, dtype=pl.Utf8).alias("facts_json"))
     rows = out.join(facts, on="sha256", how="left").to_dicts()
     free = [c for c in config.facts.free_text if c in facts.columns]
-    updates = [_merge_row(r, free, config) for r in rows]
+    terms = build_terms(config) if NOTE_FACT in free else None
+    updates = [_merge_row(r, free, config, terms) for r in rows]
     for col, dtype in (("conflicts", pl.List(pl.Utf8)), ("facts_json", pl.Utf8)):
         out = out.with_columns(pl.Series(col, [u.pop(col) for u in updates], dtype=dtype))
     for a in ATTRIBUTE_ORDER:
@@ -167,9 +172,12 @@ def merge_facts(attributes: pl.DataFrame, facts: pl.DataFrame | None, config: Co
     return out
 
 
-def _merge_row(r: dict, free: list[str], config: Config) -> dict:
+def _merge_row(r: dict, free: list[str], config: Config, terms=None) -> dict:
+    """`terms` (grounding.Terms): read the note (the ``details`` fact) for attribute values too,
+    which count as facts (source ``note``) where no column gives one."""
     out: dict = {"conflicts": []}
     told: dict[str, str] = {}
+    note = {} if terms is None or _blank(r.get(NOTE_FACT)) else note_values(str(r[NOTE_FACT]), terms)
     for a in ATTRIBUTE_ORDER:
         if a not in r:
             continue
@@ -178,12 +186,16 @@ def _merge_row(r: dict, free: list[str], config: Config) -> dict:
         fact = None if _blank(raw) else normalise(raw, a, config)
         if not _blank(raw) and fact is None:
             told[a] = str(raw).strip()  # not in the vocabulary: a free fact, reported
+        fact_source = "facts"
+        if fact is None and a in note:
+            fact, fact_source = note[a], "note"
         policy = config.facts.policy_for(a)
         model_known = value not in (None, UNKNOWN)
         if fact is not None and model_known and value != fact and (conf or 0) >= config.facts.conflict_confidence:
-            out["conflicts"].append(f"{a}: fact says {fact}, {source or 'model'} says {value} ({conf:.2f})")
+            said = "fact" if fact_source == "facts" else "note"
+            out["conflicts"].append(f"{a}: {said} says {fact}, {source or 'model'} says {value} ({conf:.2f})")
         if fact is not None and (policy == "trust_facts" or (policy == "trust_model" and not model_known)):
-            value, conf, source = fact, 1.0, "facts"
+            value, conf, source = fact, 1.0, fact_source
         out.update({a: value, f"{a}_confidence": conf, f"{a}_source": source})
     for c in free:
         if not _blank(r.get(c)):

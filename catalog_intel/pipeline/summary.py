@@ -29,6 +29,11 @@ class RunSummary:
     llm_failed: int = 0
     llm_retries: int = 0
     llm_schema_fallbacks: int = 0
+    llm_completion_tokens: int = 0  # generated, every answer
+    llm_described: int = 0  # attribute sets the LLM was asked about (not cached)
+    llm_seconds: float = 0.0  # in the copy tasks, summed over batches
+    llm_sentences: int = 0  # prose sentences of fresh copy (description, style summary)
+    llm_stock_sentences: int = 0  # ... with a stock phrase (grounding.phrases)
     seconds: float = 0.0
     phases: dict = field(default_factory=dict)  # task name -> seconds, summed over shards
     abstentions: dict = field(default_factory=dict)
@@ -68,9 +73,16 @@ class RunSummary:
             f"LLM {self.llm_calls} calls, {self.llm_cached} cached, {self.llm_failed} failed, {self.llm_retries} retries | "
             f"{self.seconds:.1f} s" + (f" ({self.phase_line()})" if self.phases else "") + f" | {self.runner_line()}"
         )
-        extra = [f"completeness in -> out: {self._completeness_text()}"] if self._has_facts() else []
+        extra = [self.copy_cost_line()] if self.llm_described else []
+        extra += [f"completeness in -> out: {self._completeness_text()}"] if self._has_facts() else []
         extra += [f"facts not in the vocabulary (kept as free facts): {self.facts_unmapped}"] if self.facts_unmapped else []
         return "\n".join([line, *[f"sudden change: {a}" for a in self.alerts], *extra, *self.notes()])
+
+    def copy_cost_line(self) -> str:
+        n = self.llm_described
+        return (f"copy per product: {self.llm_completion_tokens / n:.0f} generated tokens, {self.llm_retries / n:.2f} "
+                f"retries, {self.llm_seconds / n:.1f} s | stock phrases in {self.llm_stock_sentences} of "
+                f"{self.llm_sentences} sentences")
 
     def notes(self) -> list[str]:
         fallback = ["the LLM server refused response_format json_schema: copy was asked for without it for the rest "
@@ -114,6 +126,7 @@ class RunSummary:
             f"| skipped (dot files) | {self.skipped} |",
             f"| embeddings computed / cached | {self.embeddings_computed} / {self.embeddings_cached} |",
             f"| LLM calls / cached / failed / retries | {self.llm_calls} / {self.llm_cached} / {self.llm_failed} / {self.llm_retries} |",
+            *([f"| {self.copy_cost_line().replace(' | ', '; ').replace(': ', ' | ', 1)} |"] if self.llm_described else []),
             f"| data-quality checks passed | {self.validation.get('successful_expectations', 0)} of {self.validation.get('evaluated_expectations', 0)} |",
             *self._search_lines(),
             f"| task runner | {self.runner_line()} |",

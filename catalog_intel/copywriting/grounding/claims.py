@@ -34,6 +34,7 @@ import unicodedata
 from dataclasses import dataclass
 
 from catalog_intel.config import UNKNOWN
+from catalog_intel.copywriting.grounding.notes import is_part, without_parts
 from catalog_intel.copywriting.grounding.terms import (COMPATIBLE_GARMENTS, COMPATIBLE_PATTERNS, GARMENT_FIELDS,
                                                       GENERIC_GARMENTS, NEAR_COLOURS, SENTENCE, TEXT_FIELDS, Terms,
                                                       _term_regex)
@@ -253,6 +254,7 @@ def claims(row: dict, terms: Terms, facts: str = "") -> list[Claim]:
     known = _known_with_implied(row)
     out: list[Claim] = []
     units = _units(row)
+    garment_facts = without_parts(facts, terms) if facts else facts  # a lining's jersey is not the top's
     colour_named = {v for _, _, s in units for v, *_ in terms.colour.find(s)}
     gender = _known(row.get("gender"))
 
@@ -265,8 +267,10 @@ def claims(row: dict, terms: Terms, facts: str = "") -> list[Claim]:
                 ("sleeve", "sleeve", terms.sleeve, frozenset()), ("neckline", "neckline", terms.neckline, frozenset()),
                 ("pattern", "pattern", terms.pattern, COMPATIBLE_PATTERNS), ("fabric", "fabric", terms.fabric, None),
                 ("fit", "fit", terms.fit, frozenset())):
-            _vocabulary_claims(kind, sentence, known.get(attribute), attribute, termset, compatible, facts, add,
-                               terms.styling_after if kind in ("pattern", "fabric", "fit") else None)
+            _vocabulary_claims(kind, sentence, known.get(attribute), attribute, termset, compatible,
+                               garment_facts if kind == "fabric" else facts, add,
+                               terms.styling_after if kind in ("pattern", "fabric", "fit") else None,
+                               facts if kind == "fabric" else None)
         _garment_claims(field, sentence, known["garment_type"], "garment_type" in row, terms, facts, add)
         for kind, rx in (("colour", _COLOURWAYS), ("size", _SIZE), ("size", _SIZE_LIST), ("season", _SEASON),
                          ("care", _CARE), ("brand", _BRAND), ("price", _PRICE)):
@@ -304,12 +308,20 @@ def _colour_claims(sentence, known, colour_named, terms, facts, add) -> None:
             add("colour", matched, "contradicts", f"says {value}, colour is {own}")
 
 
-def _vocabulary_claims(kind, sentence, own, attribute, termset, compatible, facts, add, styling=None) -> None:
+def _vocabulary_claims(kind, sentence, own, attribute, termset, compatible, facts, add, styling=None,
+                       part_facts=None) -> None:
     """A vocabulary value (or a word outside the vocabulary: "other:", "property:") named in the
     sentence. `compatible` None: never a contradiction (a fibre and a knit can both be true).
-    `styling`: words directly before another garment ("high-waisted jeans") describe that garment."""
-    for value, matched, _, end in termset.find(sentence):
-        if _in_facts(matched, facts) or (own and (value == own or frozenset((value, own)) in (compatible or ()))):
+    `styling`: words directly before another garment ("high-waisted jeans") describe that garment.
+    A fact grounds a value other than the row's own only where the row has none (the row and
+    its copy never disagree). `part_facts`: the whole facts, which ground a part's material
+    ("a jersey lining"); `facts` then grounds only the garment's own."""
+    for value, matched, start, end in termset.find(sentence):
+        if own and (value == own or frozenset((value, own)) in (compatible or ())):
+            continue
+        if _in_facts(matched, facts) and (own is None or compatible is None or ":" in value):
+            continue
+        if part_facts is not None and is_part(sentence, start, end) and _in_facts(matched, part_facts):
             continue
         if styling is not None and styling.match(sentence[end:]):
             continue

@@ -13,7 +13,7 @@ _FUNCTION_WORDS = frozenset("a an the to and or of with for in on at your its th
                             "is are be but so than".split())
 _TERMINAL = re.compile(r"[.!?…][\"'”’)\]]*$")
 FORM_KINDS = ("truncated", "duplicate_tag", "duplicate_bullet", "summary_repeats", "summary_sentences", "too_long",
-              "echo")
+              "echo", "borrowed")
 #: Words of the instructions that never belong in copy: the schema's field names, the prompt's placeholders.
 _INSTRUCTION_WORDS = re.compile(r"\b(?:style_summary|seo_tags|bullet_points|do_not_mention)\b|\{\w+\}|"
                                 r"\bproduct attributes \(json\)", re.I)

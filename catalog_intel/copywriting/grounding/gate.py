@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from catalog_intel.config import Config, ValidationConfig
 from catalog_intel.copywriting.grounding.claims import Claim, _known_with_implied, claims, facts_text
 from catalog_intel.copywriting.grounding.form import form_problems, instruction_runs, norm_text, summary_repeats, truncated
+from catalog_intel.copywriting.grounding.phrases import borrowed, sentences
 from catalog_intel.copywriting.grounding.terms import SENTENCE, Terms, build_terms
 
 
@@ -115,10 +116,23 @@ class CopyGate:
     terms: Terms
     limits: ValidationConfig
     instructions: frozenset = frozenset()  # instruction_runs of the prompts
+    example: dict | None = None  # the worked example's answer: no sentence may borrow from it
 
     def problems(self, attributes: dict, copy: dict) -> list[Claim]:
         row = {**attributes, **copy}
-        return claims(row, self.terms, facts_text(attributes)) + form_problems(copy, self.limits, self.instructions)
+        return (claims(row, self.terms, facts_text(attributes)) + form_problems(copy, self.limits, self.instructions)
+                + self.borrowed(copy))
+
+    def borrowed(self, copy: dict) -> list[Claim]:
+        """Sentences equal to the worked example's, or sharing a 6-word run with it."""
+        if not self.example:
+            return []
+        out = []
+        for sentence in borrowed(copy, self.example):
+            field = next(f for f, s in sentences(copy) if s == sentence)
+            out.append(Claim("borrowed", field, None, sentence, sentence, "form",
+                             f"borrowed: copies the worked example, write it in other words ({field}: '{sentence[-40:]}')"))
+        return out
 
     def repair(self, attributes: dict, copy: dict, problems: list[Claim]) -> tuple[dict | None, list[str]]:
         removed: list[str] = []
@@ -134,5 +148,7 @@ class CopyGate:
 
 
 def copy_check(config: Config) -> CopyGate:
+    llm = config.llm
     return CopyGate(build_terms(config), config.validation,
-                    instruction_runs(config.llm.system_prompt, config.llm.user_prompt))
+                    instruction_runs(llm.system_prompt, llm.user_prompt, *llm.field_prompts.values()),
+                    llm.example.answer if llm.example.enabled else None)
