@@ -336,7 +336,7 @@ def test_example_and_sampling_settings_reach_the_server(tmp_path, httpserver):
     copy, _ = describe(PRODUCTS.slice(1, 1), llm, cfg.validation, tmp_path)
     httpserver.check_assertions()  # that one request, and no other
     body = httpserver.log[0][0].get_json()
-    assert copy["copy_error"][0] is None and copy["title"][0] == json.loads(answer)["title"]
+    assert copy["copy_error"][0] is None  # the product's own attributes are answered, not the example's
     assert body["min_p"] == 0.1 and len(body["messages"]) == 4
 
 
