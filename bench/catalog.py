@@ -103,3 +103,23 @@ def mean_file_kb(root: Path, order: list[str], sample: int = 200) -> float:
     step = max(1, len(order) // sample)
     sizes = [(root / p).stat().st_size for p in order[::step]]
     return sum(sizes) / len(sizes) / 1024 if sizes else 0.0
+
+
+def small_catalog(folder: Path, start: int, count: int) -> None:
+    """Images START..START+COUNT of a catalog of small (64x80) byte-distinct copies of 8 drawn tops, in folders of
+    1,000 (`NNN/sku-NNNNNN.jpg`); existing files are kept. A cheap catalog of any size for the re-run benches."""
+    import io
+
+    from catalog_intel.io.synthetic import COLORS, SLEEVES, draw_top, jpeg_with_comment
+
+    folder.mkdir(parents=True, exist_ok=True)
+    seeds = []
+    for i, color in enumerate(list(COLORS)[:8]):
+        buf = io.BytesIO()
+        draw_top(color, "solid", SLEEVES[i % len(SLEEVES)], (64, 80), seed=i).save(buf, "JPEG", quality=85)
+        seeds.append(buf.getvalue())
+    for i in range(start, start + count):
+        path = folder / f"{i // 1000:03d}" / f"sku-{i:06d}.jpg"
+        path.parent.mkdir(exist_ok=True)
+        if not path.exists():
+            path.write_bytes(jpeg_with_comment(seeds[i % len(seeds)], f"sku {i}".encode()))

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import sys
 import time
 from collections import Counter
@@ -25,6 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from catalog_intel.inference.pixel_color import PALETTE, dominant_color_file  # noqa: E402
+from bench.harness import add_report_args, report  # noqa: E402
 
 
 def load_rows(labels: Path) -> list[dict[str, str]]:
@@ -112,16 +112,14 @@ def print_report(res: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--labels", required=True, type=Path, help="labels.csv with file,color columns")
-    ap.add_argument("--json", type=Path, default=None, help="write the full result (incl. per-row) here")
+    add_report_args(ap, "eval_pixel_color")
     ap.add_argument("--vocabulary", choices=("labels", "full"), default="labels")
     ap.add_argument("--limit", type=int, default=None, help="score only the first N labelled rows")
     args = ap.parse_args(argv)
     res = evaluate(args.labels, vocabulary=args.vocabulary, limit=args.limit)
     print_report(res)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(res, indent=1) + "\n", encoding="utf-8")
-        print(f"\nwrote {args.json}")
+        report("eval_pixel_color", res, args.json)
     return 0
 
 

@@ -18,10 +18,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from catalog_intel import evaluate as ev  # noqa: E402
+from catalog_intel.quality import evaluate as ev  # noqa: E402
 from catalog_intel.inference.clip_model import model_id  # noqa: E402
 from catalog_intel.config import resolve_config  # noqa: E402
 from catalog_intel.inference.heads import format_train_report, train_heads  # noqa: E402
+from bench.harness import add_report_args, report  # noqa: E402
 
 
 def main() -> None:
@@ -34,16 +35,16 @@ def main() -> None:
     p.add_argument("--group-column")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--pred", help="catalog.parquet of a run over the same images (zero-shot / pixel baseline)")
-    p.add_argument("--json", help="write every figure here")
+    add_report_args(p, "heads")
     args = p.parse_args()
     config = resolve_config(args.config, clip_checkpoint=args.clip_checkpoint, cache_dir=args.cache_dir)
     mid = model_id(config.clip, config.paths.cache_path)
     out = Path(tempfile.mkdtemp(prefix="heads-bench-"))
-    report = train_heads(args.labels, str(out / "heads"), config, mid, holdout=args.holdout, seed=args.seed,
+    trained = train_heads(args.labels, str(out / "heads"), config, mid, holdout=args.holdout, seed=args.seed,
                          group_column=args.group_column)
-    print(format_train_report(report))
-    result = {"heads": report}
-    if "color" in report["attributes"]:
+    print(format_train_report(trained))
+    result = {"heads": trained}
+    if "color" in trained["attributes"]:
         plain = train_heads(args.labels, str(out / "clip-only"), config, mid, only=["color"], holdout=args.holdout,
                             seed=args.seed, group_column=args.group_column, pixel_color=False)
         result["color_clip_only"] = plain["attributes"]["color"].get("holdout")
@@ -51,15 +52,14 @@ def main() -> None:
               + json.dumps({k: round(v, 3) if isinstance(v, float) else v
                             for k, v in (result["color_clip_only"] or {}).items()}))
     if args.pred:
-        pipeline = ev.evaluate(ev.load_predictions(args.pred), ev.load_labels(report["holdout_labels"]),
-                               config.attributes, args.pred, report["holdout_labels"])
+        pipeline = ev.evaluate(ev.load_predictions(args.pred), ev.load_labels(trained["holdout_labels"]),
+                               config.attributes, args.pred, trained["holdout_labels"])
         result["pipeline_on_holdout"] = {a: {"accuracy": e["accuracy"], "macro_f1": e["macro_f1"], "rows": e["support"]}
                                          for a, e in pipeline["attributes"].items()}
         print("\nthe run's own answer on the same held-out rows (unknown counts as wrong):")
         for a, e in result["pipeline_on_holdout"].items():
             print(f"  {a:14} accuracy {100 * e['accuracy']:.1f}  macro-F1 {100 * e['macro_f1']:.1f}  ({e['rows']} rows)")
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+    report("heads", result, args.json)
 
 
 if __name__ == "__main__":

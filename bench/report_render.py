@@ -25,6 +25,7 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from catalog_intel.config import ATTRIBUTE_ORDER, load_config  # noqa: E402
 from catalog_intel.report.render import render_report, review_rows, write_product_pages  # noqa: E402
+from bench.harness import add_report_args, report  # noqa: E402
 
 
 def synthetic(n: int, config) -> pl.DataFrame:
@@ -47,8 +48,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[500, 2000])
     parser.add_argument("--no-browser", action="store_true")
+    add_report_args(parser, "report_render")
     args = parser.parse_args()
     config = load_config()
+    figures = []
     rejects = pl.DataFrame(schema={"image": pl.Utf8, "reason": pl.Utf8})
     for n in args.sizes:
         table = synthetic(n, config)
@@ -65,6 +68,8 @@ def main() -> None:
             t = time.perf_counter()
             write_product_pages(table, config, folder / "report" / "products")
             pdp_s = time.perf_counter() - t
+            row = {"cards": n, "render_s": round(render_s, 2), "page_mb": round(len(html.encode()) / 1e6, 2),
+                   "product_pages_s": round(pdp_s, 2)}
             line = (f"{n} cards: render {render_s:.2f} s, page {len(html.encode()) / 1e6:.1f} MB; "
                     f"{n} product pages {pdp_s:.2f} s")
             if not args.no_browser:
@@ -79,8 +84,11 @@ def main() -> None:
                         browser.evaluate("document.getElementById('approve-shown').click()")
                         bulk_s = time.perf_counter() - t
                         assert browser.evaluate("document.getElementById('n-approved').textContent") == str(n)
+                    row.update(chromium_load_s=round(load_s, 2), approve_all_s=round(bulk_s, 2))
                     line += f"; chromium load {load_s:.2f} s, approve all {bulk_s:.2f} s"
             print(line, flush=True)
+            figures.append(row)
+    report("report_render", figures, args.json)
 
 
 if __name__ == "__main__":

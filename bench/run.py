@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Throughput benchmark: every pipeline stage against its ceiling, measured in the same run.
 
-    python bench/run.py --images 2000 [--device cpu|cuda] [--json bench/results/latest.json]
+    python bench/run.py --images 2000 [--device cpu|cuda] [--json bench/results/run.json]
 
 Stages (items/s, and the ratio to the stage's ceiling):
 
@@ -14,90 +14,47 @@ Stages (items/s, and the ratio to the stage's ceiling):
   store write/read    ParquetStore append per shard / lookup (ceiling: plain polars Parquet IO)
   hash                ingest's sha256 per file, warm and cold page cache, and the stat-keyed
                       hash cache (ceiling: reading the bytes)
-  LLM                 copywriter.describe products/s at concurrency 1, 2, 4 against the
-                      embedded llama.cpp server (ceiling: c x the single-stream rate)
   Prefect             per-task overhead of a no-op task
 
-Flow runs, each in a subprocess through the real CLI (`catalog_intel.cli.main`):
+Flow runs, each `catalog-intel run` in a child process through the harness (bench/harness.py):
   peak RSS at N and 10N images (fresh caches), and a cached re-run over --rerun-images
   (wall time of the flow and of the whole command, model forwards run).
 
 The synthetic catalog is generated once and cached (bench/catalog.py). The machine's
 other load is recorded: "foreign CPU" is the CPU time of processes outside this
-benchmark, in cores, while it ran.
+benchmark, in cores, while it ran. LLM copy rates: bench/llm_copy.py concurrency.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import gc
 import inspect
-import json
 import os
-import platform
-import re
 import resource
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # this checkout's catalog_intel, not an installed one
-sys.path.insert(1, str(REPO / "tests"))  # FakeLLMServer
-
-os.environ.setdefault("DO_NOT_TRACK", "1")
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's catalog_intel, not an installed one
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 
 from bench.catalog import DEFAULT_ROOT, ensure_catalog, ensure_manifest, mean_file_kb  # noqa: E402
+from bench.harness import (Timer, add_report_args, log, machine, prefect_server, random_checkpoint,  # noqa: E402
+                           run_pipeline)
+from bench.harness import report as write_report  # noqa: E402
 
 MB = 1024 * 1024
-STAGES = ("decode", "forward", "embed", "classify", "store", "hash", "llm", "prefect", "rerun", "rss")
-
-
-# ----------------------------------------------------------------------------- measuring
-
-
-def _busy_jiffies() -> int:
-    with open("/proc/stat") as fh:
-        fields = [int(x) for x in fh.readline().split()[1:]]
-    user, nice, system, idle, iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
-    return user + nice + system + irq + softirq
-
-
-def _own_cpu_s() -> float:
-    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
-
-
-class Window:
-    """Wall time of a block, and how many cores other processes kept busy meanwhile."""
-
-    def __enter__(self):
-        self.t0, self.j0, self.c0 = time.perf_counter(), _busy_jiffies(), _own_cpu_s()
-        return self
-
-    def __exit__(self, *exc):
-        self.wall = time.perf_counter() - self.t0
-        busy = (_busy_jiffies() - self.j0) / os.sysconf("SC_CLK_TCK")
-        # Children reaped during the window count as ours; live ones (the LLM server's
-        # threads are in-process) too. Clamp: jiffies are coarse.
-        self.foreign_cores = max(0.0, (busy - (_own_cpu_s() - self.c0)) / self.wall) if self.wall > 0 else 0.0
+STAGES = ("decode", "forward", "embed", "classify", "store", "hash", "prefect", "rerun", "rss")
 
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 class Report:
@@ -105,7 +62,7 @@ class Report:
         self.rows: list[dict] = []
         self.extra: dict = {}
 
-    def add(self, stage, rate, unit, ceiling=None, ceiling_rate=None, note="", window: Window | None = None, **more):
+    def add(self, stage, rate, unit, ceiling=None, ceiling_rate=None, note="", window: Timer | None = None, **more):
         row = {"stage": stage, "rate": rate, "unit": unit, "ceiling": ceiling, "ceiling_rate": ceiling_rate,
                "ratio": (rate / ceiling_rate) if (rate is not None and ceiling_rate) else None, "note": note}
         if window is not None:
@@ -138,35 +95,10 @@ def _fmt(x) -> str:
 # ----------------------------------------------------------------------------- setup
 
 
-def ensure_checkpoint(path: Path, model: str) -> Path:
-    """A random-weights open_clip checkpoint (same compute as the real weights)."""
-    if not path.is_file():
-        import open_clip
-        import torch
-
-        log(f"writing random {model} weights to {path} (no pretrained weights needed for throughput)")
-        torch.manual_seed(0)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"state_dict": open_clip.create_model(model, pretrained=None).state_dict()}, path)
-    return path
-
-
 def make_config(args, cache_dir: Path):
-    from catalog_intel.config import load_config
+    from bench.harness import load_settings
 
-    return load_config(None, {
-        "clip.model": args.model, "clip.checkpoint": str(args.checkpoint), "clip.device": args.device,
-        "clip.batch_size": args.batch_size, "clip.decode_workers": args.decode_workers,
-        **({"clip.prefetch_batches": args.prefetch, "clip.torch_threads": args.torch_threads,
-            "clip.precision": args.precision, "clip.gpu_decode": args.gpu_decode} if _has_new_clip_keys() else {}),
-        "paths.cache_dir": str(cache_dir), "run.shard_size": args.shard_size,
-    })
-
-
-def _has_new_clip_keys() -> bool:
-    from catalog_intel.config import ClipConfig
-
-    return "precision" in ClipConfig.model_fields
+    return load_settings(overrides={**flow_settings(args), "paths.cache_dir": str(cache_dir)})
 
 
 def embed_kwargs(args) -> dict:
@@ -177,24 +109,6 @@ def embed_kwargs(args) -> dict:
     wanted = {"prefetch_batches": args.prefetch, "torch_threads": args.torch_threads,
               "precision": args.precision, "gpu_decode": args.gpu_decode}
     return {k: v for k, v in wanted.items() if k in params}
-
-
-def machine() -> dict:
-    info = {"python": platform.python_version(), "platform": platform.platform(), "cores": os.cpu_count()}
-    try:
-        with open("/proc/cpuinfo") as fh:
-            info["cpu"] = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), "")
-        with open("/proc/meminfo") as fh:
-            info["memory_gib"] = round(int(fh.readline().split()[1]) / 1024 / 1024, 1)
-    except OSError:
-        pass
-    import torch
-
-    info["torch"] = torch.__version__
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    info["loadavg_start"] = os.getloadavg()
-    return info
 
 
 # ----------------------------------------------------------------------------- stages
@@ -218,7 +132,7 @@ def bench_decode(report: Report, clip, files: list[str], args, max_pixels: int) 
     for start in range(0, len(files), chunk):
         part = files[start:start + chunk]
         for label, min_side in (("no draft", None), ("draft", size)):
-            with Window() as w:
+            with Timer() as w:
                 for p in part:
                     clip.preprocess(load_rgb(p, max_pixels, min_side))
             chunk_rates[label].append(len(part) / w.wall)
@@ -236,7 +150,7 @@ def bench_decode(report: Report, clip, files: list[str], args, max_pixels: int) 
         from torch.utils.data import DataLoader
 
         loader_kwargs = dict(batch_size=args.batch_size, num_workers=args.decode_workers, collate_fn=_collate)
-        with Window() as w:
+        with Timer() as w:
             for _ in DataLoader(_DecodedImages(files, clip.preprocess, max_pixels, size), **loader_kwargs):
                 pass
         cores = min(args.decode_workers, os.cpu_count() or 1)
@@ -248,7 +162,7 @@ def bench_decode(report: Report, clip, files: list[str], args, max_pixels: int) 
             if resolve_gpu_decode("on", clip.device, clip.preprocess):
                 reasons = [""] * len(files)
                 ds = _DecodedImages(files, clip.preprocess, max_pixels, size, raw_jpeg=True)
-                with Window() as w:
+                with Timer() as w:
                     for _, _, _, _, raw in DataLoader(ds, pin_memory=True, **loader_kwargs):
                         if raw is not None:
                             _decode_raw_batch(raw, clip, max_pixels, reasons)
@@ -257,12 +171,11 @@ def bench_decode(report: Report, clip, files: list[str], args, max_pixels: int) 
                            "img/s", window=w, note="GPU decode + GPU resize, no model")
 
 
-def _autocast(device: str, precision: str):
-    try:
-        from catalog_intel.inference.embedding import _autocast as autocast
-    except ImportError:  # a checkout from before precision existed: fp32 only
-        return contextlib.nullcontext()
-    return autocast(device, precision)
+def autocast(device: str, precision: str):
+    """The pipeline's autocast for this precision (tune.py uses it too)."""
+    from catalog_intel.inference.embedding import _autocast
+
+    return _autocast(device, precision)
 
 
 def _forward_batches(clip, n_images: int, args, x=None):
@@ -275,7 +188,7 @@ def _forward_batches(clip, n_images: int, args, x=None):
     if str(clip.device).startswith("cuda"):
         x = x.pin_memory()
     done = 0
-    with torch.inference_mode(), _autocast(clip.device, args.precision):
+    with torch.inference_mode(), autocast(clip.device, args.precision):
         while done < n_images:
             n = min(len(x), n_images - done)
             feats = clip.model.encode_image(x[:n].to(clip.device, non_blocking=True))
@@ -300,7 +213,7 @@ def bench_forward_and_embed(report: Report, clip, files: list[str], args, max_pi
 
     from catalog_intel.inference.embedding import compute_embeddings
 
-    with torch.inference_mode(), _autocast(clip.device, args.precision):  # warm-up: allocator, kernels
+    with torch.inference_mode(), autocast(clip.device, args.precision):  # warm-up: allocator, kernels
         clip.model.encode_image(torch.randn(args.batch_size, 3, clip.image_size, clip.image_size).to(clip.device))
     files = files[: args.embed_images]
     kwargs = embed_kwargs(args)
@@ -314,14 +227,14 @@ def bench_forward_and_embed(report: Report, clip, files: list[str], args, max_pi
         if "forward" not in skip:
             x = _pixels(clip, shard, args.batch_size, max_pixels)
             for kind, inp in (("random", None), ("pixels", x)):
-                with Window() as w:
+                with Timer() as w:
                     _forward_batches(clip, len(shard), args, inp)
                 spent[kind] += w.wall
                 windows[kind].append(w)
                 rates[kind] = len(shard) / w.wall
         if "embed" not in skip:
             timings: dict = {}
-            with Window() as w:
+            with Timer() as w:
                 _, reasons = compute_embeddings(shard, clip, args.batch_size, args.decode_workers, max_pixels,
                                                 **kwargs, **({"timings": timings} if has_timings else {}))
             spent["embed"] += w.wall
@@ -369,10 +282,10 @@ def bench_classify(report: Report, clip, config, n: int) -> None:
                           "embedding": pl.Series(vectors, dtype=pl.Array(pl.Float32, dim))})
     best = best_bare = float("inf")
     for _ in range(3):
-        with Window() as w:
+        with Timer() as w:
             classify(frame, labels, config.attributes)
         best = min(best, w.wall)
-        with Window() as wb:  # the arithmetic alone: one matmul + softmax per attribute
+        with Timer() as wb:  # the arithmetic alone: one matmul + softmax per attribute
             images = frame["embedding"].to_numpy()
             scale = float(labels["logit_scale"][0])
             for name in ATTRIBUTE_ORDER:
@@ -398,24 +311,24 @@ def bench_store(report: Report, n: int, dim: int, shard: int, workdir: Path) -> 
     folder = workdir / "store"
     shutil.rmtree(folder, ignore_errors=True)
     store = ParquetStore(folder, key="sha256")
-    with Window() as w:
+    with Timer() as w:
         for s in range(0, n, shard):
             store.append(frame.slice(s, shard))
     raw = workdir / "raw.parquet"
-    with Window() as wr:
+    with Timer() as wr:
         frame.write_parquet(raw, compression="zstd")
     report.add("store write (append per shard)", n / w.wall, "rows/s", "one write_parquet, no fsync", n / wr.wall,
                window=w, note=f"{n} x {dim} float32, {-(-n // shard)} parts, atomic + fsync each")
-    with Window() as w:
+    with Timer() as w:
         got = store.lookup(shas)
     assert got is not None and got.height == n
     parts = sorted(str(p) for p in folder.glob("part-*.parquet"))
-    with Window() as wr:
+    with Timer() as wr:
         pl.read_parquet(parts)
     report.add("store read (lookup all keys)", n / w.wall, "rows/s", "read_parquet of all parts", n / wr.wall,
                window=w, note="semi-join + unique")
     # As the flow does it: one lookup per shard, each over all parts.
-    with Window() as w:
+    with Timer() as w:
         for s in range(0, n, shard):
             store.lookup(shas[s:s + shard])
     report.add("store read (lookup per shard)", n / w.wall, "rows/s", "read_parquet of all parts", n / wr.wall,
@@ -441,16 +354,16 @@ def bench_hash(report: Report, files: list[str], workdir: Path) -> None:
     total_mb = sum(os.path.getsize(p) for p in files) / MB
     for p in files:  # warm the page cache
         storage.read_bytes(p)
-    with Window() as wr:
+    with Timer() as wr:
         for p in files:
             storage.read_bytes(p)
-    with Window() as w:
+    with Timer() as w:
         for p in files:
             storage.sha256_file(p)
     report.add("hash (sha256), warm cache", len(files) / w.wall, "files/s", "read bytes alone", len(files) / wr.wall,
                window=w, note=f"{total_mb / w.wall:,.0f} MB/s; {len(files)} files, {total_mb:,.0f} MB")
     if _evict(files):
-        with Window() as w:
+        with Timer() as w:
             for p in files:
                 storage.sha256_file(p)
         report.add("hash (sha256), cold cache", len(files) / w.wall, "files/s", window=w,
@@ -458,70 +371,20 @@ def bench_hash(report: Report, files: list[str], workdir: Path) -> None:
     if hasattr(storage, "FileHashCache"):
         from catalog_intel.io.ingest import hash_paths
 
-        with Window() as w:
+        with Timer() as w:
             hash_paths(files, None)
         report.add(f"hash (sha256), warm cache, {min(4, os.cpu_count() or 1)} threads", len(files) / w.wall,
                    "files/s", window=w, note=f"{total_mb / w.wall:,.0f} MB/s; as ingest does it now")
         cache = storage.FileHashCache(workdir / "hash-cache")
         hash_paths(files, cache)  # fills it
         cache = storage.FileHashCache(workdir / "hash-cache")
-        with Window() as w:
+        with Timer() as w:
             hash_paths(files, cache)
         stats = {"cached": cache.hits, "hashed": len(files) - cache.hits}
         warm = next(r["rate"] for r in report.rows if r["stage"] == "hash (sha256), warm cache")
         report.add("hash cache hit (stat + lookup)", len(files) / w.wall, "files/s", window=w,
                    note=f"{stats['hashed']} rehashed, {stats['cached']} from cache; "
                         f"x{len(files) / w.wall / warm:.0f} vs sha256 warm")
-
-
-def bench_llm(report: Report, args, config, workdir: Path) -> None:
-    from catalog_intel.config import ATTRIBUTE_ORDER
-    from catalog_intel.copywriting.copywriter import describe
-
-    server = None
-    base_url, model = args.llm_base_url, args.llm_model
-    if not base_url:
-        try:
-            from catalog_intel.copywriting.local_llm import EmbeddedLLMServer, ensure_gguf
-        except ImportError:
-            report.add("LLM products/s", None, "products/s", note="not measured: no catalog_intel.copywriting.local_llm here "
-                       "and no --llm-base-url")
-            return
-        gguf = ensure_gguf(Path(os.path.expanduser("~/.cache/catalog-intel")), progress=False)
-        c_max = max(args.llm_concurrency)
-        server = EmbeddedLLMServer(gguf, n_ctx=args.llm_ctx_per_slot * c_max, n_parallel=c_max, isolate=True)
-        t0 = time.perf_counter()
-        server.start()
-        base_url, model = server.base_url, server.model
-        report.extra["llm_server"] = {"kind": "embedded llama.cpp", "model": model, "slots": c_max,
-                                      "startup_s": round(time.perf_counter() - t0, 1)}
-        log(f"  embedded LLM server {model} up in {time.perf_counter() - t0:.1f} s at {base_url}")
-    try:
-        vocab = {a: list(config.attributes[a].values) for a in ATTRIBUTE_ORDER}
-        rng = np.random.default_rng(7)
-        single = None
-        per_level = args.llm_products
-        for level, c in enumerate(args.llm_concurrency):
-            # Fresh attribute sets per level: the server must not answer from a cached prompt.
-            rows = [{"sha256": f"{level:02d}{i:062x}", **{a: vals[int(rng.integers(len(vals)))] for a, vals in vocab.items()}}
-                    for i in range(per_level)]
-            llm = config.llm.model_copy(update={"base_url": base_url, "model": model or "local-model",
-                                                "concurrency": c, "max_attempts": 2})
-            cache = workdir / f"llm-cache-{c}"
-            shutil.rmtree(cache, ignore_errors=True)
-            with Window() as w:
-                copy, stats = describe(pl.DataFrame(rows), llm, config.validation, cache)
-            ok = copy.filter(pl.col("copy_error").is_null()).height
-            rate = ok / w.wall
-            if single is None and c == 1:
-                single = rate
-            report.add(f"LLM copy, concurrency {c}", rate, "products/s", f"{c} x concurrency-1 rate" if single else None,
-                       c * single if single else None, window=w,
-                       note=f"{ok}/{per_level} ok, {stats.calls} calls, {stats.retries} retries; "
-                            f"{w.wall / max(ok, 1):.1f} s/product")
-    finally:
-        if server is not None:
-            server.stop()
 
 
 def bench_prefect(report: Report, n_tasks: int = 40) -> None:
@@ -545,7 +408,7 @@ def bench_prefect(report: Report, n_tasks: int = 40) -> None:
             noop.fn(frame)
         return t1 - t0, time.perf_counter() - t1
 
-    with Window() as w:
+    with Timer() as w:
         tasked, plain = overhead(n_tasks)
     per_task_ms = (tasked - plain) / n_tasks * 1000
     report.add("Prefect task overhead", per_task_ms, "ms/task", window=w,
@@ -555,135 +418,55 @@ def bench_prefect(report: Report, n_tasks: int = 40) -> None:
 
 # ----------------------------------------------------------------------------- flow runs (subprocesses)
 
-_LINE = re.compile(r"catalog-intel: (\d+) inputs = (\d+) rows \+ (\d+) rejects \| embeddings (\d+) computed, (\d+) cached"
-                   r" \| LLM (\d+) calls, (\d+) cached, (\d+) failed, (\d+) retries \| ([\d.]+) s")
+
+def flow_settings(args) -> dict:
+    return {"clip.model": args.model, "clip.checkpoint": str(args.checkpoint), "clip.device": args.device,
+            "clip.batch_size": args.batch_size, "clip.decode_workers": args.decode_workers,
+            "clip.prefetch_batches": args.prefetch, "clip.torch_threads": args.torch_threads,
+            "clip.precision": args.precision, "clip.gpu_decode": args.gpu_decode, "run.shard_size": args.shard_size}
 
 
-def run_cli(source: Path, out: Path, cache: Path, cfg_file: Path, args, llm_url: str | None,
-            env_extra: dict | None = None, label: str = "") -> dict:
-    """`catalog-intel run` in a child process; wall time, its summary, and peak RSS
-    (the CLI process itself, and the largest process of its tree)."""
-    rusage_file = Path(tempfile.mkstemp(prefix="bench-rusage-", suffix=".json")[1])
-    cmd = [sys.executable, str(REPO / "bench" / "flow_child.py"), "run", str(source), "--out", str(out),
-           "--config", str(cfg_file), "--cache-dir", str(cache), "--clip-checkpoint", str(args.checkpoint),
-           "--clip-model", args.model]
-    cmd += ["--llm-base-url", llm_url, "--llm-model", "fake-llm"] if llm_url else ["--no-llm"]
-    env = {**os.environ, "PYTHONPATH": str(REPO), "BENCH_RUSAGE_OUT": str(rusage_file),
-           "PREFECT_HOME": str(args.prefect_home), "PREFECT_LOGGING_LEVEL": "WARNING", **(env_extra or {})}
-    log(f"  [{label}] {' '.join(cmd[1:3])} {source.name} ...")
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    output, _ = proc.communicate()
-    wall = time.perf_counter() - t0
-    try:
-        inner = json.loads(rusage_file.read_text() or "{}")
-    except (OSError, json.JSONDecodeError):
-        inner = {}
-    rusage_file.unlink(missing_ok=True)
-    match = _LINE.findall(output)
-    if proc.returncode != 0 or not match:
-        log(output[-3000:])
-        raise RuntimeError(f"flow run [{label}] failed with exit code {proc.returncode}")
-    inputs, rows, rejects, computed, cached, calls, llm_cached, failed, retries, seconds = match[-1]
-    result = {"label": label, "images": int(inputs), "rows": int(rows), "rejects": int(rejects),
-              "embeddings_computed": int(computed), "embeddings_cached": int(cached), "llm_calls": int(calls),
-              "llm_cached": int(llm_cached), "flow_s": float(seconds), "command_wall_s": round(wall, 2),
-              "cli_peak_rss_mb": round(inner.get("self_maxrss_kb", 0) / 1024, 1),
-              "tree_peak_rss_mb": round(max(inner.get("children_maxrss_kb", 0), inner.get("self_maxrss_kb", 0)) / 1024, 1),
-              "timings": inner.get("timings")}
-    log(f"    {result['images']} images: flow {result['flow_s']:.1f} s, command {wall:.1f} s, "
-        f"embeddings {computed} computed / {cached} cached, LLM {calls} calls / {llm_cached} cached, "
-        f"peak RSS {result['cli_peak_rss_mb']:.0f} MB")
-    return result
-
-
-def write_flow_config(path: Path, args) -> Path:
-    path.write_text(
-        "[clip]\n"
-        f"batch_size = {args.batch_size}\ndecode_workers = {args.decode_workers}\n"
-        + (f"prefetch_batches = {args.prefetch}\ntorch_threads = {args.torch_threads}\n"
-           f'precision = "{args.precision}"\ngpu_decode = "{args.gpu_decode}"\n' if _has_new_clip_keys() else "")
-        + f'device = "{args.device}"\n'
-        "[run]\nmax_reject_share = 1.0\n"
-        f"shard_size = {args.shard_size}\n"
-        "[llm]\nrequests_per_second = 200.0\nconcurrency = 4\ntimeout_s = 30\n"
-    )
-    return path
+def run_flow(source: Path, out: Path, cache: Path, args, env: dict | None = None, label: str = "") -> dict:
+    run = run_pipeline(source, out, cache=cache, settings=flow_settings(args), label=label,
+                       env={"PREFECT_HOME": str(args.prefect_home), **(env or {})})
+    return {**run.figures(), "images": run.summary["inputs"], "flow_s": run.summary["seconds"],
+            "command_wall_s": round(run.wall_s, 2), "embeddings_computed": run.summary["embeddings_computed"]}
 
 
 def bench_flows(report: Report, args, root: Path, order: list[str], skip: set, workdir: Path) -> None:
-    from llm_server import FakeLLMServer
-
-    cfg_file = write_flow_config(workdir / "flow.toml", args)
     out_root = workdir / "flow-out"
     flows: dict = {}
     report.extra["flows"] = flows
-    with FakeLLMServer() as llm:
-        url = llm.base_url
-        if "rss" not in skip and args.rss_factor > 0:
-            for n in (args.images, args.images * args.rss_factor):
-                manifest = ensure_manifest(root, order, n)
-                cache = workdir / f"flow-cache-{n}"
-                shutil.rmtree(cache, ignore_errors=True)  # fresh: the run embeds every image
-                flows[f"rss_{n}"] = run_cli(manifest, out_root / f"rss-{n}", cache, cfg_file, args, url,
-                                            label=f"peak RSS, {n} images, fresh cache")
-            small, big = flows[f"rss_{args.images}"], flows[f"rss_{args.images * args.rss_factor}"]
-            report.add(f"peak RSS, {big['images']} vs {small['images']} images", big["cli_peak_rss_mb"] / small["cli_peak_rss_mb"],
-                       "x", note=f"{small['cli_peak_rss_mb']:.0f} MB -> {big['cli_peak_rss_mb']:.0f} MB (CLI process); "
-                                 f"process tree max {small['tree_peak_rss_mb']:.0f} -> {big['tree_peak_rss_mb']:.0f} MB")
-        if "rerun" not in skip:
-            n = args.rerun_images
+    if "rss" not in skip and args.rss_factor > 0:
+        for n in (args.images, args.images * args.rss_factor):
             manifest = ensure_manifest(root, order, n)
-            reuse = [k for k in flows if k.startswith("rss_") and flows[k]["images"] >= n]
-            cache = workdir / (f"flow-cache-{flows[reuse[-1]]['images']}" if reuse else f"flow-cache-rerun-{n}")
-            out = out_root / f"rerun-{n}"
-            first = run_cli(manifest, out, cache, cfg_file, args, url, label=f"re-run {n}: first run")
-            again = run_cli(manifest, out, cache, cfg_file, args, url, label=f"re-run {n}: cached")
-            flows["rerun_first"], flows["rerun"] = first, again
-            report.add(f"cached re-run, {n} images: flow", again["flow_s"], "s", note=(
-                f"{again['embeddings_computed']} model forwards (embeddings computed), "
-                f"{again['llm_calls']} LLM calls"))
-            report.add(f"cached re-run, {n} images: command", again["command_wall_s"], "s",
-                       note="whole CLI command incl. interpreter, imports, Prefect temporary server start/stop")
-            if args.prefect_server:
-                with prefect_server(args) as api_url:
-                    served = run_cli(manifest, out, cache, cfg_file, args, url, env_extra={"PREFECT_API_URL": api_url},
-                                     label=f"re-run {n}: cached, PREFECT_API_URL set")
-                flows["rerun_api_url"] = served
-                report.add(f"cached re-run, {n} images: command, running server", served["command_wall_s"], "s",
-                           note="PREFECT_API_URL to a `prefect server start` already up (no temporary server)")
-
-
-@contextlib.contextmanager
-def prefect_server(args):
-    """A `prefect server start` in the background, for runs with PREFECT_API_URL set."""
-    import socket
-    import urllib.request
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "PREFECT_HOME": str(args.prefect_home), "PREFECT_UI_ENABLED": "false"}
-    exe = Path(sys.executable).with_name("prefect")
-    proc = subprocess.Popen([str(exe), "server", "start", "--host", "127.0.0.1", "--port", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}/api"
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2):
-                    break
-            except OSError:
-                time.sleep(0.5)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            cache = workdir / f"flow-cache-{n}"
+            shutil.rmtree(cache, ignore_errors=True)  # fresh: the run embeds every image
+            flows[f"rss_{n}"] = run_flow(manifest, out_root / f"rss-{n}", cache, args,
+                                         label=f"peak RSS, {n} images, fresh cache")
+        small, big = flows[f"rss_{args.images}"], flows[f"rss_{args.images * args.rss_factor}"]
+        report.add(f"peak RSS, {big['images']} vs {small['images']} images", big["peak_rss_mb"] / small["peak_rss_mb"],
+                   "x", note=f"{small['peak_rss_mb']:.0f} MB -> {big['peak_rss_mb']:.0f} MB (largest process of the run)")
+    if "rerun" not in skip:
+        n = args.rerun_images
+        manifest = ensure_manifest(root, order, n)
+        reuse = [k for k in flows if k.startswith("rss_") and flows[k]["images"] >= n]
+        cache = workdir / (f"flow-cache-{flows[reuse[-1]]['images']}" if reuse else f"flow-cache-rerun-{n}")
+        out = out_root / f"rerun-{n}"
+        first = run_flow(manifest, out, cache, args, label=f"re-run {n}: first run")
+        again = run_flow(manifest, out, cache, args, label=f"re-run {n}: cached")
+        flows["rerun_first"], flows["rerun"] = first, again
+        report.add(f"cached re-run, {n} images: flow", again["flow_s"], "s",
+                   note=f"{again['embeddings_computed']} model forwards (embeddings computed)")
+        report.add(f"cached re-run, {n} images: command", again["command_wall_s"], "s",
+                   note="whole CLI command incl. interpreter, imports, Prefect temporary server start/stop")
+        if args.prefect_server:
+            with prefect_server() as api_url:
+                served = run_flow(manifest, out, cache, args, env={"PREFECT_API_URL": api_url},
+                                  label=f"re-run {n}: cached, PREFECT_API_URL set")
+            flows["rerun_api_url"] = served
+            report.add(f"cached re-run, {n} images: command, running server", served["command_wall_s"], "s",
+                       note="PREFECT_API_URL to a Prefect server already up (no server start in the run)")
 
 
 # ----------------------------------------------------------------------------- main
@@ -713,19 +496,14 @@ def parse_args(argv=None):
     p.add_argument("--prefect-server", action="store_true",
                    help="also time the cached re-run against a running `prefect server start` (PREFECT_API_URL)")
     p.add_argument("--prefect-home", type=Path, default=Path(os.path.expanduser("~/.cache/catalog-intel/bench-prefect-home")))
-    p.add_argument("--llm-base-url", help="OpenAI-compatible server for the LLM stage (default: the embedded server)")
-    p.add_argument("--llm-model", default=None)
-    p.add_argument("--llm-products", type=int, default=8, help="distinct products per concurrency level")
-    p.add_argument("--llm-concurrency", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2, 4])
-    p.add_argument("--llm-ctx-per-slot", type=int, default=1536)
     p.add_argument("--skip", default="", help=f"comma list of stages to skip: {', '.join(STAGES)}")
     p.add_argument("--workdir", type=Path, default=None, help="scratch folder (default: a temporary one)")
-    p.add_argument("--json", type=Path, default=None, help="write the results here")
+    add_report_args(p, "run")
     args = p.parse_args(argv)
     args.embed_images = args.embed_images or args.images
     args.classify_rows = args.classify_rows or max(args.images, 10000)
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
-    unknown = skip - set(STAGES)
+    unknown = skip - set(STAGES) - {"llm"}  # llm: now bench/llm_copy.py concurrency; gpu.sh still names it
     if unknown:
         p.error(f"unknown stages in --skip: {sorted(unknown)}")
     return args, skip
@@ -746,8 +524,8 @@ def main(argv=None) -> int:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="catalog-intel-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
     report = Report()
-    results = {"command": " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]), "machine": machine()}
-    log(f"machine: {results['machine']}")
+    results: dict = {}
+    log(f"machine: {machine()}")
 
     need = max([args.images, args.embed_images]
                + ([args.images * args.rss_factor] if "rss" not in skip and args.rss_factor else [])
@@ -758,9 +536,9 @@ def main(argv=None) -> int:
                           "mean_file_kb": round(mean_file_kb(root, order[:need]), 1), "size": "800x1000"}
     log(f"catalog: {results['catalog']}")
 
-    ensure_checkpoint(args.checkpoint, args.model)
+    random_checkpoint(args.checkpoint, args.model)
     config = make_config(args, workdir / "cache")
-    with Window() as w:
+    with Timer() as w:
         clip = load_clip(config.clip, config.paths.cache_path)
     log(f"model {clip.model_id} on {clip.device} loaded in {w.wall:.1f} s; torch threads {torch.get_num_threads()}")
     results["config"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
@@ -789,9 +567,6 @@ def main(argv=None) -> int:
         log("Prefect per-task overhead ...")
         os.environ.setdefault("PREFECT_HOME", str(args.prefect_home))
         bench_prefect(report)
-    if "llm" not in skip:
-        log("LLM copy ...")
-        bench_llm(report, args, config, workdir)
     if not {"rss", "rerun"} <= skip:
         log("flow runs (subprocesses) ...")
         bench_flows(report, args, root, order, skip, workdir)
@@ -799,17 +574,13 @@ def main(argv=None) -> int:
     results["stages"] = report.rows
     results.update(report.extra)
     results["targets"] = targets(report, args)
-    results["machine"]["loadavg_end"] = os.getloadavg()
     results["total_s"] = round(time.perf_counter() - started, 1)
     print(report.table())
     print()
     for name, t in results["targets"].items():
         print(f"{'PASS' if t['pass'] else 'MISS' if t['pass'] is False else 'n/a '}  {name}: {t['value']}")
     print(f"\npeak RSS of this benchmark process: {results['bench_peak_rss_mb']:.0f} MB; total {results['total_s']:.0f} s")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2, default=str) + "\n")
-        log(f"results written to {args.json}")
+    write_report("run", results, args.json)
     if not args.workdir:
         shutil.rmtree(workdir, ignore_errors=True)
     return 0
@@ -842,9 +613,9 @@ def targets(report: Report, args) -> dict:
     big = [k for k in flows if k.startswith("rss_")]
     if len(big) == 2:
         small, large = flows[big[0]], flows[big[1]]
-        ratio = large["cli_peak_rss_mb"] / small["cli_peak_rss_mb"]
+        ratio = large["peak_rss_mb"] / small["peak_rss_mb"]
         out[f"peak RSS at {large['images']} <= 1.5 x at {small['images']}"] = {
-            "value": f"x{ratio:.2f} ({small['cli_peak_rss_mb']:.0f} -> {large['cli_peak_rss_mb']:.0f} MB)",
+            "value": f"x{ratio:.2f} ({small['peak_rss_mb']:.0f} -> {large['peak_rss_mb']:.0f} MB)",
             "pass": ratio <= 1.5}
     return out
 

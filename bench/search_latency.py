@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from catalog_intel.config import load_config  # noqa: E402
 from catalog_intel.search.index import APPROXIMATE, EXACT, build_index, search_vectors, single_threaded  # noqa: E402
 from catalog_intel.search.neighbours import neighbours  # noqa: E402
+from bench.harness import add_report_args, report  # noqa: E402
 
 
 def unit_vectors(n: int, dim: int, rng: np.random.Generator) -> np.ndarray:
@@ -54,6 +55,7 @@ def main() -> None:
     parser.add_argument("--ef-search", type=int, nargs="+", help="HNSW efSearch values to try (default: the config's)")
     parser.add_argument("--all-rows", action="store_true",
                         help="also time the flow's all-rows neighbour search (top_k + group_neighbors)")
+    add_report_args(parser, "search_latency")
     args = parser.parse_args()
 
     import faiss
@@ -66,6 +68,7 @@ def main() -> None:
           + (f" {'all-rows s':>11}" if args.all_rows else ""))
     rng = np.random.default_rng(0)
     make = unit_vectors if args.data == "random" else clustered_vectors
+    rows = []
     for n in args.sizes:
         both = make(n + args.queries, args.dim, rng)  # queries: held-out vectors from the same distribution
         data, queries = both[:n], both[n:]
@@ -95,6 +98,10 @@ def main() -> None:
                     neighbours(index, shas, max(cfg.top_k + 1, cfg.group_neighbors))
                     line += f" {time.perf_counter() - t:>11.1f}"
                 print(line, flush=True)
+                rows.append({"n": n, "index": kind, "ef_search": ef, "build_s": round(build_s, 3),
+                             "ms_per_query": round(float(np.mean(times)), 4),
+                             "p95_ms": round(float(np.percentile(times, 95)), 4), "recall": round(float(recall), 4)})
+    report("search_latency", rows, args.json)
 
 
 if __name__ == "__main__":

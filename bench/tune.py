@@ -21,7 +21,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.run import DEFAULT_ROOT, Window, _autocast, ensure_catalog, ensure_checkpoint, log  # noqa: E402
+from bench.catalog import DEFAULT_ROOT, ensure_catalog  # noqa: E402
+from bench.harness import Timer, add_report_args, load_settings, log, random_checkpoint, report  # noqa: E402
+from bench.run import autocast  # noqa: E402
 
 # (name, decode_workers, torch_threads, prefetch, batch, precision)
 CPU_GRID = [
@@ -42,22 +44,22 @@ def main() -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--checkpoint", type=Path, default=Path("/tmp/vitb32-random.pt"))
     p.add_argument("--only", default="", help="comma list of grid row numbers (0-based)")
+    add_report_args(p, "tune")
     args = p.parse_args()
 
     import torch
 
     from catalog_intel.inference.clip_model import load_clip
-    from catalog_intel.config import load_config
     from catalog_intel.inference.embedding import compute_embeddings
 
     root, order = ensure_catalog(DEFAULT_ROOT, args.images, 2000, log=log)
     files = [str(root / p) for p in order[: args.images]]
-    ensure_checkpoint(args.checkpoint, "ViT-B-32")
+    random_checkpoint(args.checkpoint, "ViT-B-32")
     grid = CPU_GRID if not args.only else [CPU_GRID[int(i)] for i in args.only.split(",")]
     clips = {}
     for *_, precision in grid:
         if precision not in clips:
-            cfg = load_config(None, {"clip.checkpoint": str(args.checkpoint), "clip.device": args.device,
+            cfg = load_settings(overrides={"clip.checkpoint": str(args.checkpoint), "clip.device": args.device,
                                      "clip.precision": precision})
             clips[precision] = load_clip(cfg.clip, cfg.paths.cache_path)
     max_pixels = 89_478_485
@@ -79,9 +81,9 @@ def main() -> int:
             clip = clips[precision]
             torch.set_num_threads(threads)
             x = torch.randn(batch, 3, clip.image_size, clip.image_size)
-            with torch.inference_mode(), _autocast(clip.device, precision):
+            with torch.inference_mode(), autocast(clip.device, precision):
                 clip.model.encode_image(x)  # warm
-                with Window() as w:
+                with Timer() as w:
                     for s in range(0, len(files), batch):
                         torch.nn.functional.normalize(clip.model.encode_image(x[: min(batch, len(files) - s)]).float(),
                                                       dim=-1).cpu()
@@ -90,7 +92,7 @@ def main() -> int:
                 f"(foreign {w.foreign_cores:.1f} cores)")
         for name, workers, threads, prefetch, batch, precision in grid:
             bar = FirstBatch()
-            with Window() as w:
+            with Timer() as w:
                 compute_embeddings(files, clips[precision], batch, workers, max_pixels, progress=bar,
                                    prefetch_batches=prefetch, torch_threads=threads, precision=precision)
             emb[name].append(len(files) / w.wall)
@@ -98,12 +100,16 @@ def main() -> int:
             log(f"round {rnd + 1}: {name}: {len(files) / w.wall:.2f} img/s, first batch after {bar.at:.2f} s "
                 f"(foreign {w.foreign_cores:.1f} cores)")
 
+    rows = []
     print(f"\n{'setting':<40} {'embed img/s':>11} {'forward img/s':>13} {'ratio':>6} {'1st batch s':>11}")
     for name, workers, threads, prefetch, batch, precision in grid:
         e = statistics.median(emb[name])
         f = statistics.median(fwd[(threads, batch, precision)])
         ratios = [a / b for a, b in zip(emb[name], fwd[(threads, batch, precision)])]
         print(f"{name:<40} {e:>11.2f} {f:>13.2f} {statistics.median(ratios):>6.0%} {statistics.median(first[name]):>11.2f}")
+        rows.append({"setting": name, "embed_img_s": round(e, 2), "forward_img_s": round(f, 2),
+                     "ratio": round(statistics.median(ratios), 3), "first_batch_s": round(statistics.median(first[name]), 2)})
+    report("tune", rows, args.json)
     return 0
 
 

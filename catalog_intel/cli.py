@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 
@@ -203,8 +204,8 @@ def _import_after(module: str, thread) -> None:
         thread.join()
         try:
             importlib.import_module(module)
-        except Exception:  # noqa: BLE001
-            pass
+        except Exception:  # noqa: BLE001 - the code that needs the module raises it again
+            logging.getLogger(__name__).debug("background import of %s failed", module, exc_info=True)
 
     threading.Thread(target=load, name=f"import-{module}", daemon=True).start()
 

@@ -47,6 +47,14 @@ class PathsConfig(_Strict):
         configure(self.storage_options)
         return self
 
+    def __setstate__(self, state: dict) -> None:
+        # A task's config arrives pickled in a Dask worker, without validation: its storage
+        # options reach the worker this way, never through an inherited environment variable.
+        super().__setstate__(state)
+        from catalog_intel.io.storage import configure
+
+        configure(self.storage_options)
+
     @property
     def cache_path(self):
         """The cache location: a local path or an fsspec URL (a storage.Location, joins with `/`)."""
@@ -94,6 +102,23 @@ class LLMExample(_Strict):
     answer: dict[str, Any] = Field(default_factory=dict)
 
 
+class CopyTemplates(_Strict):
+    """Structured copy fields composed from the facts, without the LLM, in one language. Each
+    template names attribute values ({color}, {garment}, {sleeve}, {neckline}, {pattern}, {fabric},
+    {fit}) or facts ({brand}, {material}); a bullet or tag whose values are not all known is left out,
+    a title keeps what is known."""
+
+    title: str = "{brand} Women's {sleeve} {garment}, {color} {pattern}"
+    #: values left out of the title ("solid": a plain top says nothing by it)
+    title_skip: tuple[str, ...] = ("solid",)
+    title_case: bool = True
+    bullets: tuple[str, ...] = ("Colour: {color}.", "Sleeves: {sleeve}.", "Neckline: {neckline}.",
+                                "Pattern: {pattern}.", "Material: {material}.", "Fit: {fit}.")
+    seo_tags: tuple[str, ...] = ("{color} {garment}", "{pattern} {garment}", "{sleeve} {garment}",
+                                 "{neckline} {garment}", "{material} {garment}", "women's {garment}",
+                                 "{brand} {garment}", "women's {color} {garment}", "women's fashion")
+
+
 class LLMConfig(_Strict):
     enabled: bool
     base_url: str
@@ -125,6 +150,16 @@ class LLMConfig(_Strict):
     system_prompt: str
     user_prompt: str
     example: LLMExample = Field(default_factory=LLMExample)
+    #: "template": title, tags and bullets from the facts (CopyTemplates); the LLM writes the
+    #: description, the style summary and up to two bullets from the note. "llm": it writes the title too.
+    title: Literal["template", "llm"] = "template"
+    #: the prompt line per field the LLM writes (user_prompt's {fields}), in the answer's order
+    field_prompts: dict[str, str] = Field(default_factory=dict)
+    templates: CopyTemplates = Field(default_factory=CopyTemplates)
+    #: llama.cpp speculative decoding of the embedded server: "" (none) or an n-gram kind
+    #: ("ngram_simple", "ngram_map_k", "ngram_mod", "ngram_cache"): drafts from the prompt and the text so far
+    embedded_speculative: str = ""
+    embedded_draft_max: int = Field(16, ge=1)
 
     @model_validator(mode="after")
     def _prompt_has_slot(self) -> "LLMConfig":
@@ -135,6 +170,7 @@ class LLMConfig(_Strict):
 
 class LanguageConfig(_Strict):
     name: str
+    templates: CopyTemplates = Field(default_factory=CopyTemplates)
     product: str = ""
     endings: tuple[str, ...] = ()
     words: dict[str, dict[str, tuple[str, ...]]] = Field(default_factory=dict)

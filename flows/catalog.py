@@ -26,13 +26,13 @@ from catalog_intel.inference.clip_model import model_id as clip_model_id
 from catalog_intel.inference.clip_model import resolve_weights
 from catalog_intel.config import Config
 from catalog_intel.copywriting.copy_sets import distinct_sets, expand_copy, keyed, sum_counts
-from catalog_intel.exports.tables import CSV_COLUMNS
+from catalog_intel.exports.tables import CSV_COLUMNS, withdraw_commit, write_commit
 from catalog_intel.pipeline.facts import completeness, unmapped_facts
 from catalog_intel.inference.heads import configured_heads
 from catalog_intel.copywriting.llm_service import llm_endpoint, uses_embedded
 from catalog_intel.report.render import review_rows
 from catalog_intel.report.review_edits import RunFacts
-from catalog_intel.io.runlock import RunLock
+from catalog_intel.io.runlock import RunLock, sweep_cache
 from catalog_intel.pipeline.runners import check_runner, copy_runner, describe_runner, gpu_annotation, shard_runner
 from catalog_intel.search.index import write_run_config
 from catalog_intel.settings import resolve_settings, with_override_parameters
@@ -56,7 +56,9 @@ def catalog_flow(source: str, out_dir: str, config_path: str | None = None, **ov
     started = time.monotonic()
     config = resolve_settings(config_path, **overrides)  # absolute paths: workers read no environment
     with RunLock(location(out_dir)), ExitStack() as services:
+        sweep_cache(config.paths.cache_path)  # temp files of a killed run that shared the cache
         model_id = _check_model(config)  # before any work
+        withdraw_commit(out_dir)  # from here until write_commit, OUT is not a complete output set
         embedded = uses_embedded(config)
         config = _start_llm(config, services)
         inventory, rejected_at_ingest, skipped = ingest_images(source, config)
@@ -162,9 +164,13 @@ def _meta(config: Config, model_id: str) -> dict:
         "clip_model_id": model_id,
         "llm_model": config.llm.model if with_copy else None,
         "prompt_version": config.llm.prompt_version if with_copy else None,
-        "run_id": str(flow_run.id or ""),
+        "run_id": _run_id(),
         "processed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def _run_id() -> str:
+    return str(flow_run.id or "")
 
 
 def _publish(summary: RunSummary, table: pl.DataFrame, rejects: pl.DataFrame, config: Config, out_dir: str) -> None:
@@ -180,6 +186,7 @@ def _publish(summary: RunSummary, table: pl.DataFrame, rejects: pl.DataFrame, co
     create_markdown_artifact(key="catalog-run-summary", markdown=summary.markdown(), description="catalog-intel run summary")
     create_link_artifact(key="catalog-review-report", link=uri(report), link_text=f"review report ({report})",
                          description="catalog-intel review report: gallery, data quality, rejects (static HTML)")
+    write_commit(out_dir, _run_id(), summary.rows, summary.rejects, summary.outputs)
     if not summary.rows:
         raise RunFailed(f"no usable images: all {summary.inputs} inputs were rejected "
                         f"(see {location(out_dir) / 'rejects.csv'})")

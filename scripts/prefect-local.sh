@@ -2,7 +2,9 @@
 # Local Prefect server + process worker for the deployments in prefect.yaml.
 #   scripts/prefect-local.sh start   # start both in the background (logs in .prefect-local/)
 #   scripts/prefect-local.sh stop    # stops everything start started: each runs in its own
-#                                    # process group (setsid), stop signals the whole group
+#                                    # process group (setsid), stop signals the whole group,
+#                                    # and only when the pid file's process is still the one start
+#                                    # started (same start time): a stale pid file signals nothing
 # Uses PREFECT_API_URL=http://127.0.0.1:${PREFECT_PORT:-4200}/api; export it in
 # the shell where you run `prefect deploy` / `prefect deployment run`.
 set -euo pipefail
@@ -10,21 +12,51 @@ cd "$(dirname "$0")/.."
 export DO_NOT_TRACK=1 PREFECT_SERVER_ANALYTICS_ENABLED=false
 PORT=${PREFECT_PORT:-4200}
 export PREFECT_API_URL="http://127.0.0.1:${PORT}/api"
-STATE=.prefect-local
+STATE=${PREFECT_LOCAL_STATE:-.prefect-local}
 POOL=catalog-local
 PREFECT=${PREFECT:-prefect}
 mkdir -p "$STATE"
 
-# launch NAME CMD...: CMD in a new session (its pid is its process-group id), logged to $STATE/NAME.log.
+# started_at PID: the process's start time (clock ticks after boot, field 22 of /proc/PID/stat; it
+# survives exec), empty when there is no such process. A reused pid has another start time.
+started_at() {
+  local stat
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
+  stat=${stat##*) }  # the fields after "pid (comm) ", from field 3 on
+  # shellcheck disable=SC2086
+  set -- $stat
+  echo "${20}"
+}
+
+# launch NAME CMD...: CMD in a new session (its pid is its process-group id), logged to $STATE/NAME.log;
+# $STATE/NAME.pid holds "pid start-time".
 launch() {
-  local name=$1; shift
+  local name=$1 pid; shift
   setsid nohup "$@" >"$STATE/$name.log" 2>&1 </dev/null &
-  echo $! >"$STATE/$name.pid"
+  pid=$!
+  echo "$pid $(started_at "$pid")" >"$STATE/$name.pid"
+}
+
+# owns NAME: the pid file names a live process that is still the one launch started (same start
+# time) and still leads its own process group. Prints the pid.
+owns() {
+  local pid start stat
+  [ -f "$STATE/$1.pid" ] || return 1
+  read -r pid start _ <"$STATE/$1.pid" || true
+  [[ "$pid" =~ ^[0-9]+$ && -n "${start:-}" ]] || return 1
+  [ "$(started_at "$pid")" = "$start" ] || return 1
+  stat=$(cat "/proc/$pid/stat" 2>/dev/null) || return 1
+  stat=${stat##*) }
+  # shellcheck disable=SC2086
+  set -- $stat
+  [ "$3" = "$pid" ] || return 1  # field 5, the process group
+  echo "$pid"
 }
 
 start() {
-  if [ -f "$STATE/server.pid" ] && kill -0 "$(cat "$STATE/server.pid")" 2>/dev/null; then
-    echo "server already running (pid $(cat "$STATE/server.pid"))"
+  local pid
+  if pid=$(owns server); then
+    echo "server already running (pid $pid)"
   else
     launch server "$PREFECT" server start --host 127.0.0.1 --port "$PORT"
   fi
@@ -34,8 +66,8 @@ start() {
   done
   curl -fsS "$PREFECT_API_URL/health" >/dev/null || { echo "server did not start; see $STATE/server.log" >&2; exit 1; }
   "$PREFECT" work-pool inspect "$POOL" >/dev/null 2>&1 || "$PREFECT" work-pool create "$POOL" --type process >/dev/null
-  if [ -f "$STATE/worker.pid" ] && kill -0 "$(cat "$STATE/worker.pid")" 2>/dev/null; then
-    echo "worker already running (pid $(cat "$STATE/worker.pid"))"
+  if pid=$(owns worker); then
+    echo "worker already running (pid $pid)"
   else
     launch worker "$PREFECT" worker start --pool "$POOL" --type process
   fi
@@ -44,11 +76,16 @@ start() {
 }
 
 # stop_group NAME: TERM to the whole process group (the server's uvicorn child, the worker's
-# flow-run processes), KILL whatever is left after 15 s.
+# flow-run processes), KILL whatever is left after 15 s. Only a group that start started: a stale
+# pid file (the process is gone and its pid may now be another program's) signals nothing.
 stop_group() {
   local name=$1 pid
   [ -f "$STATE/$name.pid" ] || return 0
-  pid=$(cat "$STATE/$name.pid")
+  if ! pid=$(owns "$name"); then
+    echo "$name is not running (stale pid file $STATE/$name.pid: $(head -c 80 "$STATE/$name.pid")); nothing signalled"
+    rm -f "$STATE/$name.pid"
+    return 0
+  fi
   if kill -TERM -- "-$pid" 2>/dev/null; then
     for _ in $(seq 1 30); do
       kill -0 -- "-$pid" 2>/dev/null || break

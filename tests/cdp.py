@@ -10,6 +10,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from catalog_intel import processes
+
 CHROMIUM = shutil.which("chromium")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run"]
@@ -104,11 +106,7 @@ class Browser:
             if getattr(self, "ws", None) is not None:
                 self.ws.close()
         finally:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+            processes.stop(self.proc, 20)
             self._log.close()
 
     def __enter__(self) -> "Browser":

@@ -536,7 +536,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         kind = (body.get("response_format") or {}).get("type") if isinstance(body.get("response_format"), dict) else None
         if kind in owner.reject_response_format:
-            self._error(400, f"'response_format.type' : value is not one of the allowed values ['text']: {kind}",
+            self._error(400, owner.reject_message
+                        or f"'response_format.type' : value is not one of the allowed values ['text']: {kind}",
                         "invalid_request_error", "invalid_request_error")
             return
 
@@ -618,12 +619,15 @@ class FakeLLMServer:
         port: int = 0,
         verbose: bool = False,
         reject_response_format: tuple[str, ...] = (),
+        reject_message: str | None = None,
         fenced: bool = False,
     ) -> None:
         # reject_response_format=("json_schema",): answer 400 to that kind, as Ollama's /v1 and
         # some gateways do (LM Studio, in turn, refuses "json_object"); fenced: wrap the JSON in
         # a ```json block, as models do when no response_format holds them.
+        # reject_message: that 400's message instead (one that does not name the response format).
         self.reject_response_format = tuple(reject_response_format)
+        self.reject_message = reject_message
         self.fenced = fenced
         self.faults = faults
         self.latency_s = float(latency_s)

@@ -15,6 +15,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from catalog_intel import processes
+
 ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing-secret-4242",
        "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1"}
 
@@ -47,8 +49,8 @@ class S3Server:
     def __enter__(self) -> "S3Server":
         exe = shutil.which("moto_server", path=str(Path(sys.executable).parent)) or shutil.which("moto_server")
         cmd = [exe] if exe else [sys.executable, "-m", "moto.server"]
-        self._proc = subprocess.Popen([*cmd, "-H", "127.0.0.1", "-p", str(self.port)],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self._proc = processes.spawn([*cmd, "-H", "127.0.0.1", "-p", str(self.port)],  # dies with the tests
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 60
         while True:
             try:
@@ -72,12 +74,7 @@ class S3Server:
             else:
                 os.environ[key] = value
         _forget_clients()
-        if self._proc is not None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
+        processes.stop(self._proc, 10)
 
     def bucket(self, name: str) -> str:
         from catalog_intel.io.storage import url_to_fs

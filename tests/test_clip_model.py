@@ -119,3 +119,31 @@ def test_clip_is_preloaded_only_for_a_first_local_run(tmp_path):
     out.mkdir()
     (out / "_SUCCESS.json").write_text("{}")  # an earlier run published here: its images are mostly cached
     assert not _first_local_run(load_config(), str(out))
+
+
+class _RunsCode:
+    """Unpickling this calls open(marker, "w"): what a malicious checkpoint would do."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_a_checkpoint_with_a_pickled_object_is_refused_and_its_code_never_runs(tiny_clip, tmp_path):
+    import torch
+
+    marker = tmp_path / "the-code-ran"
+    evil = tmp_path / "evil.pt"
+    state = torch.load(tiny_clip["clip.checkpoint"], weights_only=True)
+    torch.save({**state, "payload": _RunsCode(marker)}, evil)
+    cfg = load_config(None, {**tiny_clip, "clip.checkpoint": str(evil), "paths.cache_dir": str(tmp_path / "c")})
+    with pytest.raises(ModelUnavailableError) as err:
+        clip_model.load_clip(cfg.clip, cfg.paths.cache_path)
+    assert f"refused to load CLIP checkpoint {evil}" in str(err.value)
+    assert "pickled Python objects" in str(err.value)
+    assert not marker.exists()
+    # the same file without the object loads: the refusal is about the object, not the format
+    torch.save(state, evil)
+    assert clip_model.load_clip(cfg.clip, cfg.paths.cache_path).model is not None

@@ -90,7 +90,9 @@ def test_faulty_server_every_good_row_is_described(tmp_path):
     rows = _frame([(c, "v-neck", s, "solid", "cotton", "regular", "top")
                    for c in ("black", "white", "red", "pink", "green") for s in ("sleeveless", "short sleeve", "long sleeve")])
     with FakeLLMServer(faults=plan) as server:
-        copy, stats = describe(rows, _llm(cfg, server, timeout_s=0.5, max_attempts=8, concurrency=4), cfg.validation, tmp_path)
+        # every field from the LLM (no templates): a fault in any of them is retried
+        llm = _llm(cfg, server, timeout_s=0.5, max_attempts=8, concurrency=4, field_prompts={})
+        copy, stats = describe(rows, llm, cfg.validation, tmp_path)
         applied = [f for f in server.faults_applied() if f]
     assert copy["copy_error"].null_count() == 15, copy["copy_error"].to_list()
     assert len(applied) >= 3 and stats.retries == len(applied)
@@ -164,7 +166,8 @@ class _Gate:
 
 
 def test_copy_with_problems_is_retried_with_feedback_then_repaired_or_rejected(tmp_path):
-    cfg = load_config()
+    cfg = load_config()  # every field from the LLM (the prompts of old), so that its bullets can be wrong
+    cfg = cfg.model_copy(update={"llm": cfg.llm.model_copy(update={"field_prompts": {}})})
     gate = _Gate(cfg, ["men"])
     with FakeLLMServer() as server:  # repair_max_removals=0: every problem is asked about again first
         copy, stats = describe(PRODUCTS.slice(0, 1), _llm(cfg, server, repair_max_removals=0), cfg.validation,
@@ -260,6 +263,41 @@ def test_server_refusing_json_schema_gets_requests_without_it_for_the_rest_of_th
     assert "refused response_format json_schema" in summary.one_line()
 
 
+def test_a_bad_request_that_does_not_name_the_response_format_keeps_json_schema(tmp_path):
+    from catalog_intel.copywriting.copywriter import schema_refusals
+
+    cfg = load_config()
+    message = "This model's maximum context length is 2048 tokens; your messages resulted in 3100 tokens"
+    with FakeLLMServer(reject_response_format=("json_schema",), reject_message=message) as server:
+        copy, stats = describe(PRODUCTS, _llm(cfg, server), cfg.validation, tmp_path)
+        kinds = [(r["body"].get("response_format") or {}).get("type") for r in server.request_log]
+        refused = (server.base_url, cfg.llm.model) in {(b.rstrip("/"), m) for b, m in schema_refusals()}
+    assert kinds == ["json_schema"] * 3  # three distinct attribute sets, none sent again without the format
+    assert stats.schema_fallbacks == 0 and stats.failed == 3 and not refused
+    assert set(copy["copy_error"]) == {f"LLM server answered HTTP 400: Error code: 400 - {message}"}
+
+
+def test_the_request_sent_again_without_response_format_waits_for_the_rate_limit(tmp_path):
+    cfg = load_config()
+    waits = []
+    with FakeLLMServer(reject_response_format=("json_schema",)) as server:
+        copy, stats = describe(PRODUCTS, _llm(cfg, server, concurrency=1), cfg.validation, tmp_path,
+                               throttle=lambda: waits.append(1))
+        sent = server.requests
+    assert copy["title"].null_count() == 0 and stats.schema_fallbacks == 1
+    assert len(waits) == sent == 4  # 3 products + the one re-send: every request went through the throttle
+
+
+def test_a_programming_error_in_the_copy_check_stops_the_run_instead_of_rejecting_rows(tmp_path):
+    class BuggyCheck:
+        def problems(self, attributes, copy):
+            return copy["no such field"]  # a bug of ours, not a fault of the LLM's answer
+
+    cfg = load_config()
+    with FakeLLMServer() as server, pytest.raises(KeyError, match="no such field"):
+        describe(PRODUCTS, _llm(cfg, server), cfg.validation, tmp_path, check=BuggyCheck())
+
+
 def test_stats_say_why_answers_were_retried(tmp_path):
     cfg = load_config()
     plan = FaultPlan.scripted(["invalid_json", "http_500", None, None, None])
@@ -306,11 +344,20 @@ def test_a_material_fact_is_not_also_listed_as_unknown():
 
 
 def test_the_default_example_is_copy_the_gate_accepts():
-    from catalog_intel.copywriting.copywriter import CatalogCopy
+    import dataclasses
+
+    from catalog_intel.copywriting.copywriter import CatalogCopy, with_structured
     from catalog_intel.copywriting.grounding import copy_check
 
     cfg = load_config()
     example = cfg.llm.example
     assert example.attributes["product"] == "women's top" and example.answer  # the default prompt has one
-    copy = CatalogCopy.model_validate(example.answer).model_dump()
-    assert copy_check(cfg).problems(example.attributes, copy) == []
+    # the example's answer holds the LLM's fields; the templates add the rest
+    copy = CatalogCopy.model_validate(with_structured(dict(example.answer), example.attributes, cfg.llm,
+                                                      cfg.validation)).model_dump()
+    gate = copy_check(cfg)
+    assert dataclasses.replace(gate, example=None).problems(example.attributes, copy) == []
+    # with the example on, copy may not borrow from it: its own sentences are all flagged
+    on = dataclasses.replace(gate, example=example.answer)
+    assert sorted(p.field for p in on.problems(example.attributes, copy) if p.kind == "borrowed") == \
+        ["description", "description", "style_summary"]

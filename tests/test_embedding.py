@@ -80,10 +80,16 @@ def test_only_plain_jpegs_take_the_raw_path():
 
 
 def test_a_failing_item_does_not_fail_the_batch():
-    good = _frombytes(_packshot((64, 80)))
-    bad = _frombytes(_packshot((64, 80))[:300])
-    out = decode_jpegs([good, bad, good], "cpu")
-    assert out[0] is not None and out[2] is not None and out[1] is None
+    """Each good item keeps its own pixels, in its place, around one that cannot be decoded."""
+    first, second = _packshot((64, 80)), _packshot((48, 96), orientation=None, quality=70)
+    out = decode_jpegs([_frombytes(first), _frombytes(first[:300]), _frombytes(second)], "cpu")
+    assert out[1] is None
+    for got, data in ((out[0], first), (out[2], second)):
+        expected = np.asarray(Image.open(io.BytesIO(data)).convert("RGB")).transpose(2, 0, 1).astype(int)
+        assert tuple(got.shape) == expected.shape
+        assert np.abs(got.numpy().astype(int) - expected).mean() < 2.0  # libjpeg vs libjpeg-turbo rounding
+    together = decode_jpegs([_frombytes(first), _frombytes(second)], "cpu")
+    assert all((a == b).all() for a, b in zip(together, (out[0], out[2])))
 
 
 def test_gpu_decode_is_never_used_without_cuda(preprocess):

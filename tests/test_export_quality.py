@@ -29,15 +29,18 @@ def _table(n=4, overrides=None):
 
 def test_csv_has_the_original_columns_and_neutralises_formulas(tmp_path):
     table = _table(3, {(0, "title"): "=HYPERLINK(\"http://x\")", (1, "description"): "-5 % off", (1, "image"): "@a.jpg",
-                       (2, "image"): 'sub dir/tröja, "röd" 👚.jpg'})
+                       (2, "image"): 'sub dir/tröja, "röd" 👚.jpg', (2, "style_summary"): "  \t=1+1"})
     paths = write_outputs(table, pl.DataFrame({"image": ["+bad.jpg"], "reason": ["empty file (0 bytes)"]}), tmp_path)
     rows = list(csv.reader(open(paths["catalog_csv"], newline="")))
     assert tuple(rows[0]) == CSV_COLUMNS
     assert rows[1][7] == "'=HYPERLINK(\"http://x\")"
-    assert rows[2][9] == "'-5 % off" and rows[2][0] == "'@a.jpg"
+    assert rows[2][9] == "'-5 % off"
+    assert rows[3][10] == "'  \t=1+1"  # leading whitespace does not hide a formula
+    assert rows[2][0] == "@a.jpg" and '\n"@a.jpg",' in open(paths["catalog_csv"]).read()  # a key: quoted, unchanged
     assert rows[3][0] == 'sub dir/tröja, "röd" 👚.jpg' and len(rows) == 4  # quoted, not split
     assert rows[1][8] == "Black; Round neck" and rows[1][11] == "black top; round neck top; women top"
-    assert list(csv.reader(open(paths["rejects_csv"]))) == [["image", "reason"], ["'+bad.jpg", "empty file (0 bytes)"]]
+    assert list(csv.reader(open(paths["rejects_csv"]))) == [["image", "reason"], ["+bad.jpg", "empty file (0 bytes)"]]
+    assert open(paths["rejects_csv"]).read() == '"image","reason"\n"+bad.jpg","empty file (0 bytes)"\n'
     back = pl.read_parquet(paths["catalog_parquet"])
     assert back["title"][0] == "=HYPERLINK(\"http://x\")"  # Parquet keeps the raw value
     assert back["bullet_points"].to_list()[0] == ["Black", "Round neck"]
@@ -78,3 +81,15 @@ def test_validation_without_copy_skips_copy_checks(tmp_path):
     summary, rejects = validate(table, cfg, with_copy=False, out_dir=tmp_path)
     assert summary["success"] is True and rejects.height == 0
     assert summary["evaluated_expectations"] == summary["successful_expectations"] > 30
+
+
+def test_a_neutralised_csv_reads_back_as_written(tmp_path):
+    from catalog_intel.exports.tables import restore_formulas
+    from catalog_intel.quality.evaluate import load_predictions
+
+    table = _table(2, {(0, "title"): " =SUM(A1)", (1, "description"): "- soft cotton", (1, "image"): "=b.jpg"})
+    paths = write_outputs(table, pl.DataFrame(schema={"image": pl.Utf8, "reason": pl.Utf8}), tmp_path)
+    back = load_predictions(paths["catalog_csv"]).sort("image")
+    assert back["image"].to_list() == ["=b.jpg", "img0.jpg"]
+    assert back["title"][1] == " =SUM(A1)" and back["description"][0] == "- soft cotton"
+    assert restore_formulas(pl.DataFrame({"x": ["'it's", "'@x"]}))["x"].to_list() == ["'it's", "@x"]

@@ -181,7 +181,7 @@ def test_copy_that_repeats_the_instructions_is_caught_and_repaired():
     or the schema's field names: no claim in it, but nothing a shop can publish."""
     cfg = load_config()
     gate = copy_check(cfg)
-    line = next(x for x in cfg.llm.user_prompt.splitlines() if x.startswith("- title:"))
+    line = cfg.llm.field_prompts["title"]
     echoed = " ".join(line.removeprefix("- title:").split()[:7]).rstrip(",.")  # seven words of the prompt
     attrs = {"product": "women's top", **{k: v for k, v in ROW.items() if v}}
     copy = {"title": echoed.capitalize(),

@@ -81,11 +81,17 @@ def test_deterministic():
     assert dominant_color(img) == dominant_color(packshot((60, 110, 170), seed=3))
 
 
-def test_deterministic_real_image():
+def test_real_photos_get_their_labelled_colour_every_time():
+    """The first four labelled hm-tops photos (file order): the rule names each one's human label."""
     if not HM_TOPS.is_dir():
         pytest.skip(f"hm-tops data not present at {HM_TOPS}")
-    path = sorted((HM_TOPS / "images").glob("*.jpg"))[0]
-    assert dominant_color_file(str(path)) == dominant_color_file(str(path))
+    with (HM_TOPS / "labels.csv").open(newline="", encoding="utf-8") as fh:
+        rows = sorted((r for r in csv.DictReader(fh) if (r.get("color") or "").strip()), key=lambda r: r["file"])[:4]
+    assert [r["color"] for r in rows] == ["grey", "grey", "white", "white"]
+    for r in rows:
+        name, confidence = dominant_color_file(str(HM_TOPS / r["file"]))
+        assert name == r["color"] and 0.5 < confidence <= 1.0, (r["file"], name, confidence)
+        assert dominant_color_file(str(HM_TOPS / r["file"])) == (name, confidence)
 
 
 def test_solid_garment_is_confident_and_print_less_so():

@@ -32,9 +32,9 @@ def expand_copy(keys: pl.DataFrame, parts: list[pl.DataFrame]) -> pl.DataFrame:
     return keys.join(by_key, on="copy_key", how="left").select(*COPY_FRAME_SCHEMA.keys(), *extra)
 
 
-def sum_counts(counts: list[dict]) -> dict[str, int]:
-    total: dict[str, int] = {}
+def sum_counts(counts: list[dict]) -> dict[str, float]:
+    total: dict[str, float] = {}
     for c in counts:
         for key, value in c.items():
-            total[key] = total.get(key, 0) + int(value)
+            total[key] = total.get(key, 0) + (value if isinstance(value, float) else int(value))
     return total

@@ -24,8 +24,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from catalog_intel.config import ATTRIBUTE_ORDER, UNKNOWN, LLMConfig, ValidationConfig
-from catalog_intel.copywriting.grounding import feedback as grounding_feedback
-from catalog_intel.copywriting.grounding import norm_text
+from catalog_intel.copywriting.grounding.gate import feedback as grounding_feedback
+from catalog_intel.copywriting.grounding.form import norm_text
+from catalog_intel.copywriting.grounding.notes import NOTE_FACT
+from catalog_intel.copywriting.grounding.phrases import STOCK_PRODUCTS, StockPhrases
 from catalog_intel.io.storage import ParquetStore
 
 if TYPE_CHECKING:
@@ -42,6 +44,7 @@ MAX_RETRY_AFTER_S = 120.0
 #: servers (base_url, model) that refused response_format json_schema in this process: asked
 #: without it from then on (the prompt asks for the JSON, pydantic validates it)
 _SCHEMA_REFUSED: dict[tuple[str, str], str] = {}
+AVOID_MOST = 5  # stock phrases named in a prompt to say otherwise
 FLUSH_EVERY = 1  # answers take seconds; one small part each costs nothing and a kill loses none
 _STORE_SCHEMA = {"copy_key": pl.Utf8, "copy_json": pl.Utf8, "model": pl.Utf8, "prompt_version": pl.Utf8,
                  "created_at": pl.Float64}
@@ -105,24 +108,37 @@ class CatalogCopy(BaseModel):
         return tags
 
 
-def response_schema() -> dict:
+#: what the LLM may be asked to write, in the answer's order
+_FIELD_SCHEMA = {
+    # No maxLength: a grammar stops the string at the cap, mid-word. Lengths are asked
+    # for in words and sentences (the prompt) and checked (CatalogCopy, grounding.form_problems).
+    # The grammar writes the fields in this order: the style summary before the description,
+    # so a small model cannot copy the description into it.
+    "title": {"type": "string"},
+    "style_summary": {"type": "string"},
+    "bullet_points": {"type": "array", "items": {"type": "string"}, "minItems": 2, "maxItems": 6},
+    "description": {"type": "string"},
+    "seo_tags": {"type": "array", "items": {"type": "string"}, "minItems": 3, "maxItems": 5},
+    "features": {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": 2},
+}
+
+
+def response_schema(fields: tuple[str, ...] = COPY_COLUMNS) -> dict:
     """JSON schema sent as response_format (strict: every field required, nothing extra)."""
-    return {
-        "type": "object",
-        "properties": {
-            # No maxLength: a grammar stops the string at the cap, mid-word. Lengths are asked
-            # for in words and sentences (the prompt) and checked (CatalogCopy, grounding.form_problems).
-            # The grammar writes the fields in this order: the style summary before the description,
-            # so a small model cannot copy the description into it.
-            "title": {"type": "string"},
-            "style_summary": {"type": "string"},
-            "bullet_points": {"type": "array", "items": {"type": "string"}, "minItems": 2, "maxItems": 6},
-            "description": {"type": "string"},
-            "seo_tags": {"type": "array", "items": {"type": "string"}, "minItems": 3, "maxItems": 5},
-        },
-        "required": list(COPY_COLUMNS),
-        "additionalProperties": False,
-    }
+    order = [f for f in _FIELD_SCHEMA if f in fields]
+    return {"type": "object", "properties": {f: _FIELD_SCHEMA[f] for f in order}, "required": order,
+            "additionalProperties": False}
+
+
+def llm_fields(attributes: dict, llm: LLMConfig) -> tuple[str, ...]:
+    """The fields the LLM writes for this product: every copy field with a prompt of old
+    (no llm.field_prompts), else the description, style summary, note features (a product with
+    a note) and the title (llm.title = "llm"); the facts' templates write the rest."""
+    if not llm.field_prompts:
+        return COPY_COLUMNS
+    has_note = bool((attributes.get("facts") or {}).get(NOTE_FACT))
+    wanted = ("title",) * (llm.title == "llm") + ("style_summary", "description") + ("features",) * has_note
+    return tuple(f for f in _FIELD_SCHEMA if f in wanted)
 
 
 class CopyCheck(Protocol):
@@ -169,7 +185,8 @@ def copy_key(attributes: dict, llm: LLMConfig) -> str:
     blob = json.dumps(
         {"attributes": attributes, "prompt_version": llm.prompt_version, "model": llm.model,
          "system": llm.system_prompt, "user": llm.user_prompt, "example": llm.example.model_dump(),
-         "sampling": llm.sampling},
+         "sampling": llm.sampling, "fields": llm.field_prompts, "title": llm.title,
+         "templates": llm.templates.model_dump()},
         sort_keys=True,
     )
     return hashlib.sha256(blob.encode()).hexdigest()
@@ -184,19 +201,41 @@ def prompts_and_keys(attributes: pl.DataFrame, llm: LLMConfig) -> tuple[dict[str
     return prompts, keys
 
 
-def build_messages(attributes: dict, llm: LLMConfig) -> list[dict]:
-    """System prompt, the worked example (llm.example, when set), then the product."""
-    def ask(attrs: dict) -> dict:
-        return {"role": "user", "content": llm.user_prompt.format(attributes=json.dumps(attrs, sort_keys=True,
-                                                                                       ensure_ascii=False))}
+def build_messages(attributes: dict, llm: LLMConfig, avoid: tuple[str, ...] = ()) -> list[dict]:
+    """System prompt, the worked example (llm.example, when set), then the product; `avoid`:
+    stock phrases other products' copy already has, asked after the fields (the prefix stays cached)."""
+    def ask(attrs: dict, extra: str = "") -> dict:
+        fields = "\n".join(llm.field_prompts[f] for f in llm_fields(attrs, llm) if f in llm.field_prompts)
+        return {"role": "user", "content": llm.user_prompt.format(
+            attributes=json.dumps(attrs, sort_keys=True, ensure_ascii=False), fields=fields + extra)}
 
     example = llm.example
     shown = [ask(example.attributes), {"role": "assistant", "content": json.dumps(example.answer, ensure_ascii=False)}] \
         if example.enabled and example.attributes and example.answer else []
-    return [{"role": "system", "content": llm.system_prompt}, *shown, ask(attributes)]
+    extra = ("\n- Other products' copy already says these; say it otherwise: "
+             + "; ".join(f'"{p}"' for p in avoid)) if avoid else ""
+    return [{"role": "system", "content": llm.system_prompt}, *shown, ask(attributes, extra)]
 
 
-def parse_copy(content: str | None, limits: ValidationConfig | None = None) -> CatalogCopy:
+def with_structured(data: dict, attributes: dict, llm: LLMConfig, limits: ValidationConfig | None,
+                    fields: tuple[str, ...] | None = None) -> dict:
+    """The LLM's fields plus the ones the templates compose from the facts: note features
+    first, then the facts' bullets (at most bullets_max); a title the LLM did not write."""
+    from catalog_intel.copywriting import templates
+
+    fixed = templates.structured(attributes, llm.templates, limits.seo_tags_max if limits else 5)
+    features = [x for x in data.pop("features", None) or [] if isinstance(x, str)][:2]
+    most = limits.bullets_max if limits else 6
+    fixed["bullet_points"] = (features + fixed["bullet_points"])[:most]
+    if len(fixed["bullet_points"]) < (limits.bullets_min if limits else 2):
+        fixed["bullet_points"].append(f"Women's {attributes.get('garment_type') or 'top'}.")
+    asked = set(fields or llm_fields(attributes, llm)) - {"features"}
+    return {**fixed, **{k: v for k, v in data.items() if k in asked}}
+
+
+def parse_copy(content: str | None, limits: ValidationConfig | None = None,
+               structured: Callable[[dict], dict] | None = None) -> CatalogCopy:
+    """The answer as copy; `structured` adds the fields the templates write (with_structured)."""
     if not content or not content.strip():
         raise InvalidCopy("empty response", "json")
     text = content.strip()
@@ -208,6 +247,8 @@ def parse_copy(content: str | None, limits: ValidationConfig | None = None) -> C
         raise InvalidCopy(f"response is not JSON ({exc.msg} at char {exc.pos})", "json") from None
     if not isinstance(data, dict):
         raise InvalidCopy("response JSON is not an object", "json")
+    if structured is not None:
+        data = structured(data)
     try:
         copy = CatalogCopy.model_validate(data)
     except ValidationError as exc:
@@ -227,6 +268,8 @@ class CallStats:
     failed: int = 0
     cached: int = 0
     schema_fallbacks: int = 0  # requests sent again without response_format (the server refused it)
+    completion_tokens: int = 0  # generated by the server, every answer (the copy's cost)
+    prompt_tokens: int = 0
     first_answers: int = 0  # products' first answers
     first_clean: int = 0  # ... that had no problem at all (published as they came)
     #: why answers were not published as they came: each checked answer counts each of its problem
@@ -310,6 +353,7 @@ def request_copy(
     stats: CallStats,
     check: CopyCheck | None = None,
     seed_offset: int = 0,
+    avoid: tuple[str, ...] = (),
 ) -> tuple[CatalogCopy, list[str]]:
     """One product's copy and its warnings, retried on transient faults; raises the last error.
 
@@ -319,7 +363,9 @@ def request_copy(
     request; more are fed back for up to `llm.content_attempts` answers, and the last is
     repaired. What repair removed is listed in the warnings (the row is flagged for review);
     only copy with too little left is rejected."""
-    base = build_messages(attributes, llm)
+    base = build_messages(attributes, llm, avoid)
+    fields = llm_fields(attributes, llm)
+    structured = None if fields == COPY_COLUMNS else (lambda data: with_structured(data, attributes, llm, limits, fields))
     feedback: list[dict] = []
     attempts = content_tries = answers = 0
 
@@ -331,14 +377,17 @@ def request_copy(
         # A seed per attempt: the same product gets the same copy on any machine running
         # the same model, while a retry still gets a different sample.
         seed = None if llm.seed < 0 else llm.seed + seed_offset + attempts
-        reply = _create(client, llm, stats, messages=base + feedback, temperature=llm.temperature,
+        reply = _create(client, llm, stats, throttle, fields, messages=base + feedback, temperature=llm.temperature,
                         max_tokens=llm.max_tokens, seed=seed, **({"extra_body": llm.sampling} if llm.sampling else {}))
+        usage = getattr(reply, "usage", None)
+        if usage is not None:
+            stats.add(completion_tokens=usage.completion_tokens or 0, prompt_tokens=usage.prompt_tokens or 0)
         choice = reply.choices[0] if reply.choices else None
         answers += 1
         stats.add(first_answers=int(answers == 1))
         if choice is not None and choice.finish_reason == "length":
             raise InvalidCopy("response cut off at max_tokens (raise llm.max_tokens)", "cut_off")
-        copy = parse_copy(choice.message.content if choice else None, limits)
+        copy = parse_copy(choice.message.content if choice else None, limits, structured)
         problems = check.problems(attributes, copy.model_dump()) if check else []
         stats.count("problem_kinds", {p.kind for p in problems})
         stats.add(first_clean=int(answers == 1 and not problems))
@@ -369,18 +418,31 @@ def request_copy(
     return retrying(attempt)
 
 
-def _create(client: openai.OpenAI, llm: LLMConfig, stats: CallStats, **kwargs):
+_NAMES_FORMAT = re.compile(r"response[_ ]?format|json[_ ]?schema|structured output|grammar", re.IGNORECASE)
+
+
+def _refuses_format(exc) -> bool:
+    """The server's error says it cannot take response_format (not some other bad request)."""
+    if exc.status_code not in (400, 415, 422, 501):
+        return False
+    return bool(_NAMES_FORMAT.search(f"{exc.message} {json.dumps(exc.body, default=str) if exc.body else ''}"))
+
+
+def _create(client: openai.OpenAI, llm: LLMConfig, stats: CallStats, throttle: Callable[[], None],
+            fields: tuple[str, ...] = COPY_COLUMNS, **kwargs):
     """One chat completion, with response_format json_schema unless this server refused it: a
-    refusal (400/415/422/501) is remembered for the run and the request sent again without it."""
+    refusal (an error that names the response format) is remembered for the run and the request
+    sent again without it, through the same rate limit."""
     server = (str(client.base_url), llm.model)
     if server not in _SCHEMA_REFUSED:
-        fmt = {"type": "json_schema", "json_schema": {"name": "catalog_copy", "strict": True, "schema": response_schema()}}
+        fmt = {"type": "json_schema", "json_schema": {"name": "catalog_copy", "strict": True, "schema": response_schema(fields)}}
         try:
             return client.chat.completions.create(model=llm.model, response_format=fmt, **kwargs)
         except _openai().APIStatusError as exc:
-            if exc.status_code not in (400, 415, 422, 501):
+            if not _refuses_format(exc):
                 raise
             _SCHEMA_REFUSED[server] = f"HTTP {exc.status_code}: {str(exc.message)[:120]}"
+        throttle()
         stats.add(calls=1, schema_fallbacks=1)
     return client.chat.completions.create(model=llm.model, **kwargs)
 
@@ -434,6 +496,7 @@ def describe(
 
     if missing:
         client = client or make_client(llm)
+        phrases, phrases_lock = StockPhrases(), threading.Lock()
 
         def work(key: str) -> tuple[str, dict | None, str | None]:
             # Keys are distinct across the run (the flow describes each attribute set once),
@@ -441,9 +504,13 @@ def describe(
             try:
                 # per-product copy: same prompt, another sample per product
                 offset = int(key[:6], 16) if llm.per_product else 0
-                copy, warnings = request_copy(client, by_key[key], llm, limits, throttle, stats, check, offset)
+                with phrases_lock:
+                    avoid = phrases.frequent(STOCK_PRODUCTS - 1, AVOID_MOST)
+                copy, warnings = request_copy(client, by_key[key], llm, limits, throttle, stats, check, offset, avoid)
+                with phrases_lock:
+                    phrases.add(key, {**copy.model_dump(), "facts": json.dumps(by_key[key], ensure_ascii=False)})
                 return key, {**copy.model_dump(), "warnings": warnings}, None
-            except Exception as exc:  # a row that exhausts its retries is rejected, the run goes on
+            except (_openai().APIError, InvalidCopy, RejectedCopy) as exc:  # the row is rejected, the run goes on
                 stats.add(failed=1)
                 return key, None, _error_text(exc)
 

@@ -21,7 +21,8 @@ import polars as pl
 
 from catalog_intel.config import ATTRIBUTE_ORDER, UNKNOWN, Config, LanguageConfig, LLMConfig, LLMExample, ValidationConfig
 from catalog_intel.copywriting.copywriter import COPY_COLUMNS, CopyCheck
-from catalog_intel.copywriting.grounding import (Claim, Terms, TermSet, _units, build_terms, claims, copy_check, facts_text, form_problems,
+from catalog_intel.copywriting.grounding.claims import _units
+from catalog_intel.copywriting.grounding import (Claim, Terms, TermSet, build_terms, claims, copy_check, facts_text, form_problems,
                         repair)
 
 BASE = "en"
@@ -72,6 +73,7 @@ def language_llm(llm: LLMConfig, lang: str, spec: LanguageConfig) -> LLMConfig:
                          f"{spec.name}.",
         "prompt_version": f"{llm.prompt_version}+{lang}",
         "example": LLMExample(),  # the worked example is English copy
+        "templates": spec.templates,
     })
 
 

@@ -50,5 +50,6 @@ def llm_endpoint(config: Config) -> Iterator[Config]:
     llm = config.llm
     # A child process: a native crash cannot take the run down, and it exits with us.
     with EmbeddedLLMServer(gguf, n_ctx=llm.embedded_context, n_parallel=llm.embedded_parallel,
-                           threads=llm.embedded_threads or None, nice=llm.embedded_nice, isolate=True) as server:
+                           threads=llm.embedded_threads or None, nice=llm.embedded_nice, isolate=True,
+                           speculative=llm.embedded_speculative, draft_max=llm.embedded_draft_max) as server:
         yield config.model_copy(update={"llm": llm.model_copy(update={"base_url": server.base_url, "model": server.model})})

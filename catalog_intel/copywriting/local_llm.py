@@ -36,6 +36,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from catalog_intel import processes
+from catalog_intel.io import leftovers
+
 __all__ = [
     "DEFAULT_GGUF",
     "GGUFSpec",
@@ -241,6 +244,7 @@ def ensure_gguf(
         )
 
     models_dir.mkdir(parents=True, exist_ok=True)
+    leftovers.sweep(models_dir, say=print if progress else None)  # a killed assembly's 1.1 GB .partial
     free = shutil.disk_usage(models_dir).free
     if free < size:
         raise ModelUnavailableError(
@@ -264,6 +268,7 @@ def _assemble(
     h = hashlib.sha256()
     written = 0
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=models_dir)
+    leftovers.hold(fd)  # a sweep never takes it while we write; a killed run's lock dies with it
     tmp = Path(tmp_name)
     bar = _progress_bar(size, f"assembling {target.name}", progress)
     try:
@@ -335,6 +340,9 @@ def _make_server(cfg: dict):
     # to 8 GiB; every product prompt differs, so cap it (the shared system-prompt prefix
     # is still reused through each slot's own KV cache).
     p.cache_ram_mib = cfg["cache_ram_mib"]
+    if cfg.get("speculative"):  # n-gram drafts from the prompt and the text so far: no draft model
+        p.speculative.types = [getattr(xlc.common_speculative_type, "COMMON_SPECULATIVE_TYPE_" + cfg["speculative"].upper())]
+        p.speculative.draft.n_max = cfg["draft_max"]
     return xlc.Server(p)
 
 
@@ -404,6 +412,8 @@ class EmbeddedLLMServer:
         cache_ram_mib: int = 256,
         startup_timeout_s: float = 180.0,
         nice: int = 0,
+        speculative: str = "",
+        draft_max: int = 16,
     ) -> None:
         self.gguf_path = Path(gguf_path)
         self.n_ctx = int(n_ctx)
@@ -418,6 +428,7 @@ class EmbeddedLLMServer:
         self.verbosity = int(verbosity)
         self.cache_ram_mib = int(cache_ram_mib)
         self.nice = int(nice)  # isolate=True only: the child process's CPU priority offset
+        self.speculative, self.draft_max = speculative, int(draft_max)
         self.startup_timeout_s = startup_timeout_s
         self.port: int | None = None
         self.model: str | None = None
@@ -473,6 +484,8 @@ class EmbeddedLLMServer:
             "verbosity": self.verbosity,
             "cache_ram_mib": self.cache_ram_mib,
             "nice": self.nice,
+            "speculative": self.speculative,
+            "draft_max": self.draft_max,
         }
         t0 = time.monotonic()
         try:
@@ -496,23 +509,7 @@ class EmbeddedLLMServer:
             self._server = None
             gc.collect()
         proc, self._proc = self._proc, None
-        if proc is not None:
-            if proc.poll() is None:
-                try:
-                    proc.stdin.close()  # the child exits on EOF
-                except OSError:
-                    pass
-                try:
-                    proc.wait(timeout=timeout_s)
-                except subprocess.TimeoutExpired:
-                    proc.send_signal(signal.SIGTERM)
-                    try:
-                        proc.wait(timeout=5)
-                    except subprocess.TimeoutExpired:
-                        proc.kill()
-                        proc.wait()
-            if proc.stdin and not proc.stdin.closed:
-                proc.stdin.close()
+        processes.stop(proc, timeout_s, close_stdin=True)  # the child exits on EOF of its stdin
         if self._log_thread is not None:
             self._log_thread.join(timeout=5)
             self._log_thread = None
@@ -549,7 +546,9 @@ class EmbeddedLLMServer:
         self._log.clear()
         self._child_addr = None
         self._child_event.clear()
-        self._proc = subprocess.Popen(
+        # Dies with this process: a parent-death signal (also while it loads the model, before it
+        # reads its stdin), and EOF on its stdin. No storage credentials in its environment.
+        self._proc = processes.spawn(
             [sys.executable, "-c", _CHILD_CODE, str(Path(__file__).resolve().parents[2]), json.dumps(cfg)],
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,

@@ -1,6 +1,7 @@
 """Catalog outputs: catalog.csv (the original tool's exact columns), catalog.parquet
 (everything, native lists) and rejects.csv, each published in one step (one PUT on an
-object store), then OUT/_SUCCESS.json naming them, written last."""
+object store). OUT/_SUCCESS.json marks a complete output set: a run removes it before it
+writes anything and writes it, with the run id the tables carry, after everything else."""
 
 from __future__ import annotations
 
@@ -9,24 +10,40 @@ import time
 
 import polars as pl
 
-from catalog_intel.io.storage import atomic_write_text, location, write_csv, write_parquet
+from catalog_intel.io.storage import atomic_write_text, location, remove_files, write_csv, write_parquet
 
 COMMIT_FILE = "_SUCCESS.json"
 
 CSV_COLUMNS = ("image", "color", "neckline", "sleeve", "pattern", "fabric", "fit",
                "title", "bullet_points", "description", "style_summary", "seo_tags")
 LIST_SEPARATOR = "; "
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# A spreadsheet runs a cell as a formula if it starts with one of these, after any whitespace
+# (CSV injection, OWASP). report.js's cell() applies the same rule to edits.csv.
+FORMULA = r"^\s*[=+\-@\t\r]"
+NEUTRALISED = r"^'(\s*[=+\-@\t\r])"  # a cell neutralise_formulas quoted; $1 is the original
+KEY_COLUMNS = ("image", "product_id")  # joins need them as they are: quoted in the file, never changed
 
 
-def neutralise_formulas(frame: pl.DataFrame) -> pl.DataFrame:
-    """Prefix a quote to text cells a spreadsheet would run as a formula (CSV injection, OWASP)."""
-    text = [c for c, t in frame.schema.items() if t == pl.Utf8]
-    starts = "|".join("\\" + ch if ch in "+\\" else {"\t": "\\t", "\r": "\\r"}.get(ch, ch) for ch in _FORMULA_START)
+def neutralise_formulas(frame: pl.DataFrame, keys: tuple[str, ...] = KEY_COLUMNS) -> pl.DataFrame:
+    """Prefix a quote to text cells a spreadsheet would run as a formula; key columns are left."""
+    text = [c for c, t in frame.schema.items() if t == pl.Utf8 and c not in keys]
     return frame.with_columns(
-        pl.when(pl.col(c).str.contains(f"^({starts})")).then(pl.lit("'") + pl.col(c)).otherwise(pl.col(c)).alias(c)
+        pl.when(pl.col(c).str.contains(FORMULA)).then(pl.lit("'") + pl.col(c)).otherwise(pl.col(c)).alias(c)
         for c in text
     )
+
+
+def restore_formulas(frame: pl.DataFrame) -> pl.DataFrame:
+    """A neutralised CSV read back: the quote neutralise_formulas prefixed removed again."""
+    return frame.with_columns(pl.col(c).str.replace(NEUTRALISED, "$1") for c, t in frame.schema.items() if t == pl.Utf8)
+
+
+def write_neutral_csv(frame: pl.DataFrame, loc, keys: tuple[str, ...] = KEY_COLUMNS) -> int:
+    """`frame` as CSV, formulas neutralised; if a key cell looks like a formula, every text cell is
+    written quoted (the key itself unchanged, so the file still joins)."""
+    formula_key = any(frame.schema[c] == pl.Utf8 and frame[c].str.contains(FORMULA).any()
+                      for c in keys if c in frame.columns)
+    return write_csv(neutralise_formulas(frame, keys), loc, quote_style="non_numeric" if formula_key else "necessary")
 
 
 def csv_view(table: pl.DataFrame) -> pl.DataFrame:
@@ -37,11 +54,11 @@ def csv_view(table: pl.DataFrame) -> pl.DataFrame:
             for c in CSV_COLUMNS
         ]
     )
-    return neutralise_formulas(view.with_columns(pl.col(c).cast(pl.Utf8) for c in CSV_COLUMNS))
+    return view.with_columns(pl.col(c).cast(pl.Utf8) for c in CSV_COLUMNS)
 
 
 def write_outputs(table: pl.DataFrame, rejects: pl.DataFrame, out_dir) -> dict[str, str]:
-    """Write the three outputs (out_dir: a local folder or URL), then the commit file; returns their paths."""
+    """Write the three outputs (out_dir: a local folder or URL) and any per-language CSVs; returns their paths."""
     out_dir = location(out_dir)
     from catalog_intel.copywriting.languages import copy_languages, language_view
 
@@ -50,16 +67,22 @@ def write_outputs(table: pl.DataFrame, rejects: pl.DataFrame, out_dir) -> dict[s
         "catalog_parquet": out_dir / "catalog.parquet",
         "rejects_csv": out_dir / "rejects.csv",
     }
-    sizes = {
-        "catalog.parquet": write_parquet(table, paths["catalog_parquet"]),
-        "catalog.csv": write_csv(csv_view(table), paths["catalog_csv"]),
-        "rejects.csv": write_csv(neutralise_formulas(rejects.select("image", "reason").sort("image")),
-                                 paths["rejects_csv"]),
-    }
-    atomic_write_text(out_dir / COMMIT_FILE, json.dumps({
-        "rows": table.height, "rejects": rejects.height, "bytes": sizes,
-        "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, indent=1))
+    write_parquet(table, paths["catalog_parquet"])
+    write_neutral_csv(csv_view(table), paths["catalog_csv"])
+    write_neutral_csv(rejects.select("image", "reason").sort("image"), paths["rejects_csv"])
     for lang in copy_languages(table):  # copy in other languages: catalog.<lang>.csv, same columns
         paths[f"catalog_csv_{lang}"] = out_dir / f"catalog.{lang}.csv"
-        sizes[f"catalog.{lang}.csv"] = write_csv(csv_view(language_view(table, lang)), paths[f"catalog_csv_{lang}"])
+        write_neutral_csv(csv_view(language_view(table, lang)), paths[f"catalog_csv_{lang}"])
     return {k: str(v) for k, v in paths.items()}
+
+
+def withdraw_commit(out_dir) -> None:
+    """Before a run writes any output: readers then see no complete set until write_commit."""
+    remove_files([location(out_dir) / COMMIT_FILE])
+
+
+def write_commit(out_dir, run_id: str, rows: int, rejects: int, outputs: dict[str, str]) -> None:
+    """The last file a run writes: its run id (the tables' run_id column) and what it wrote."""
+    atomic_write_text(location(out_dir) / COMMIT_FILE, json.dumps({
+        "run_id": run_id, "rows": rows, "rejects": rejects, "outputs": outputs,
+        "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, indent=1))

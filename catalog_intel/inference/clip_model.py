@@ -12,6 +12,7 @@ import functools
 import importlib.util
 import json
 import os
+import pickle
 import socket
 import threading
 from dataclasses import dataclass
@@ -302,7 +303,15 @@ def _load(model_name: str, weights: str, model_config: str, device: str, ident: 
     import torch
 
     try:
+        # open_clip loads with torch.load(weights_only=True) (open-clip-torch>=2.29, torch>=2.6):
+        # a checkpoint that holds pickled objects is refused instead of run.
         model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=weights, device=device)
+    except pickle.UnpicklingError as exc:
+        raise ModelUnavailableError(
+            f"refused to load CLIP checkpoint {weights}: it holds pickled Python objects besides tensors, and "
+            f"loading those could run code ({str(exc).splitlines()[-1][:300]}). Use a checkpoint from a source you "
+            "trust, saved as a plain state_dict or as .safetensors."
+        ) from None
     except Exception as exc:
         raise ModelUnavailableError(
             f"could not load CLIP {model_name} from {weights}: {exc}. "

@@ -33,9 +33,11 @@ import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from PIL import Image, ImageCms, ImageOps
+from PIL import Image, ImageCms
 from scipy import ndimage
 from scipy.cluster.vq import kmeans2
+
+from catalog_intel.io.images import load_rgb
 
 __all__ = [
     "PALETTE",
@@ -500,18 +502,11 @@ def dominant_color_file(
     path: str,
     palette: dict | None = None,
     vocabulary: list[str] | None = None,
+    max_pixels: int = 89_478_485,
 ) -> tuple[str, float]:
     """Open ``path`` (EXIF orientation applied, alpha composited on white) and run
     :func:`dominant_color`."""
-    with Image.open(path) as im:
-        if im.format == "JPEG":
-            try:
-                im.draft("RGB", (_THUMB, _THUMB))
-            except Exception:  # pragma: no cover - draft is an optimisation only
-                pass
-        img = ImageOps.exif_transpose(im)
-        img = _to_rgb(img)
-        img.load()
+    img = load_rgb(path, max_pixels, min_side=_THUMB)  # raises ImageRejected, never a decoder's own error
     return dominant_color(img, palette=palette, vocabulary=vocabulary)
 
 

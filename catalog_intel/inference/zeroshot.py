@@ -7,6 +7,7 @@ margin columns, abstaining ("unknown") under each attribute's threshold."""
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from pathlib import Path
@@ -80,8 +81,8 @@ def preload(config: Config) -> threading.Thread:
             load_or_build_label_index(cache_root, model_id(config.clip, cache_root), config,
                                       lambda: load_clip(config.clip, cache_root))
             load_clip(config.clip, cache_root)  # cached label texts need no model, the images do
-        except Exception:  # noqa: BLE001
-            pass
+        except Exception:  # noqa: BLE001 - the run's own load_clip raises it again
+            logging.getLogger(__name__).debug("CLIP preload failed", exc_info=True)
 
     thread = threading.Thread(target=load, name="clip-preload", daemon=True)
     thread.start()

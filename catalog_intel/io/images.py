@@ -4,11 +4,14 @@ with a reason a catalog manager can act on, never a crash."""
 from __future__ import annotations
 
 import io
+import logging
 import warnings
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from catalog_intel.io.storage import read_bytes
+
+log = logging.getLogger(__name__)
 
 _HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1")
 _heif_ready: bool | None = None
@@ -81,8 +84,8 @@ def decode_rgb(data: bytes, max_pixels: int, min_side: int | None = None) -> Ima
         raise ImageRejected("not an image (content is not a supported image format)") from None
     except Image.DecompressionBombError as exc:
         raise ImageRejected(f"decompression-bomb guard: {exc}") from None
-    except Exception as exc:  # PIL raises assorted errors on garbage headers
-        raise ImageRejected(f"not a readable image: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - Pillow raises assorted errors on damaged headers
+        raise _rejected(exc, "not a readable image") from None
     width, height = img.size
     if width <= 0 or height <= 0:
         raise ImageRejected("image has no pixels")
@@ -102,10 +105,18 @@ def decode_rgb(data: bytes, max_pixels: int, min_side: int | None = None) -> Ima
             img.load()
         img = ImageOps.exif_transpose(img)
         return _flatten(img)
-    except ImageRejected:
-        raise
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombWarning) as exc:
+    except Image.DecompressionBombWarning as exc:
+        raise ImageRejected(f"decompression-bomb guard: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - damaged files make Pillow's decoders raise IndexError, struct.error...
         message = str(exc)
-        if "truncated" in message or "image file is truncated" in message:
+        if "truncated" in message:
             raise ImageRejected("truncated image file (incomplete download or copy?)") from None
-        raise ImageRejected(f"corrupt image data: {message}") from None
+        raise _rejected(exc, "corrupt image data") from None
+
+
+def _rejected(exc: Exception, what: str) -> ImageRejected:
+    """One image's decoder error as a reject; the traceback goes to the debug log, so that a
+    bug of ours that happens to raise here stays visible."""
+    log.debug("decoder error (%s)", what, exc_info=exc)
+    detail = str(exc) if isinstance(exc, (OSError, SyntaxError, ValueError)) else f"{type(exc).__name__}: {exc}"
+    return ImageRejected(f"{what}: {detail}")

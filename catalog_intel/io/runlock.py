@@ -5,9 +5,11 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import time
 
 from filelock import FileLock, Timeout
 
+from catalog_intel.io import leftovers
 from catalog_intel.io.storage import ensure_dir, is_local, join
 
 
@@ -28,7 +30,8 @@ def lock_file(out_dir) -> str:
 
 class RunLock:
     """An OS-level lock (flock): a second run on the same output is refused; a killed
-    run's lock dies with its process, so a stale lock file never blocks the next run."""
+    run's lock dies with its process, so a stale lock file never blocks the next run, and the
+    temporary files the killed run left in the output folder are removed on entry."""
 
     def __init__(self, out_dir):
         self.out_dir = str(out_dir)
@@ -43,7 +46,15 @@ class RunLock:
                 f"another catalog-intel run is writing to {self.out_dir} (lock {self.path}); "
                 "wait for it to finish or choose another --out folder"
             ) from None
+        if is_local(self.out_dir):  # ours alone now: any unlocked temp file is a killed run's
+            leftovers.sweep(self.out_dir.removeprefix("file://"), before=time.time())
         return self
 
     def __exit__(self, *exc) -> None:
         self._lock.release()
+
+
+def sweep_cache(cache) -> None:
+    """The shared cache's temporary files that no live writer holds (see io/leftovers)."""
+    if is_local(cache):
+        leftovers.sweep(str(cache).removeprefix("file://"))

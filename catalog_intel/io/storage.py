@@ -32,8 +32,9 @@ from typing import Callable, Iterable
 
 import polars as pl
 
+from catalog_intel.io.leftovers import hold
+
 _HASH_CHUNK = 1 << 20
-_OPTIONS_ENV = "CATALOG_INTEL_STORAGE_OPTIONS"
 _options: dict[str, dict] = {}
 _fs_lock = threading.Lock()
 
@@ -42,18 +43,14 @@ _fs_lock = threading.Lock()
 
 def configure(storage_options: dict | None) -> None:
     """Per-protocol options for fsspec ({"s3": {"endpoint_url": ...}}), from the config.
-    Kept in the process (and its environment, so worker processes get them too)."""
+    Kept in this process only, never in its environment (every child would inherit them): a
+    worker process gets them with the config passed to its task (see PathsConfig.__setstate__)."""
     global _options
     _options = {k: dict(v) for k, v in (storage_options or {}).items()}
-    if _options:
-        os.environ[_OPTIONS_ENV] = json.dumps(_options)
-    else:
-        os.environ.pop(_OPTIONS_ENV, None)
 
 
 def _protocol_options(protocol: str) -> dict:
-    options = _options or json.loads(os.environ.get(_OPTIONS_ENV) or "{}")
-    return dict(options.get(protocol, {}))
+    return dict(_options.get(protocol, {}))
 
 
 def is_url(loc: str | os.PathLike) -> bool:
@@ -394,6 +391,7 @@ def atomic_write_bytes(loc: str | os.PathLike, data: bytes) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
+        hold(fd)  # the start-up sweep leaves a temp file alone while its writer lives
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -459,20 +457,35 @@ def local_mirror(loc: str | os.PathLike):
 
 def publish_tree(local_dir: str, loc: str | os.PathLike) -> None:
     """Replace the folder `loc` by the local folder `local_dir` (which is consumed).
-    Local: one rename after removing the old folder. Object store: file by file."""
+    Local: the new folder is staged beside it, the old one renamed aside, the new one renamed
+    in, then the old one deleted: a kill at any point leaves a whole folder (old or new) in
+    place or aside. Object store: file by file."""
     import shutil
 
-    if is_local(loc):
-        target = _local(loc)
-        os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
-        shutil.rmtree(target, ignore_errors=True)
-        try:
-            os.rename(local_dir, target)
-            return
-        except OSError:  # another file system: copy
-            shutil.copytree(local_dir, target)
-            return
-    upload_tree(local_dir, loc)
+    if not is_local(loc):
+        upload_tree(local_dir, loc)
+        return
+    target = _local(loc).rstrip(os.sep)
+    os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
+    tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    staged, aside = f"{target}.new-{tag}", f"{target}.old-{tag}"
+    try:
+        os.rename(local_dir, staged)
+    except OSError:  # another file system: copy beside the target first
+        shutil.copytree(local_dir, staged)
+        shutil.rmtree(local_dir, ignore_errors=True)
+    had_old = os.path.isdir(target)
+    if had_old:
+        os.rename(target, aside)
+    try:
+        os.rename(staged, target)
+    except OSError:
+        if had_old:
+            os.rename(aside, target)  # put the old folder back
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
+    if had_old:
+        shutil.rmtree(aside, ignore_errors=True)
 
 
 def remove_files(locs: Iterable[str | os.PathLike]) -> None:
@@ -495,10 +508,10 @@ def write_parquet(frame: pl.DataFrame, loc: str | os.PathLike) -> int:
     return buf.tell()
 
 
-def write_csv(frame: pl.DataFrame, loc: str | os.PathLike) -> int:
+def write_csv(frame: pl.DataFrame, loc: str | os.PathLike, quote_style: str = "necessary") -> int:
     """Publish `frame` as CSV in one step; returns the bytes written."""
     buf = io.BytesIO()
-    frame.write_csv(buf, quote_style="necessary")
+    frame.write_csv(buf, quote_style=quote_style)
     atomic_write_bytes(loc, buf.getvalue())
     return buf.tell()
 

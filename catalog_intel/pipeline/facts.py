@@ -11,12 +11,15 @@ reported, never dropped. Per attribute, ``facts.policy`` decides what is publish
 * ``flag_only``: the model's value; the fact is only compared.
 
 A confident model (``facts.conflict_confidence``) that disagrees with a fact adds a
-``conflicts`` entry, which flags the row for review.
+``conflicts`` entry, which flags the row for review. The supplier's note (the ``details`` free
+fact) is read for attribute values too (grounding.notes): where no column gives a value, the
+note's counts as a fact, with source ``note``.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from collections import Counter
@@ -25,10 +28,41 @@ from pathlib import Path
 import polars as pl
 
 from catalog_intel.config import ATTRIBUTE_ORDER, UNKNOWN, Config
+from catalog_intel.copywriting.copywriter import COPY_COLUMNS, COPY_FRAME_SCHEMA
+from catalog_intel.copywriting.grounding.notes import NOTE_FACT, note_values
+from catalog_intel.copywriting.grounding.terms import build_terms
+from catalog_intel.exports.tables import restore_formulas
 from catalog_intel.io.ingest import SourceError
 from catalog_intel.io.storage import read_table
 
-SOURCES = ("facts", "clip", "pixels", "ensemble", "head")
+SOURCES = ("facts", "note", "clip", "pixels", "ensemble", "head")
+SUPPLIER_PREFIX = "supplier_"
+# Columns the pipeline generates (besides the attributes and the copy): run metadata, the colour
+# opinions, facts, search and review. A supplier column by one of these names is kept apart.
+GENERATED_COLUMNS = frozenset({
+    *(c for c in COPY_FRAME_SCHEMA if c != "sha256"), "clip_model_id", "llm_model", "prompt_version", "run_id", "processed_at",
+    "color_clip", "color_pixels", "conflicts", "facts_json", "similar_images", "similar_scores",
+    "group_id", "group_size", "duplicate_of", "needs_review", "review_status", "review_reason", "reject_reason"})
+_GENERATED_FORM = re.compile(r".+_(confidence|margin|raw|source|fact)|(%s|copy_warnings)_[a-z]{2}(-[a-z]{2})?"
+                             % "|".join(COPY_COLUMNS))
+log = logging.getLogger(__name__)
+
+
+def is_generated_column(name: str) -> bool:
+    """True for a name the pipeline writes into catalog.parquet / catalog.csv itself (the
+    attribute columns excepted: a supplier's `color` is a fact)."""
+    return name in GENERATED_COLUMNS or bool(_GENERATED_FORM.fullmatch(name))
+
+
+def keep_apart(frame: pl.DataFrame, keep: tuple[str, ...] = ()) -> tuple[pl.DataFrame, list[str]]:
+    """Supplier columns named like a generated column -> ``supplier_<name>``, so that they never
+    take an output column's place; returns the frame and the renamed names. `keep`: names to leave."""
+    clash = [c for c in frame.columns if is_generated_column(c) and c not in keep]
+    taken = [f"{SUPPLIER_PREFIX}{c}" for c in clash if f"{SUPPLIER_PREFIX}{c}" in frame.columns]
+    if taken:
+        raise FactsError(f"columns {', '.join(taken)} and the output columns they would be renamed from are both "
+                         "in the input; rename one of them")
+    return frame.rename({c: f"{SUPPLIER_PREFIX}{c}" for c in clash}), clash
 
 
 class FactsError(SourceError):
@@ -68,7 +102,7 @@ def read_facts_file(path: str | os.PathLike) -> pl.DataFrame:
     dupes = table.filter(pl.col(key).is_duplicated())[key].unique().to_list()
     if dupes:
         raise FactsError(f"facts file {p}: {key} values occur more than once: {dupes[:5]}; keep one row per {key}")
-    table = table.with_columns(pl.all().cast(pl.Utf8))
+    table = restore_formulas(table.with_columns(pl.all().cast(pl.Utf8)))  # edits.csv is neutralised like ours
     return table.with_columns(  # a blank cell is no fact
         pl.when(pl.col(c).str.strip_chars() == "").then(None).otherwise(pl.col(c)).alias(c)
         for c in table.columns if c not in ("image", "product_id"))
@@ -88,11 +122,21 @@ def attach_facts(inventory: pl.DataFrame, facts: pl.DataFrame | None) -> pl.Data
     return joined
 
 
-def split_facts(inventory: pl.DataFrame, config: Config, facts_file: str | None = None
-                ) -> tuple[pl.DataFrame, pl.DataFrame]:
+def split_facts(inventory: pl.DataFrame, config: Config, facts_file: str | None = None,
+                keep: tuple[str, ...] = ()) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Inventory -> (inventory with each attribute column renamed ``<attr>_fact``, the raw
-    supplier value; facts per sha256: [sha256, <attr>_fact..., free-text fact columns])."""
-    inventory = attach_facts(inventory, read_facts_file(facts_file) if facts_file else None)
+    supplier value; facts per sha256: [sha256, <attr>_fact..., free-text fact columns]).
+    Manifest and facts-file columns named like a generated column become ``supplier_<name>``
+    (`keep`: the facts file's columns to leave, a reviewer's edits)."""
+    inventory, renamed = keep_apart(inventory)
+    facts = read_facts_file(facts_file) if facts_file else None
+    if facts is not None:
+        facts, renamed_in_file = keep_apart(facts, keep)
+        renamed += [c for c in renamed_in_file if c not in renamed]
+    if renamed:
+        log.warning("input columns named like output columns kept as %s (list one in facts.free_text to give it "
+                    "to the copy as a fact)", ", ".join(f"{c} -> {SUPPLIER_PREFIX}{c}" for c in renamed))
+    inventory = attach_facts(inventory, facts)
     attrs = [a for a in ATTRIBUTE_ORDER if a in inventory.columns]
     inventory = inventory.rename({a: f"{a}_fact" for a in attrs}).with_columns(
         pl.col(f"{a}_fact").cast(pl.Utf8) for a in attrs)
@@ -115,7 +159,8 @@ def merge_facts(attributes: pl.DataFrame, facts: pl.DataFrame | None, config: Co
                                 pl.lit(None, dtype=pl.Utf8).alias("facts_json"))
     rows = out.join(facts, on="sha256", how="left").to_dicts()
     free = [c for c in config.facts.free_text if c in facts.columns]
-    updates = [_merge_row(r, free, config) for r in rows]
+    terms = build_terms(config) if NOTE_FACT in free else None
+    updates = [_merge_row(r, free, config, terms) for r in rows]
     for col, dtype in (("conflicts", pl.List(pl.Utf8)), ("facts_json", pl.Utf8)):
         out = out.with_columns(pl.Series(col, [u.pop(col) for u in updates], dtype=dtype))
     for a in ATTRIBUTE_ORDER:
@@ -127,9 +172,12 @@ def merge_facts(attributes: pl.DataFrame, facts: pl.DataFrame | None, config: Co
     return out
 
 
-def _merge_row(r: dict, free: list[str], config: Config) -> dict:
+def _merge_row(r: dict, free: list[str], config: Config, terms=None) -> dict:
+    """`terms` (grounding.Terms): read the note (the ``details`` fact) for attribute values too,
+    which count as facts (source ``note``) where no column gives one."""
     out: dict = {"conflicts": []}
     told: dict[str, str] = {}
+    note = {} if terms is None or _blank(r.get(NOTE_FACT)) else note_values(str(r[NOTE_FACT]), terms)
     for a in ATTRIBUTE_ORDER:
         if a not in r:
             continue
@@ -138,12 +186,16 @@ def _merge_row(r: dict, free: list[str], config: Config) -> dict:
         fact = None if _blank(raw) else normalise(raw, a, config)
         if not _blank(raw) and fact is None:
             told[a] = str(raw).strip()  # not in the vocabulary: a free fact, reported
+        fact_source = "facts"
+        if fact is None and a in note:
+            fact, fact_source = note[a], "note"
         policy = config.facts.policy_for(a)
         model_known = value not in (None, UNKNOWN)
         if fact is not None and model_known and value != fact and (conf or 0) >= config.facts.conflict_confidence:
-            out["conflicts"].append(f"{a}: fact says {fact}, {source or 'model'} says {value} ({conf:.2f})")
+            said = "fact" if fact_source == "facts" else "note"
+            out["conflicts"].append(f"{a}: {said} says {fact}, {source or 'model'} says {value} ({conf:.2f})")
         if fact is not None and (policy == "trust_facts" or (policy == "trust_model" and not model_known)):
-            value, conf, source = fact, 1.0, "facts"
+            value, conf, source = fact, 1.0, fact_source
         out.update({a: value, f"{a}_confidence": conf, f"{a}_source": source})
     for c in free:
         if not _blank(r.get(c)):

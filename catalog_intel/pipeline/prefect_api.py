@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import os
 import socket
 import subprocess
 import sys
@@ -27,6 +26,8 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+from catalog_intel import processes
 
 # Prefect's own temporary server sets these: no UI, no background services.
 _SERVER_ENV = {"PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
@@ -66,10 +67,11 @@ class TemporaryServer:
         from prefect.settings import get_current_settings
 
         self.port = _free_port()
-        env = {**os.environ, **_SERVER_ENV, **get_current_settings().to_environment_variables(exclude_unset=True)}
+        env = {**_SERVER_ENV, **get_current_settings().to_environment_variables(exclude_unset=True)}
         self._stderr.seek(0)
         self._stderr.truncate()
-        self.process = subprocess.Popen(
+        # Dies with this process even on SIGKILL (a parent-death signal); no storage credentials.
+        self.process = processes.spawn(
             [sys.executable, "-m", "uvicorn", "--app-dir", str(Path(prefect.__file__).parents[1]), "--factory",
              "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(self.port),
              "--log-level", "error", "--lifespan", "on"],
@@ -110,14 +112,7 @@ class TemporaryServer:
 
     def stop(self) -> None:
         process, self.process, self._ready = self.process, None, False
-        if process is None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        processes.stop(process)
 
 
 def _free_port() -> int:

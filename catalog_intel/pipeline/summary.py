@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -42,6 +43,11 @@ class RunSummary:
     llm_failed: int = 0
     llm_retries: int = 0
     llm_schema_fallbacks: int = 0
+    llm_completion_tokens: int = 0  # generated, every answer
+    llm_described: int = 0  # attribute sets the LLM was asked about (not cached)
+    llm_seconds: float = 0.0  # in the copy tasks, summed over batches
+    llm_sentences: int = 0  # prose sentences of fresh copy (description, style summary)
+    llm_stock_sentences: int = 0  # ... with a stock phrase (grounding.phrases)
     seconds: float = 0.0
     phases: dict = field(default_factory=dict)  # task name -> seconds, summed over shards
     abstentions: dict = field(default_factory=dict)
@@ -98,7 +104,8 @@ class RunSummary:
             f"LLM {self.llm_calls} calls, {self.llm_cached} cached, {self.llm_failed} failed, {self.llm_retries} retries | "
             f"{self.seconds:.1f} s" + (f" ({self.phase_line()})" if self.phases else "") + f" | {self.runner_line()}"
         )
-        extra = [self.cpu_line()] if self.cpu_ms_per_image else []
+        extra = [self.copy_cost_line()] if self.llm_described else []
+        extra += [self.cpu_line()] if self.cpu_ms_per_image else []
         extra += [f"fixed costs: before the first shard {self.fixed_s['before_first_shard']:.1f} s, after the last "
                   f"{self.fixed_s['after_last_shard']:.1f} s"] if self.fixed_s else []
         extra += [f"completeness in -> out: {self._completeness_text()}"] if self._has_facts() else []
@@ -107,6 +114,12 @@ class RunSummary:
 
     def cpu_line(self) -> str:
         return "CPU per image: " + ", ".join(f"{stage} {ms:.2f} ms" for stage, ms in self.cpu_ms_per_image.items())
+
+    def copy_cost_line(self) -> str:
+        n = self.llm_described
+        return (f"copy per product: {self.llm_completion_tokens / n:.0f} generated tokens, {self.llm_retries / n:.2f} "
+                f"retries, {self.llm_seconds / n:.1f} s | stock phrases in {self.llm_stock_sentences} of "
+                f"{self.llm_sentences} sentences")
 
     def notes(self) -> list[str]:
         fallback = ["the LLM server refused response_format json_schema: copy was asked for without it for the rest "
@@ -150,6 +163,7 @@ class RunSummary:
             f"| skipped (dot files) | {self.skipped} |",
             f"| embeddings computed / cached | {self.embeddings_computed} / {self.embeddings_cached} |",
             f"| LLM calls / cached / failed / retries | {self.llm_calls} / {self.llm_cached} / {self.llm_failed} / {self.llm_retries} |",
+            *([f"| {self.copy_cost_line().replace(' | ', '; ').replace(': ', ' | ', 1)} |"] if self.llm_described else []),
             f"| data-quality checks passed | {self.validation.get('successful_expectations', 0)} of {self.validation.get('evaluated_expectations', 0)} |",
             *self._search_lines(),
             f"| task runner | {self.runner_line()} |",
@@ -224,4 +238,5 @@ def current_phase_times() -> dict[str, float]:
         EventsWorker.drain_all(timeout=5, at_exit=False)
         return phase_times(flow_run.id)
     except Exception:  # noqa: BLE001 - a summary line is never worth failing a run
+        logging.getLogger(__name__).debug("phase times unavailable", exc_info=True)
         return {}

@@ -21,6 +21,7 @@ from catalog_intel.config import ATTRIBUTE_ORDER, Config
 from catalog_intel.copywriting.copywriter import COPY_COLUMNS, CatalogCopy
 from catalog_intel.copywriting.grounding import (CLAIM_KINDS, FORM_KINDS, Terms, build_terms, claims, contradictions, facts_text,
                         form_problems, instruction_runs, norm_text)
+from catalog_intel.copywriting.grounding.phrases import borrowed, stock_figures
 from catalog_intel.io.storage import read_table
 
 # --------------------------------------------------------------------------- reading outputs
@@ -162,6 +163,9 @@ def copy_quality(frame: pl.DataFrame, config: Config, name: str = "output",
             "other_script_rows": invented_kinds.get("script", 0),
             "duplicate_descriptions_share": _share(sum(k for k in descriptions.values() if k > 1), m),
         },
+        "style": {**{k: v for k, v in stock_figures(with_copy).items()},
+                  "example_sentences": sum(len(borrowed(r, config.llm.example.answer)) for r in with_copy)
+                  if config.llm.example.answer else 0},
         "title_words": {
             "limit": limit,
             "mean": statistics.fmean(words) if words else None,
@@ -230,6 +234,10 @@ def format_report(results: list[dict]) -> str:
         ("summary repeats description", lambda r: r["form"]["rows"]["summary_repeats"], "raw"),
         ("summary over one sentence", lambda r: r["form"]["rows"]["summary_sentences"], "raw"),
         ("descriptions shared by rows", lambda r: r["form"]["duplicate_descriptions_share"], "pct"),
+        ("sentences per description", lambda r: r["style"]["sentences_per_description"], "num"),
+        ("sentences with a stock phrase", lambda r: r["style"]["stock_sentence_share"], "pct"),
+        ("  stock phrases (3+ products)", lambda r: len(r["style"]["stock_phrases"]), "raw"),
+        ("sentences from the example", lambda r: r["style"]["example_sentences"], "raw"),
         ("title words mean", lambda r: r["title_words"]["mean"], "num"),
         ("title words median", lambda r: r["title_words"]["median"], "num"),
         ("title words max", lambda r: r["title_words"]["max"], "num"),

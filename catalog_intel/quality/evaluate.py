@@ -30,6 +30,7 @@ import numpy as np
 import polars as pl
 
 from catalog_intel.config import UNKNOWN, AttributeConfig
+from catalog_intel.exports.tables import restore_formulas
 from catalog_intel.io.storage import read_table
 
 #: our attribute -> the label column that scores it
@@ -65,7 +66,6 @@ HEDGED: dict[str, frozenset[str]] = {
     "sleeve": frozenset({"sleeveless (usually)", "short sleeve (usually)", "long sleeve (usually)"}),
 }
 
-_FORMULA_QUOTE = r"^'([=+\-@\t\r])"  # export.neutralise_formulas prefixes a quote to these
 
 
 class EvaluationError(ValueError):
@@ -89,9 +89,7 @@ def load_predictions(path: str | os.PathLike) -> pl.DataFrame:
         raise EvaluationError(f"{p}: no 'image' column (columns: {', '.join(frame.columns)}); "
                               "pass a catalog-intel output (catalog.parquet or catalog.csv)")
     if p.suffix.lower() != ".parquet":
-        frame = frame.with_columns(
-            pl.col(c).str.replace(_FORMULA_QUOTE, "$1") for c, t in frame.schema.items() if t == pl.Utf8
-        )
+        frame = restore_formulas(frame)
     return frame
 
 

@@ -207,7 +207,7 @@ class RunFacts:
     def load(cls, inventory: pl.DataFrame, config: Config, out_dir: str | Path) -> "RunFacts":
         facts_file = config.facts.file or None
         plan = load_plan(facts_file, out_dir) if facts_file else None
-        inventory, known = split_facts(inventory, config, facts_file)
+        inventory, known = split_facts(inventory, config, facts_file, keep=REVIEW_COLUMNS if plan else ())
         return cls(plan.strip_columns(inventory) if plan is not None else inventory, known, plan)
 
     def attributes(self, attributes: pl.DataFrame | None, config: Config) -> pl.DataFrame | None:

@@ -15,6 +15,7 @@ The table is valid for one (model, index kind, n); anything else starts afresh."
 from __future__ import annotations
 
 import json
+import logging
 import os
 import uuid
 
@@ -145,6 +146,7 @@ def load_neighbours(out_dir, idx: SearchIndex, n: int) -> pl.DataFrame | None:
             return None
         return read_parquet(folder / meta["file"]).cast(NEAR_SCHEMA)
     except Exception:  # noqa: BLE001  # a damaged table only costs a full query
+        logging.getLogger(__name__).debug("kept neighbours in %s unreadable, querying all", folder, exc_info=True)
         return None
 
 

@@ -159,9 +159,13 @@
     cards.forEach(function (card) { fields(card).forEach(function (el) { el.value = machine(el); }); show(card); });
     progress();
   });
-  function cell(v) {
+  // One CSV cell, neutralised as exports/tables.py does: a text cell a spreadsheet would run as a
+  // formula gets a quote prefixed; a key (image, product_id) is never changed, only quoted.
+  function cell(v, key) {
     v = v == null ? '' : String(v);
-    return /[",\r\n]/.test(v) ? '"' + v.replace(/"/g, '""') + '"' : v;
+    var formula = /^\s*[=+\-@\t\r]/.test(v);
+    if (formula && !key) v = "'" + v;
+    return formula || /[",\r\n]/.test(v) ? '"' + v.replace(/"/g, '""') + '"' : v;
   }
   function editsCsv() {
     var order = Array.prototype.slice.call(document.querySelectorAll('#cards .card'))[0];
@@ -172,13 +176,14 @@
     });
     var withProduct = cards.some(function (c) { return c.getAttribute('data-product'); });
     var header = ['image'].concat(withProduct ? ['product_id'] : [], used, ['review_status', 'review_reason']);
-    var lines = [header.map(cell).join(',')];
+    var lines = [header.map(function (v) { return cell(v, true); }).join(',')];
     rows.forEach(function (c) {
       var e = state[c.getAttribute('data-image')], st = statusOf(e);
       var out = [c.getAttribute('data-image')].concat(withProduct ? [c.getAttribute('data-product')] : []);
       used.forEach(function (n) { out.push(Object.prototype.hasOwnProperty.call(e.f, n) ? e.f[n] : ''); });
       out.push(st, st === 'rejected' ? (e.r || 'rejected by reviewer') : '');
-      lines.push(out.map(cell).join(','));
+      var keys = withProduct ? 2 : 1;
+      lines.push(out.map(function (v, i) { return cell(v, i < keys); }).join(','));
     });
     return lines.join('\r\n') + '\r\n';
   }

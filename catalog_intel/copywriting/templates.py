@@ -1,0 +1,92 @@
+"""Structured copy fields from the facts alone: the title, SEO tags and bullets (#20).
+
+The facts already say what these fields say, so a template writes them in any language
+(CopyTemplates per language) and the LLM writes only what needs language: the description, the
+style summary and up to two bullets from a supplier note. `attributes` are the prompt attributes
+(copywriter.prompt_attributes: known values, already in the copy's language, and ``facts``).
+"""
+
+from __future__ import annotations
+
+import re
+import string
+
+from catalog_intel.config import CopyTemplates
+
+#: template placeholder -> prompt attribute
+_ATTRIBUTE = {"color": "color", "garment": "garment_type", "sleeve": "sleeve", "neckline": "neckline",
+              "pattern": "pattern", "fabric": "fabric", "fit": "fit"}
+#: template placeholder -> fact keys that give it (first found)
+_FACT = {"brand": ("brand",), "material": ("material", "material_composition", "composition")}
+
+
+def values(attributes: dict) -> dict[str, str]:
+    """The known values a template may name (a blank or multicolour value names nothing)."""
+    facts = attributes.get("facts") or {}
+    out = {k: str(attributes[a]) for k, a in _ATTRIBUTE.items() if attributes.get(a)}
+    out.setdefault("garment", "top")
+    for k, keys in _FACT.items():
+        found = next((str(facts[f]).strip() for f in keys if facts.get(f)), None)
+        if found:
+            out[k] = found
+    if "material" not in out and "fabric" in out:
+        out["material"] = out["fabric"]
+    if out.get("color") in ("multicolor",):
+        del out["color"]
+    return out
+
+
+def _fields(template: str) -> list[str]:
+    return [f for _, f, _, _ in string.Formatter().parse(template) if f]
+
+
+def _fill(template: str, known: dict[str, str]) -> str | None:
+    """The template with every field known, else None."""
+    if any(f not in known for f in _fields(template)):
+        return None
+    return _squeeze(template.format(**known))
+
+
+def _squeeze(text: str) -> str:
+    text = re.sub(r"\s+", " ", text)
+    text = re.sub(r"\s+([,.:;])", r"\1", text)
+    return re.sub(r"^[\s,;:–-]+|[\s,;:–-]+$", "", text).strip()
+
+
+def _title_case(text: str) -> str:
+    words = []
+    for w in text.split(" "):
+        words.append("-".join(p[:1].upper() + p[1:] for p in w.split("-")) if w[:1].isalpha() else w)
+    return " ".join(words).replace("T-shirt", "T-Shirt")
+
+
+def title(attributes: dict, t: CopyTemplates) -> str:
+    """The title template with what is known; unknown parts and `title_skip` values left out."""
+    known = {k: v for k, v in values(attributes).items() if v not in t.title_skip}
+    text = _squeeze(t.title.format_map({f: known.get(f, "") for f in _fields(t.title)}))
+    text = re.sub(r",\s*(?=,|$)", "", text).strip(" ,")
+    if known.get("sleeve") and t.title_case:  # "Long Sleeve" -> "Long-Sleeve" before a noun
+        text = text.replace(known["sleeve"], known["sleeve"].replace(" ", "-"))
+    text = _title_case(text) if t.title_case else text[:1].upper() + text[1:]
+    return text
+
+
+def bullets(attributes: dict, t: CopyTemplates) -> list[str]:
+    known = values(attributes)
+    return [b for b in (_fill(x, known) for x in t.bullets) if b]
+
+
+def seo_tags(attributes: dict, t: CopyTemplates, most: int) -> list[str]:
+    known = values(attributes)
+    out: list[str] = []
+    for x in t.seo_tags:
+        tag = _fill(x, known)
+        if tag and tag.lower() not in out:
+            out.append(tag.lower())
+    return out[:most]
+
+
+def structured(attributes: dict, t: CopyTemplates, tags_max: int) -> dict:
+    """title, bullet_points and seo_tags composed from the facts."""
+    return {"title": title(attributes, t), "bullet_points": bullets(attributes, t),
+            "seo_tags": seo_tags(attributes, t, tags_max)}
