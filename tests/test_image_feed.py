@@ -126,3 +126,21 @@ def test_a_rerun_decodes_nothing_and_the_report_uses_the_cached_thumbnails(prefe
     cached = cached_thumbnails(thumbnail_store(cache, sizes), shas, sizes[0])
     thumbs = sorted((tmp_path / "out2" / "report" / "thumbs").glob("*.jpg"))
     assert len(thumbs) == 4 and {t.read_bytes() for t in thumbs} == set(cached.values())
+
+
+def test_run_colour_on_labelled_hm_tops_keeps_the_floor():
+    """The colour a run computes (pixel_colors: the model-size decode, then v2) on the same 60 labelled
+    H&M photos as test_pixel_color's v1 floor: no more than about a point below it."""
+    from catalog_intel.config import load_config
+    from catalog_intel.inference.color_fusion import pixel_colors
+    from catalog_intel.inference.pixel_color import PALETTE
+    from test_pixel_color import HM_SAMPLE_FLOOR, HM_TOPS, _hm_sample
+
+    if not HM_TOPS.is_dir():
+        pytest.skip(f"hm-tops data not present at {HM_TOPS}")
+    sample = _hm_sample()
+    config = load_config(None, {"attributes.color.values": [n for n in PALETTE if n != "navy"]})
+    items = pl.DataFrame({"sha256": [r["file"] for r in sample], "path": [str(HM_TOPS / r["file"]) for r in sample]})
+    got = dict(pixel_colors(items, config).select("sha256", "color_pixels").iter_rows())
+    hits = sum(got[r["file"]] == r["color"].strip() for r in sample)
+    assert hits / len(sample) >= HM_SAMPLE_FLOOR, f"{hits}/{len(sample)}"

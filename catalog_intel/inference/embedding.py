@@ -306,7 +306,8 @@ def compute_embeddings(
     e.g. a Dask worker); `torch_threads` sets the
     forward's intra-op threads for this process (None/0 = leave as is);
     `precision` "bf16"/"fp16" runs the forward under autocast;
-    `gpu_decode` "auto"/"on"/"off": nvjpeg decoding on CUDA (see module doc).
+    `gpu_decode` "auto"/"on"/"off": nvjpeg decoding on CUDA (see module doc); "auto" is off when `feed`
+    wants colour or thumbnails (nvjpeg would add a second decode to the one those need).
     `timings`: a dict that gets wait_s (the model waiting for decoded batches,
     worker start-up included), model_s (forward, GPU decode included) and wall_s.
     `on_batch(rows, vectors)`: called after each batch with the input rows it
@@ -326,8 +327,10 @@ def compute_embeddings(
     out: np.ndarray | None = None
     reasons = [""] * len(paths)
     on_gpu = str(clip.device).startswith("cuda")
-    raw_jpeg = resolve_gpu_decode(gpu_decode, clip.device, clip.preprocess)
     feed = feed or FeedSpec(max_pixels)
+    if gpu_decode == "auto" and (feed.thumb_sizes or feed.color_vocabulary is not None):
+        gpu_decode = "off"  # colour and thumbnails need a CPU decode anyway: one decode feeds all three
+    raw_jpeg = resolve_gpu_decode(gpu_decode, clip.device, clip.preprocess)
     dataset = _DecodedImages(paths, clip.preprocess, clip.image_size, feed, raw_jpeg=raw_jpeg)
     cpu = dict.fromkeys((*STAGES, "normalize", "model"), 0.0)
     decoded = 0
