@@ -6,7 +6,7 @@ import json
 
 import polars as pl
 import pytest
-from conftest import copy_seed_images
+from conftest import make_source, run_catalog
 
 from catalog_intel.config import ConfigError, load_config
 from catalog_intel.exports import write_exports
@@ -153,16 +153,13 @@ def test_export_config_is_checked():
 
 
 @pytest.mark.slow
-def test_a_run_with_export_writes_the_shop_files_and_warns_once(prefect_server, seed_images, tmp_path, config_file):
+def test_a_run_with_export_writes_the_shop_files_and_warns_once(prefect_server, tmp_path, config_file):
     from catalog_intel.cli import build_parser
-    from flows.catalog import catalog_flow
-
-    src = copy_seed_images(seed_images, tmp_path / "src", 3)
+    src = make_source(tmp_path / "src", 3)
     args = build_parser().parse_args(["run", str(src), "--out", "x", "--export", "shopify, jsonl,gmc"])
     assert args.export == "shopify, jsonl,gmc"
     out = tmp_path / "out"
-    summary = catalog_flow(source=str(src), out_dir=str(out), config_path=str(config_file),
-                           cache_dir=str(tmp_path / "cache"), no_llm=True, export=args.export)
+    summary = run_catalog(src, out, config_file, no_llm=True, export=args.export)
     exports = out / "exports"
     assert summary["outputs"]["export_shopify"] == str(exports / "shopify_products.csv")
     assert sorted(p.name for p in exports.iterdir()) == ["catalog.jsonl", "google_merchant.tsv", "shopify_products.csv"]

@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from catalog_intel.inference.heads import FEATURES_CLIP, Head, HeadError, apply_heads, fit_head, load_head, save_head
+from conftest import write_config
 
 # A shop's own taxonomy: a garment type the vocabulary lacks ("kimono") and an attribute
 # zero-shot does not know at all ("occasion"), told apart here by the garment's colour.
@@ -44,14 +45,22 @@ def cli(capsys, *argv: str) -> tuple[int, str, str]:
     return rc, captured.out, captured.err
 
 
-@pytest.fixture()
-def shop_heads(tmp_path, config_file, cache_dir, capsys):
-    labels = write_shop(tmp_path / "shop", per_class=10, seed=1)
-    heads = tmp_path / "heads"
-    rc, out, err = cli(capsys, "train-heads", "--labels", str(labels), "--out", str(heads), "--config", str(config_file),
-                       "--cache-dir", str(cache_dir))
-    assert rc == 0, err
-    return heads, out
+@pytest.fixture(scope="module")
+def shop_heads(tmp_path_factory, tiny_clip):
+    """Heads trained once for the module on a labelled shop (its photos in shop/images)."""
+    import contextlib
+    import io
+
+    from catalog_intel.cli import main
+
+    root = tmp_path_factory.mktemp("shop-heads")
+    labels = write_shop(root / "shop", per_class=10, seed=1)
+    heads, out = root / "heads", io.StringIO()
+    with contextlib.redirect_stdout(out):
+        rc = main(["train-heads", "--labels", str(labels), "--out", str(heads), "--config",
+                   str(write_config(root / "catalog-intel.toml", tiny_clip)), "--cache-dir", str(root / "cache")])
+    assert rc == 0
+    return heads, out.getvalue()
 
 
 def test_custom_value_and_new_attribute_are_learnt(shop_heads):
@@ -97,7 +106,7 @@ def test_run_refuses_a_head_trained_for_another_model(shop_heads, tmp_path, conf
 
     heads, _ = shop_heads
     other = make_tiny_clip(tmp_path / "other-model", seed=7)
-    rc, _, err = cli(capsys, "run", str(tmp_path / "shop" / "images"), "--out", str(tmp_path / "out"),
+    rc, _, err = cli(capsys, "run", str(heads.parent / "shop" / "images"), "--out", str(tmp_path / "out"),
                      "--config", str(config_file), "--clip-checkpoint", other["clip.checkpoint"],
                      "--cache-dir", str(cache_dir), "--no-llm", "--heads", str(heads))
     assert rc == 2

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from catalog_intel.io.storage import publish_tree
+from conftest import run_catalog, write_config
 
 
 def _folder(path, text: str) -> str:
@@ -77,18 +78,14 @@ def test_publish_tree_into_an_empty_place(tmp_path):
 def test_success_file_is_withdrawn_while_tables_are_replaced_and_names_the_tables_run(
         prefect_server, tiny_clip, tmp_path, monkeypatch):
     import tasks.export
-    from flows.catalog import catalog_flow
-
     src, out = tmp_path / "src", tmp_path / "out"
     src.mkdir()
     for k in range(4):
         Image.new("RGB", (64, 80), (60 * k, 200 - 40 * k, 90)).save(src / f"p{k}.png")
-    config = tmp_path / "catalog-intel.toml"
-    config.write_text("[clip]\n" + "".join(f'{k.split(".")[1]} = {json.dumps(v)}\n' for k, v in tiny_clip.items()))
+    config = write_config(tmp_path / "catalog-intel.toml", tiny_clip, llm=None)
 
     def run():
-        return catalog_flow(source=str(src), out_dir=str(out), config_path=str(config),
-                            cache_dir=str(tmp_path / "cache"), no_llm=True)
+        return run_catalog(src, out, config, no_llm=True)
 
     run()
     first = json.loads((out / "_SUCCESS.json").read_text())

@@ -18,16 +18,11 @@ import pytest
 
 from catalog_intel.io import storage
 from catalog_intel.io.synthetic import jpeg_with_comment
-from s3_server import ENV, S3Server
+from conftest import run_catalog
+from s3_server import ENV
 
 REPO = Path(__file__).resolve().parents[1]
 VOLATILE = ("run_id", "processed_at")
-
-
-@pytest.fixture(scope="module")
-def s3():
-    with S3Server() as server:
-        yield server
 
 
 def _upload(files: dict[str, bytes], url: str) -> None:
@@ -43,7 +38,6 @@ def _parquet(url: str) -> pl.DataFrame:
 def test_images_in_a_bucket_give_outputs_in_the_bucket_and_a_rerun_computes_nothing(
         prefect_server, s3, seed_images, config_file, tmp_path, monkeypatch, capfd, caplog):
     from catalog_intel.io import ingest
-    from flows.catalog import catalog_flow
 
     cwd = tmp_path / "cwd"
     cwd.mkdir()
@@ -51,10 +45,9 @@ def test_images_in_a_bucket_give_outputs_in_the_bucket_and_a_rerun_computes_noth
     bucket = s3.bucket("catalog-one")
     photos = {p.name: p.read_bytes() for p in sorted(seed_images.iterdir())[:12]}
     _upload({**photos, "notes.txt": b"not a photo", ".DS_Store": b"\0"}, f"{bucket}/drop")
-    run = dict(source=f"{bucket}/drop", out_dir=f"{bucket}/out", config_path=str(config_file),
-               cache_dir=f"{bucket}/cache", no_llm=True)
+    run = dict(source=f"{bucket}/drop", out=f"{bucket}/out", config=config_file, cache=f"{bucket}/cache", no_llm=True)
 
-    first = catalog_flow(**run)
+    first = run_catalog(**run)
     assert (first["inputs"], first["rows"], first["rejects"], first["skipped"]) == (14, 12, 1, 1)
     assert first["embeddings_computed"] == 12
     table = _parquet(f"{bucket}/out/catalog.parquet")
@@ -75,7 +68,7 @@ def test_images_in_a_bucket_give_outputs_in_the_bucket_and_a_rerun_computes_noth
     hashed = []
     real_sha = ingest.sha256_file
     monkeypatch.setattr(ingest, "sha256_file", lambda p: hashed.append(p) or real_sha(p))
-    second = catalog_flow(**run)
+    second = run_catalog(**run)
     assert hashed == []  # size + ETag from the listing: no image read to hash it
     assert second["embeddings_computed"] == 0 and second["embeddings_cached"] == 12
     assert second["search"]["added"] == 0 and not second["search"]["rebuilt"]
@@ -87,8 +80,8 @@ def test_images_in_a_bucket_give_outputs_in_the_bucket_and_a_rerun_computes_noth
     assert ENV["AWS_SECRET_ACCESS_KEY"] not in captured.out + captured.err + caplog.text
 
 
-def _cli(source: str, out: str, cache: str, config: Path, **popen) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+def _cli(env: dict, source: str, out: str, cache: str, config: Path, **popen) -> subprocess.Popen:
+    env = {**os.environ, **env}
     return subprocess.Popen([sys.executable, "-m", "catalog_intel.cli", "run", source, "--out", out,
                              "--cache-dir", cache, "--config", str(config), "--no-llm", "--shard-size", "16"],
                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
@@ -101,30 +94,31 @@ def _finish(proc: subprocess.Popen, timeout: float = 600) -> str:
 
 
 @pytest.mark.slow
-def test_a_run_killed_mid_way_resumes_to_the_rows_of_a_clean_run(s3, seed_images, config_file, tmp_path):
+def test_a_run_killed_mid_way_resumes_to_the_rows_of_a_clean_run(s3, seed_images, config_file, tmp_path, cli_env):
+    """The runs report to the session's Prefect server: the kill is the CLI's and its workers'."""
     bucket = s3.bucket("catalog-kill")
     seeds = [p.read_bytes() for p in sorted(seed_images.iterdir()) if p.suffix.lower() in (".jpg", ".jpeg")]
     files = {f"p{i:03d}.jpg": jpeg_with_comment(seeds[i % len(seeds)], f"variant {i}".encode()) for i in range(128)}
     _upload(files, f"{bucket}/drop")
     src, embeddings = f"{bucket}/drop", f"{bucket}/cache/embeddings"
 
-    victim = _cli(src, f"{bucket}/out", f"{bucket}/cache", config_file, start_new_session=True)
+    victim = _cli(cli_env, src, f"{bucket}/out", f"{bucket}/cache", config_file, start_new_session=True)
     deadline = time.monotonic() + 420
     while not [f for f, _ in storage.walk_files(embeddings)[0] if "/part-" in f]:
         assert victim.poll() is None, "the run finished before it could be killed: " + victim.stdout.read()[-2000:]
         assert time.monotonic() < deadline, "no embedding part appeared in time"
         time.sleep(0.2)
-    os.killpg(victim.pid, signal.SIGKILL)  # the whole run: CLI, Prefect server, workers
+    os.killpg(victim.pid, signal.SIGKILL)  # the whole run: CLI and its decode workers
     victim.wait(timeout=30)
     victim.stdout.close()
     done_before = sum(_parquet(f).height for f, _ in storage.walk_files(embeddings)[0] if "/part-" in f)
     assert 0 < done_before < 128
     assert not storage.isfile(f"{bucket}/out/catalog.parquet")  # nothing half-published
 
-    resumed = _finish(_cli(src, f"{bucket}/out", f"{bucket}/cache", config_file))
+    resumed = _finish(_cli(cli_env, src, f"{bucket}/out", f"{bucket}/cache", config_file))
     computed = int(re.search(r"embeddings (\d+) computed", resumed).group(1))
     assert computed == 128 - done_before  # the killed run's work was kept
-    clean = _finish(_cli(src, f"{bucket}/clean-out", f"{bucket}/clean-cache", config_file))
+    clean = _finish(_cli(cli_env, src, f"{bucket}/clean-out", f"{bucket}/clean-cache", config_file))
     assert "embeddings 128 computed" in clean
 
     a, b = _parquet(f"{bucket}/out/catalog.parquet"), _parquet(f"{bucket}/clean-out/catalog.parquet")

@@ -72,8 +72,8 @@ def _put(files: dict[str, bytes], folder: str) -> None:
         storage.atomic_write_bytes(storage.join(folder, name), data)
 
 
-def _run(source: str, out: str, cache: str, config: Path) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+def _run(env: dict, source: str, out: str, cache: str, config: Path) -> subprocess.Popen:
+    env = {**os.environ, **env}
     return subprocess.Popen([sys.executable, "-m", "catalog_intel.cli", "run", source, "--out", out,
                              "--cache-dir", cache, "--config", str(config), "--no-llm", "--shard-size", "8"],
                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -91,14 +91,11 @@ def shared_root(request, tmp_path):
     if request.param == "local":
         yield str(tmp_path / "store")
         return
-    from s3_server import S3Server
-
-    with S3Server() as server:
-        yield server.bucket("shared-cache")
+    yield request.getfixturevalue("s3").bucket("shared-cache")
 
 
 @pytest.mark.slow
-def test_two_runs_started_at_once_on_one_cache_both_give_correct_rows(shared_root, seed_images, config_file):
+def test_two_runs_started_at_once_on_one_cache_both_give_correct_rows(shared_root, seed_images, config_file, cli_env):
     # Many small parts (batch 4, shard 8) so that both runs compact the stores they share,
     # and superseded parts are purged at once: the hardest case for a concurrent reader.
     config_file.write_text(config_file.read_text().replace("batch_size = 16", "batch_size = 4")
@@ -110,12 +107,12 @@ def test_two_runs_started_at_once_on_one_cache_both_give_correct_rows(shared_roo
     _put({n: files[n] for n in names[16:]}, b_src)
     cache = storage.join(shared_root, "cache")
 
-    runs = [_run(a_src, storage.join(shared_root, "out-a"), cache, config_file),
-            _run(b_src, storage.join(shared_root, "out-b"), cache, config_file)]
+    runs = [_run(cli_env, a_src, storage.join(shared_root, "out-a"), cache, config_file),
+            _run(cli_env, b_src, storage.join(shared_root, "out-b"), cache, config_file)]
     logs = [p.communicate(timeout=900)[0] for p in runs]
     for proc, log in zip(runs, logs):
         assert proc.returncode == 0, log[-3000:]
-    reference = _run(storage.join(shared_root, "a"), storage.join(shared_root, "out-ref-a"),
+    reference = _run(cli_env, storage.join(shared_root, "a"), storage.join(shared_root, "out-ref-a"),
                      storage.join(shared_root, "cache-ref"), config_file)
     assert reference.wait(timeout=900) == 0, reference.stdout.read()[-3000:]
 
