@@ -218,6 +218,13 @@ def bench_forward_and_embed(report: Report, clip, files: list[str], args, max_pi
     files = files[: args.embed_images]
     kwargs = embed_kwargs(args)
     has_timings = "timings" in inspect.signature(compute_embeddings).parameters
+    if "feed" in inspect.signature(compute_embeddings).parameters:  # colour and thumbnails too, as a run makes them
+        from catalog_intel.settings import load_config
+        from catalog_intel.pipeline.shard import feed_spec
+
+        kwargs["feed"] = feed_spec(load_config())
+    cpu: dict = {}
+    decoded = 0
     spent = {"random": 0.0, "pixels": 0.0, "embed": 0.0}
     windows: dict = {"random": [], "pixels": [], "embed": []}
     rejected, per_shard, waits = 0, [], []
@@ -240,6 +247,9 @@ def bench_forward_and_embed(report: Report, clip, files: list[str], args, max_pi
             spent["embed"] += w.wall
             windows["embed"].append(w)
             waits.append(timings.get("wait_s"))
+            for stage, seconds in timings.get("cpu_s", {}).items():
+                cpu[stage] = cpu.get(stage, 0.0) + seconds
+            decoded += timings.get("images", 0)
             rejected += sum(1 for r in reasons if r)
             rates["embed"] = len(shard) / w.wall
         if "embed" in rates and "random" in rates:
@@ -267,6 +277,13 @@ def bench_forward_and_embed(report: Report, clip, files: list[str], args, max_pi
                    foreign_cores=foreign("embed"), wall_s=round(spent["embed"], 1), per_shard_ratio=per_shard,
                    median_shard_ratio=float(np.median(per_shard)) if per_shard else None,
                    decode_wait_share=round(waited / spent["embed"], 4) if has_timings else None)
+    if decoded:
+        per = {stage: round(1000 * seconds / decoded, 2) for stage, seconds in cpu.items()}
+        outside = sum(per.get(s, 0.0) for s in ("decode", "color", "thumbnails"))
+        report.add("CPU outside the model (decode + colour + thumbnails)", outside, "ms/img",
+                   note="per decoded image: " + ", ".join(f"{k} {v} ms" for k, v in per.items())
+                        + f"; {os.cpu_count()} cores feed about {1000 / outside * max(1, (os.cpu_count() or 2) - 1):.0f}"
+                          " img/s with cores - 1 decode workers", cpu_ms_per_image=per)
 
 
 def bench_classify(report: Report, clip, config, n: int) -> None:

@@ -73,6 +73,8 @@ def catalog_flow(source: str, out_dir: str, config_path: str | None = None, **ov
                              **llm_counts,
                              task_runner=describe_runner(config), workers=enriched.shards_by_worker)
         summary.count_embeddings(enriched.status)
+        summary.count_cpu(enriched.cpu, enriched.images_decoded)
+        summary.shards_span = (enriched.first_started, enriched.last_ended)
         table = assemble(enriched.decoded, attributes, copy, _meta(config, model_id)) \
             if attributes is not None else _empty_table()
         table, rejected_by_reviewer = facts.review(table)
@@ -179,6 +181,7 @@ def _publish(summary: RunSummary, table: pl.DataFrame, rejects: pl.DataFrame, co
     trend, summary.alerts = record_quality_history(summary.as_dict(), review, rejects, config, out_dir)
     report = write_review_report(review, rejects, summary.as_dict(), config, out_dir, trend, summary.alerts)
     summary.outputs["report"] = str(report)
+    summary.time_fixed()
     print(summary.one_line())
     print(f"review report: {uri(report)}")
     create_markdown_artifact(key="catalog-run-summary", markdown=summary.markdown(), description="catalog-intel run summary")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass, field
 
 import polars as pl
@@ -11,6 +12,19 @@ from catalog_intel.errors import RunFailed
 
 def _pct(x) -> str:
     return "-" if x is None else f"{100 * x:.0f}%"
+
+
+def process_started() -> float:
+    """Wall clock (time.time) at which this process started."""
+    try:
+        import psutil
+
+        return psutil.Process().create_time()
+    except Exception:  # noqa: BLE001 - no psutil, or no access: the import of this module is close enough
+        return _IMPORTED
+
+
+_IMPORTED = time.time()
 
 
 @dataclass
@@ -44,11 +58,28 @@ class RunSummary:
     task_runner: str = "local"
     workers: dict = field(default_factory=dict)  # worker -> shard numbers it ran
     alerts: list = field(default_factory=list)  # sudden changes since the previous run (history.py)
+    cpu_ms_per_image: dict = field(default_factory=dict)  # stage -> CPU ms per decoded image (image_feed)
+    fixed_s: dict = field(default_factory=dict)  # before the first shard started, after the last ended
+    shards_span: tuple | None = None  # wall clock (time.time) of the first shard's start, the last's end
 
     def count_embeddings(self, status: pl.DataFrame | None) -> None:
         if status is not None:
             self.embeddings_computed += int((status["status"] == "computed").sum())
             self.embeddings_cached += int((status["status"] == "cached").sum())
+
+    def count_cpu(self, cpu: dict, images: int) -> None:
+        """CPU per decoded image of each stage; `outside` = decode + color + thumbnails (issue #21's budget)."""
+        if images:
+            per = {stage: round(1000 * seconds / images, 2) for stage, seconds in cpu.items()}
+            per["outside"] = round(sum(per.get(s, 0.0) for s in ("decode", "color", "thumbnails")), 2)
+            self.cpu_ms_per_image = per
+
+    def time_fixed(self, now: float | None = None) -> None:
+        """The fixed costs: from the process's start to the first shard, and from the last shard to now."""
+        if self.shards_span and None not in self.shards_span:
+            first, last = self.shards_span
+            self.fixed_s = {"before_first_shard": round(first - process_started(), 2),
+                            "after_last_shard": round((now or time.time()) - last, 2)}
 
     def count_llm(self, counts: dict) -> None:
         for key, value in counts.items():
@@ -69,9 +100,15 @@ class RunSummary:
             f"{self.seconds:.1f} s" + (f" ({self.phase_line()})" if self.phases else "") + f" | {self.runner_line()}"
         )
         extra = [self.copy_cost_line()] if self.llm_described else []
+        extra += [self.cpu_line()] if self.cpu_ms_per_image else []
+        extra += [f"fixed costs: before the first shard {self.fixed_s['before_first_shard']:.1f} s, after the last "
+                  f"{self.fixed_s['after_last_shard']:.1f} s"] if self.fixed_s else []
         extra += [f"completeness in -> out: {self._completeness_text()}"] if self._has_facts() else []
         extra += [f"facts not in the vocabulary (kept as free facts): {self.facts_unmapped}"] if self.facts_unmapped else []
         return "\n".join([line, *[f"sudden change: {a}" for a in self.alerts], *extra, *self.notes()])
+
+    def cpu_line(self) -> str:
+        return "CPU per image: " + ", ".join(f"{stage} {ms:.2f} ms" for stage, ms in self.cpu_ms_per_image.items())
 
     def copy_cost_line(self) -> str:
         n = self.llm_described
