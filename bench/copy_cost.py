@@ -34,7 +34,8 @@ import polars as pl
 
 HERE = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(HERE))
-from bench.harness import report  # noqa: E402  (the one bench harness: machine, command, date)
+from bench.harness import add_report_args, load_settings, log, report  # noqa: E402
+
 #: ../shared beside the checkout (a worktree under wt/ looks one folder further up)
 HM = next((p / "shared" / "data" / "hm-tops" for p in (HERE.parent, HERE.parent.parent, Path("/work"))
            if (p / "shared" / "data" / "hm-tops").is_dir()), HERE.parent / "shared" / "data" / "hm-tops")
@@ -61,7 +62,7 @@ def products(n_notes: int, n_bare: int) -> tuple[list[dict], list[dict]]:
 
 def attribute_frame(rows: list[dict], config) -> pl.DataFrame:
     """What describe() gets in a run whose models know nothing: the facts merged over blanks."""
-    from catalog_intel.config import ATTRIBUTE_ORDER, UNKNOWN
+    from catalog_intel.schemas import ATTRIBUTE_ORDER, UNKNOWN
     from catalog_intel.pipeline.facts import merge_facts
 
     model = pl.DataFrame([{"sha256": r["sha256"], **{a: UNKNOWN for a in ATTRIBUTE_ORDER},
@@ -109,7 +110,7 @@ def counting_client(base_url: str, usage: list):
 
 
 def copy_figures(frame: pl.DataFrame, copy: pl.DataFrame, config) -> dict:
-    from catalog_intel.config import ATTRIBUTE_ORDER
+    from catalog_intel.schemas import ATTRIBUTE_ORDER
     from catalog_intel.copywriting.grounding.phrases import borrowed, stock_figures, uses_note
     from catalog_intel.quality.copy_quality import copy_quality
 
@@ -218,10 +219,9 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (JSON values)")
     ap.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "catalog-intel",
                     help="where the GGUF is assembled (once)")
-    ap.add_argument("--json", type=Path, help="merge this run's figures under LABEL into this file")
+    add_report_args(ap, "copy_cost")  # one section per --label
     a = ap.parse_args()
 
-    from catalog_intel.config import load_config
     from catalog_intel.copywriting.local_llm import EmbeddedLLMServer, ensure_gguf
 
     def value(text):
@@ -231,14 +231,14 @@ def main() -> None:
             return text
 
     overrides = {k: value(v) for k, v in (s.split("=", 1) for s in a.set)}
-    config = load_config(None, overrides)
+    config = load_settings(overrides=overrides)
     llm = config.llm
     notes, bare = products(a.notes, a.bare)
     gguf = Path(llm.embedded_model_path) if llm.embedded_model_path else ensure_gguf(a.cache_dir, progress=True)
     # code with speculative decoding (#20); a baseline checkout has no such keys
     extra = {"speculative": llm.embedded_speculative, "draft_max": llm.embedded_draft_max} \
         if hasattr(llm, "embedded_speculative") else {}
-    print(f"load before: {os.getloadavg()}", flush=True)
+    log(f"load before: {os.getloadavg()}")
     with EmbeddedLLMServer(gguf, n_ctx=llm.embedded_context, n_parallel=llm.embedded_parallel,
                            threads=llm.embedded_threads or None, isolate=True, **extra) as server:
         if a.languages:
@@ -247,15 +247,15 @@ def main() -> None:
                    section=a.label)
             return
         raw = [raw_rate(server)]
-        print("raw:", raw[-1], flush=True)
+        log(f"raw: {raw[-1]}")
         sets = {}
         for name, rows in (("notes", notes), ("bare", bare)):
             if rows:
                 cost, figures = describe_set(rows, config, server)
                 sets[name] = figures
-                print(name, json.dumps(cost), flush=True)
+                log(f"{name} {json.dumps(cost)}")
         raw.append(raw_rate(server))
-        print("raw:", raw[-1], flush=True)
+        log(f"raw: {raw[-1]}")
     rate = sum(r["tokens_per_s"] for r in raw) / len(raw)
     cpu_rate = sum(r["tokens_per_cpu_s"] for r in raw) / len(raw)
     for figures in sets.values():
@@ -265,11 +265,7 @@ def main() -> None:
                     cpu_token_times_per_product=cost["server_cpu_s_per_product"] * cpu_rate)
     result = {"label": a.label, "overrides": overrides, "raw": raw,
               "raw_tokens_per_s": rate, "threads": llm.embedded_threads or os.cpu_count(),
-              "slots": llm.embedded_parallel, "cpus": os.cpu_count(), "load_after": os.getloadavg(),
-              "nice": os.nice(0), "command": " ".join(sys.argv), "sets": sets}
-    for name, f in sets.items():
-        print(f"{a.label} {name}: " + json.dumps({k: v for k, v in f.items() if k not in ("copy", "ungrounded_rows",
-                                                                                         "contradiction_rows")}))
+              "slots": llm.embedded_parallel, "nice": os.nice(0), "sets": sets}
     report("copy_cost", result, a.json, section=a.label)
 
 

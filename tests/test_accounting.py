@@ -12,6 +12,7 @@ from PIL import Image
 
 from catalog_intel.io import images
 from catalog_intel.io.ingest import build_inventory
+from conftest import run_catalog
 
 
 def _encoded(fmt: str, color, **save) -> bytes:
@@ -56,7 +57,7 @@ EXPECTED_ROWS = {"packshot.jpg", "animated.gif", "scan.bmp", "print.tif", "phone
 
 
 def test_inventory_lists_every_file_as_image_reject_or_skipped(tmp_path):
-    from catalog_intel.config import load_config
+    from catalog_intel.settings import load_config
 
     files = _odd_folder(tmp_path)
     (tmp_path / "dangling.jpg").symlink_to(tmp_path / "gone.jpg")
@@ -90,13 +91,10 @@ def test_heic_without_pillow_heif_is_rejected_with_the_fix(tmp_path, monkeypatch
 
 @pytest.mark.slow
 def test_a_run_over_odd_inputs_accounts_for_every_file(prefect_server, tmp_path, config_file, cache_dir):
-    from flows.catalog import catalog_flow
-
     src, out = tmp_path / "src", tmp_path / "out"
     files = _odd_folder(src)
     config_file.write_text(config_file.read_text() + "[run]\nmax_reject_share = 0.9\n")
-    summary = catalog_flow(source=str(src), out_dir=str(out), config_path=str(config_file),
-                           cache_dir=str(cache_dir), no_llm=True)
+    summary = run_catalog(src, out, config_file, cache_dir, no_llm=True)
     table = pl.read_parquet(out / "catalog.parquet")
     rejects = dict(list(csv.reader(open(out / "rejects.csv")))[1:])
     assert set(table["image"]) == EXPECTED_ROWS

@@ -7,13 +7,15 @@ import json
 import polars as pl
 import pytest
 
-from catalog_intel.config import ATTRIBUTE_ORDER, load_config
+from catalog_intel.schemas import ATTRIBUTE_ORDER
+from catalog_intel.settings import load_config
 from catalog_intel.copywriting import templates
 from catalog_intel.copywriting.copywriter import llm_fields, prompt_attributes, response_schema, with_structured
 from catalog_intel.copywriting.grounding import build_terms, claims, copy_check
 from catalog_intel.copywriting.grounding.notes import note_values, without_parts
 from catalog_intel.copywriting.grounding.phrases import StockPhrases, borrowed, stock_figures
 from catalog_intel.pipeline.facts import merge_facts
+from conftest import make_source, run_catalog
 
 CFG = load_config()
 TERMS = build_terms(CFG)
@@ -170,19 +172,14 @@ def test_no_sentence_or_six_word_run_of_the_worked_example_is_published():
 
 
 def test_the_flow_asks_the_llm_only_for_language_and_reports_what_copy_costs(
-        prefect_server, tmp_path, cache_dir, config_file, seed_images, fake_llm):
-    from flows.catalog import catalog_flow
-
-    src = tmp_path / "src"
-    src.mkdir()
-    images = sorted(seed_images.iterdir())[:4]
-    for p in images:
-        (src / p.name).write_bytes(p.read_bytes())
+        prefect_server, tmp_path, cache_dir, config_file, fake_llm):
+    src = make_source(tmp_path / "src", 4)
+    images = sorted(src.iterdir())
     pl.DataFrame({"image": [p.name for p in images], "color": ["black", "white", "red", "navy"],
                   "garment_type": ["top"] * 4, "brand": ["Acme"] * 4,
                   "details": [FITTED, CHIFFON, "", ""]}).write_csv(src / "manifest.csv")
-    summary = catalog_flow(source=str(src / "manifest.csv"), out_dir=str(tmp_path / "out"),
-                           config_path=str(config_file), cache_dir=str(cache_dir), llm_base_url=fake_llm.base_url)
+    summary = run_catalog(src / "manifest.csv", tmp_path / "out", config_file, cache_dir,
+                          llm_base_url=fake_llm.base_url)
     assert summary["rows"] == 4
     asked = [r["body"]["response_format"]["json_schema"]["schema"]["required"] for r in fake_llm.request_log]
     assert sorted(asked) == [["style_summary", "description"]] * 2 + [["style_summary", "description", "features"]] * 2

@@ -1,13 +1,14 @@
 """The describe step against a real HTTP server speaking the OpenAI API."""
 
 import json
+from types import SimpleNamespace
 
 import polars as pl
 import pytest
 
-from catalog_intel.config import load_config
+from catalog_intel.settings import load_config
 from catalog_intel.copywriting.copywriter import InvalidCopy, copy_key, describe, parse_copy, prompt_attributes
-from llm_server import FakeLLMServer, FaultPlan
+from llm_server import FakeLLMServer, FaultPlan, build_copy
 
 ATTRS = ["color", "neckline", "sleeve", "pattern", "fabric", "fit", "garment_type"]
 
@@ -312,7 +313,7 @@ def test_stats_say_why_answers_were_retried(tmp_path):
     assert stats.problem_kinds == {"season": 1, "size": 1}
 
 
-def test_example_and_sampling_settings_reach_the_server(tmp_path):
+def test_example_and_sampling_settings_reach_the_server(tmp_path, httpserver):
     from catalog_intel.copywriting.copywriter import build_messages
 
     cfg = load_config()
@@ -326,10 +327,15 @@ def test_example_and_sampling_settings_reach_the_server(tmp_path):
     off = llm.model_copy(update={"example": llm.example.model_copy(update={"enabled": False})})
     assert [m["role"] for m in build_messages({"color": "red"}, off)] == ["system", "user"]
     assert copy_key({"color": "red"}, llm) != copy_key({"color": "red"}, cfg.llm)  # the example is part of the prompt
-    with FakeLLMServer() as server:
-        copy, _ = describe(PRODUCTS.slice(1, 1), _llm(cfg, server, example=llm.example, sampling=llm.sampling),
-                           cfg.validation, tmp_path)
-        body = server.request_log[0]["body"]
+    # one canned answer: the red t-shirt's copy
+    answer = json.dumps(build_copy(PRODUCTS.row(1, named=True)))
+    httpserver.expect_oneshot_request("/v1/chat/completions", method="POST").respond_with_json(
+        {"id": "c1", "object": "chat.completion", "created": 0, "model": "m",
+         "choices": [{"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": "stop"}]})
+    llm = _llm(cfg, SimpleNamespace(base_url=httpserver.url_for("/v1")), example=llm.example, sampling=llm.sampling)
+    copy, _ = describe(PRODUCTS.slice(1, 1), llm, cfg.validation, tmp_path)
+    httpserver.check_assertions()  # that one request, and no other
+    body = httpserver.log[0][0].get_json()
     assert copy["copy_error"][0] is None  # the product's own attributes are answered, not the example's
     assert body["min_p"] == 0.1 and len(body["messages"]) == 4
 

@@ -1,13 +1,14 @@
 """The default path: no LLM URL configured -> a real embedded llama.cpp model writes the copy."""
 
-import importlib.util
+from pathlib import Path
 
 import polars as pl
 import pytest
 
-from catalog_intel.config import load_config
+from catalog_intel.settings import load_config
 from catalog_intel.quality.copy_quality import copy_quality
 from catalog_intel.io.synthetic import draw_top
+from conftest import link_model, run_catalog, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -21,22 +22,43 @@ def three_products(tmp_path_factory):
     return folder
 
 
-def test_embedded_llm_writes_schema_valid_copy(prefect_server, three_products, tmp_path, tiny_clip, cache_dir):
-    if importlib.util.find_spec("xllamacpp") is None:
-        pytest.skip("the llm extra is not installed (pip install -e '.[dev,llm]')")
-    from flows.catalog import catalog_flow
+def _reuse(server):
+    """Stands in for EmbeddedLLMServer: the run's `with` block gets the session's running server
+    (started the same way, as a child process) and leaves it running; records what the run asked for."""
+    asked = []
 
-    config_file = tmp_path / "embedded.toml"  # no llm.base_url: the embedded server is the default
-    config_file.write_text(
-        f'[clip]\nmodel = "tiny-clip"\nmodel_config = "{tiny_clip["clip.model_config"]}"\n'
-        f'checkpoint = "{tiny_clip["clip.checkpoint"]}"\ndecode_workers = 0\n'
+    class Shared:
+        def __init__(self, gguf, **kw):
+            asked.append((Path(gguf), kw))
+            self.base_url, self.model = server.base_url, server.model
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    return Shared, asked
+
+
+def test_embedded_llm_writes_schema_valid_copy(prefect_server, three_products, tmp_path, tiny_clip, cache_dir,
+                                               real_gguf, embedded_llm, monkeypatch):
+    from catalog_intel.copywriting import local_llm
+
+    # The verified model (and its hash sidecar) as a first run would have left it in this cache: the run
+    # finds it in place, and the process start is the session's (test_local_llm starts and stops its own).
+    model = link_model(cache_dir, real_gguf)
+    shared, asked = _reuse(embedded_llm)
+    monkeypatch.setattr(local_llm, "EmbeddedLLMServer", shared)
+    config_file = write_config(tmp_path / "embedded.toml", tiny_clip, {  # no llm.base_url: embedded is the default
         # one thread at normal priority: CI machines are often shared, and llama.cpp threads stall
         # when others take their cores (the default, every core at nice 10, suits a machine of its own)
-        "[llm]\ntimeout_s = 300\nembedded_threads = 1\nembedded_nice = 0\n[run]\nmax_reject_share = 1.0\n"
-    )
+        "llm": {"timeout_s": 300, "embedded_threads": 1, "embedded_nice": 0}, "run": {"max_reject_share": 1.0}},
+        llm=None)
     out = tmp_path / "out"
-    summary = catalog_flow(source=str(three_products), out_dir=str(out), config_path=str(config_file),
-                           cache_dir=str(cache_dir), color_policy="ensemble")
+    summary = run_catalog(three_products, out, config_file, cache_dir, color_policy="ensemble")
+    assert asked == [(model, {"n_ctx": 4096, "n_parallel": 2, "threads": 1, "nice": 0,
+                                                "isolate": True})]
     table = pl.read_parquet(out / "catalog.parquet").sort("image")
     rejects = pl.read_csv(out / "rejects.csv")
     # Copy the rules still object to at the last attempt is repaired; only copy with too little

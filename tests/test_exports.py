@@ -6,9 +6,10 @@ import json
 
 import polars as pl
 import pytest
-from conftest import copy_seed_images
+from conftest import make_source, run_catalog
 
-from catalog_intel.config import ConfigError, load_config
+from catalog_intel.errors import ConfigError
+from catalog_intel.settings import load_config
 from catalog_intel.exports import write_exports
 from catalog_intel.exports.merchant import COLUMNS as GMC_COLUMNS
 from catalog_intel.exports.shopify import COLUMNS as SHOPIFY_COLUMNS
@@ -140,10 +141,10 @@ def test_pdp_export_writes_one_escaped_product_page_per_row(tmp_path):
 
 
 def test_export_config_is_checked():
-    from catalog_intel.config import export_formats, resolve_config
+    from catalog_intel.settings import export_formats, resolve_settings
 
     assert export_formats("shopify, jsonl,,gmc") == ["shopify", "jsonl", "gmc"] and export_formats(None) is None
-    assert resolve_config(export="gmc,pdp").exports.formats == ("gmc", "pdp")
+    assert resolve_settings(export="gmc,pdp").exports.formats == ("gmc", "pdp")
     with pytest.raises(ConfigError, match="unknown export"):
         load_config(overrides={"exports.formats": ["shopify", "amazon"]})
     with pytest.raises(ConfigError, match="handle"):
@@ -153,16 +154,13 @@ def test_export_config_is_checked():
 
 
 @pytest.mark.slow
-def test_a_run_with_export_writes_the_shop_files_and_warns_once(prefect_server, seed_images, tmp_path, config_file):
+def test_a_run_with_export_writes_the_shop_files_and_warns_once(prefect_server, tmp_path, config_file):
     from catalog_intel.cli import build_parser
-    from flows.catalog import catalog_flow
-
-    src = copy_seed_images(seed_images, tmp_path / "src", 3)
+    src = make_source(tmp_path / "src", 3)
     args = build_parser().parse_args(["run", str(src), "--out", "x", "--export", "shopify, jsonl,gmc"])
     assert args.export == "shopify, jsonl,gmc"
     out = tmp_path / "out"
-    summary = catalog_flow(source=str(src), out_dir=str(out), config_path=str(config_file),
-                           cache_dir=str(tmp_path / "cache"), no_llm=True, export=args.export)
+    summary = run_catalog(src, out, config_file, no_llm=True, export=args.export)
     exports = out / "exports"
     assert summary["outputs"]["export_shopify"] == str(exports / "shopify_products.csv")
     assert sorted(p.name for p in exports.iterdir()) == ["catalog.jsonl", "google_merchant.tsv", "shopify_products.csv"]

@@ -6,9 +6,11 @@ import json
 import polars as pl
 import pytest
 
-from catalog_intel.config import ATTRIBUTE_ORDER, load_config
-from catalog_intel.pipeline.facts import (FactsError, completeness, merge_facts, normalise, read_facts_file, split_facts,
-                                 unmapped_facts)
+from catalog_intel.schemas import ATTRIBUTE_ORDER
+from catalog_intel.settings import load_config
+from catalog_intel.errors import FactsError
+from catalog_intel.pipeline.facts import (completeness, merge_facts, normalise, read_facts_file, split_facts, unmapped_facts)
+from conftest import make_source, run_catalog
 
 
 def _model(rows):
@@ -119,16 +121,11 @@ def test_facts_file_overrides_manifest_cells_and_is_checked(tmp_path):
         read_facts_file(tmp_path / "none.csv")
 
 
-def test_manifest_facts_through_the_flow(prefect_server, tmp_path, cache_dir, config_file, seed_images, fake_llm):
+def test_manifest_facts_through_the_flow(prefect_server, tmp_path, cache_dir, config_file, fake_llm):
     """16 products with some fact cells blank: every one becomes a row (a blank is no fact), the
     facts are published with their source, free facts reach the LLM, completeness is reported."""
-    from flows.catalog import catalog_flow
-
-    src = tmp_path / "src"
-    src.mkdir()
-    images = sorted(seed_images.iterdir())[:16]
-    for p in images:
-        (src / p.name).write_bytes(p.read_bytes())
+    src = make_source(tmp_path / "src", 16)
+    images = sorted(src.iterdir())
     colors = ["Dark Blue", "", "red", "black"] * 4
     sleeves = ["long sleeve", "", "", "short sleeve"] * 4
     pl.DataFrame({"image": [p.name for p in images], "color": colors, "sleeve": sleeves,
@@ -136,9 +133,8 @@ def test_manifest_facts_through_the_flow(prefect_server, tmp_path, cache_dir, co
                   "material": ["100% cotton", "", "", ""] * 4}).write_csv(src / "manifest.csv")
     facts = tmp_path / "facts.csv"
     pl.DataFrame({"image": [images[1].name], "color": ["Off White"], "care": ["hand wash"]}).write_csv(facts)
-    summary = catalog_flow(source=str(src / "manifest.csv"), out_dir=str(tmp_path / "out"),
-                           config_path=str(config_file), cache_dir=str(cache_dir), llm_base_url=fake_llm.base_url,
-                           facts=str(facts))
+    summary = run_catalog(src / "manifest.csv", tmp_path / "out", config_file, cache_dir,
+                          llm_base_url=fake_llm.base_url, facts=str(facts))
     assert summary["rows"] == 16 and summary["rejects"] == 0
     table = pl.read_parquet(tmp_path / "out" / "catalog.parquet").sort("image")
     by = {r["image"]: r for r in table.to_dicts()}

@@ -14,16 +14,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from catalog_intel.exports.tables import CSV_COLUMNS
+from catalog_intel.schemas import CSV_COLUMNS
+from conftest import make_source, run_catalog
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _run_flow(seed_images, out, cache_dir, config_file, **params):
-    from flows.catalog import catalog_flow
-
-    return catalog_flow(source=str(seed_images), out_dir=str(out), config_path=str(config_file),
-                        cache_dir=str(cache_dir), **params)
 
 
 @pytest.mark.slow
@@ -32,7 +26,7 @@ def test_flow_writes_all_outputs_and_a_rerun_costs_nothing(prefect_server, seed_
     out = tmp_path / "out"
     secret = "sk-catalog-intel-test-SECRET-4242"
     monkeypatch.setenv("CATALOG_INTEL_LLM_API_KEY", secret)
-    first = _run_flow(seed_images, out, cache_dir, config_file, llm_base_url=fake_llm.base_url)
+    first = run_catalog(seed_images, out, config_file, cache_dir, llm_base_url=fake_llm.base_url)
     assert first["inputs"] == 30 and first["rows"] == 30 and first["rejects"] == 0
     assert first["embeddings_computed"] == 30 and first["embeddings_cached"] == 0
     calls_first = fake_llm.requests
@@ -76,7 +70,7 @@ def test_flow_writes_all_outputs_and_a_rerun_costs_nothing(prefect_server, seed_
     assert _artifact("catalog-review-report").data.endswith(f"({report.resolve().as_uri()})")  # [text](file://...)
     assert "| search index | exact, 30 distinct images, 30 added (rebuilt) |" in _artifact("catalog-run-summary").data
 
-    second = _run_flow(seed_images, out, cache_dir, config_file, llm_base_url=fake_llm.base_url)
+    second = run_catalog(seed_images, out, config_file, cache_dir, llm_base_url=fake_llm.base_url)
     assert second["embeddings_computed"] == 0 and second["embeddings_cached"] == 30
     assert second["llm_calls"] == 0 and fake_llm.requests == calls_first
     assert second["search"]["added"] == 0 and not second["search"]["rebuilt"]
@@ -109,13 +103,10 @@ def _artifact(key: str):
 def test_search_index_grows_incrementally_across_runs(prefect_server, seed_images, tmp_path, cache_dir, config_file):
     import polars as pl
 
-    src = tmp_path / "src"
-    src.mkdir()
     images = sorted(seed_images.iterdir())
-    for p in images[:10]:
-        (src / p.name).write_bytes(p.read_bytes())
+    src = make_source(tmp_path / "src", 10)
     out = tmp_path / "out"
-    first = _run_flow(src, out, cache_dir, config_file, no_llm=True)
+    first = run_catalog(src, out, config_file, cache_dir, no_llm=True)
     assert first["search"]["added"] == 10 and first["search"]["rebuilt"]
     manifest = json.loads((out / "search" / "index.json").read_text())
     before = pl.read_parquet(out / "search" / manifest["ids_file"])["sha256"].to_list()
@@ -123,7 +114,7 @@ def test_search_index_grows_incrementally_across_runs(prefect_server, seed_image
     for p in images[10:]:  # twenty new photos arrive; one old one leaves
         (src / p.name).write_bytes(p.read_bytes())
     (src / images[0].name).unlink()
-    second = _run_flow(src, out, cache_dir, config_file, no_llm=True)
+    second = run_catalog(src, out, config_file, cache_dir, no_llm=True)
     assert second["search"] | {"reason": ""} == {"kind": "exact", "size": 29, "added": 20, "retired": 1,
                                                  "reactivated": 0, "rebuilt": False, "reason": "",
                                                  "groups": second["search"]["groups"],
@@ -141,18 +132,13 @@ def test_search_index_grows_incrementally_across_runs(prefect_server, seed_image
 def test_bad_images_and_llm_failures_go_to_rejects(prefect_server, tmp_path, cache_dir, config_file, seed_images):
     from llm_server import FakeLLMServer, FaultPlan
 
-    src = tmp_path / "src"
-    src.mkdir()
-    for p in sorted(seed_images.iterdir())[:6]:
-        (src / p.name).write_bytes(p.read_bytes())
-    (src / "copy of data (1).jpg").write_bytes((seed_images / "data (1).jpg").read_bytes())
-    (src / "empty.jpg").write_bytes(b"")
-    (src / "readme.png").write_text("not a picture")
+    src = make_source(tmp_path / "src", 6, extra={"copy of data (1).jpg": (seed_images / "data (1).jpg").read_bytes(),
+                                                  "empty.jpg": b"", "readme.png": b"not a picture"})
     out = tmp_path / "out"
     config_file.write_text(config_file.read_text() + "[run]\nmax_reject_share = 0.9\n")
     plan = FaultPlan.fail_product(lambda a: a.get("sleeve") == "long sleeve", kind="http_500")
     with FakeLLMServer(faults=plan) as server:
-        summary = _run_flow(src, out, cache_dir, config_file, llm_base_url=server.base_url)
+        summary = run_catalog(src, out, config_file, cache_dir, llm_base_url=server.base_url)
     rejects = dict(csv.reader(open(out / "rejects.csv")))
     assert rejects.pop("image") == "reason"
     assert rejects["empty.jpg"] == "empty file (0 bytes)"
@@ -175,13 +161,10 @@ def test_bad_images_and_llm_failures_go_to_rejects(prefect_server, tmp_path, cac
 @pytest.mark.slow
 def test_same_content_in_different_shards_gives_one_row_per_image(prefect_server, tmp_path, cache_dir, config_file,
                                                                    seed_images):
-    src = tmp_path / "src"
-    src.mkdir()
-    names = sorted(p.name for p in seed_images.iterdir())[:3]
-    for name in names:
-        (src / name).write_bytes((seed_images / name).read_bytes())
+    src = make_source(tmp_path / "src", 3)
+    names = sorted(p.name for p in src.iterdir())
     (src / "zz twin.jpg").write_bytes((seed_images / names[0]).read_bytes())  # sorts last: another shard
-    summary = _run_flow(src, tmp_path / "out", cache_dir, config_file, no_llm=True, shard_size=1)
+    summary = run_catalog(src, tmp_path / "out", config_file, cache_dir, no_llm=True, shard_size=1)
     table = pl.read_parquet(tmp_path / "out" / "catalog.parquet")
     assert summary["rows"] == 4 and summary["rejects"] == 0
     assert sorted(table["image"]) == sorted(names + ["zz twin.jpg"])
@@ -231,7 +214,8 @@ def test_cli_run_no_llm(tmp_path, seed_images, config_file):
 
 
 def test_too_many_rejects_fail_the_run_after_writing_outputs():
-    from catalog_intel.pipeline.summary import RunFailed, RunSummary
+    from catalog_intel.errors import RunFailed
+    from catalog_intel.pipeline.summary import RunSummary
 
     summary = RunSummary(inputs=10, rows=7, rejects=3)
     summary.raise_if_too_many_rejects(0.3)
@@ -244,7 +228,7 @@ def test_phase_times_include_the_task_runs_that_just_finished(prefect_server):
     must still include the tasks that finished just before it is written."""
     from prefect import flow, task
 
-    from catalog_intel.pipeline.summary import current_phase_times
+    from catalog_intel.orchestration.phases import current_phase_times
 
     @task(name="phase-a")
     def phase_a(i: int) -> int:

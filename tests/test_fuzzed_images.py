@@ -12,7 +12,9 @@ import polars as pl
 import pytest
 from PIL import Image
 
-from catalog_intel.io.images import ImageRejected, decode_rgb
+from catalog_intel.errors import ImageRejected
+from catalog_intel.io.images import decode_rgb
+from conftest import run_catalog, write_config
 
 FORMATS = {"GIF": "gif", "TIFF": "tif", "PNG": "png", "WEBP": "webp", "JPEG": "jpg"}
 PER_FORMAT = 42  # 5 formats x 42 = 210 damaged files
@@ -97,8 +99,6 @@ def test_decoder_errors_other_than_oserror_become_rejects_with_the_decoders_mess
 
 @pytest.mark.slow
 def test_a_folder_of_damaged_images_runs_to_the_end(prefect_server, tiny_clip, tmp_path):
-    from flows.catalog import catalog_flow
-
     src, out = tmp_path / "src", tmp_path / "out"
     src.mkdir()
     damaged = fuzzed_files()
@@ -108,13 +108,9 @@ def test_a_folder_of_damaged_images_runs_to_the_end(prefect_server, tiny_clip, t
     for k, name in enumerate(good):
         Image.new("RGB", (64, 80), (40 * k, 200 - 30 * k, 90)).save(src / name)
     (src / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
-    config = tmp_path / "catalog-intel.toml"
-    config.write_text("[clip]\n" + "".join(f'{k.split(".")[1]} = "{v}"\n' if isinstance(v, str)
-                                           else f'{k.split(".")[1]} = {v}\n' for k, v in tiny_clip.items())
-                      + "[run]\nmax_reject_share = 1.0\n")
+    config = write_config(tmp_path / "catalog-intel.toml", tiny_clip, {"run": {"max_reject_share": 1.0}}, llm=None)
 
-    summary = catalog_flow(source=str(src), out_dir=str(out), config_path=str(config),
-                           cache_dir=str(tmp_path / "cache"), no_llm=True)
+    summary = run_catalog(src, out, config, no_llm=True)
 
     rows = set(pl.read_parquet(out / "catalog.parquet")["image"])
     with open(out / "rejects.csv", newline="") as fh:

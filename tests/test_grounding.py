@@ -2,8 +2,8 @@
 
 import pytest
 
-from catalog_intel.config import load_config
 from catalog_intel.copywriting.grounding import build_terms, claims, copy_check, facts_text, form_problems, repair
+from catalog_intel.settings import load_config
 
 ROW = {"color": "pink", "sleeve": "short sleeve", "neckline": "v-neck", "pattern": "solid", "fabric": None,
        "fit": None, "garment_type": "t-shirt"}

@@ -10,7 +10,10 @@ import polars as pl
 import pytest
 from PIL import Image
 
-from catalog_intel.inference.heads import FEATURES_CLIP, Head, HeadError, apply_heads, fit_head, load_head, save_head
+from catalog_intel.inference.heads import FEATURES_CLIP, Head, apply_heads, load_head, save_head
+from catalog_intel.errors import HeadError
+from catalog_intel.training.heads import fit_head
+from conftest import write_config
 
 # A shop's own taxonomy: a garment type the vocabulary lacks ("kimono") and an attribute
 # zero-shot does not know at all ("occasion"), told apart here by the garment's colour.
@@ -44,14 +47,22 @@ def cli(capsys, *argv: str) -> tuple[int, str, str]:
     return rc, captured.out, captured.err
 
 
-@pytest.fixture()
-def shop_heads(tmp_path, config_file, cache_dir, capsys):
-    labels = write_shop(tmp_path / "shop", per_class=10, seed=1)
-    heads = tmp_path / "heads"
-    rc, out, err = cli(capsys, "train-heads", "--labels", str(labels), "--out", str(heads), "--config", str(config_file),
-                       "--cache-dir", str(cache_dir))
-    assert rc == 0, err
-    return heads, out
+@pytest.fixture(scope="module")
+def shop_heads(tmp_path_factory, tiny_clip):
+    """Heads trained once for the module on a labelled shop (its photos in shop/images)."""
+    import contextlib
+    import io
+
+    from catalog_intel.cli import main
+
+    root = tmp_path_factory.mktemp("shop-heads")
+    labels = write_shop(root / "shop", per_class=10, seed=1)
+    heads, out = root / "heads", io.StringIO()
+    with contextlib.redirect_stdout(out):
+        rc = main(["train-heads", "--labels", str(labels), "--out", str(heads), "--config",
+                   str(write_config(root / "catalog-intel.toml", tiny_clip)), "--cache-dir", str(root / "cache")])
+    assert rc == 0
+    return heads, out.getvalue()
 
 
 def test_custom_value_and_new_attribute_are_learnt(shop_heads):
@@ -97,7 +108,7 @@ def test_run_refuses_a_head_trained_for_another_model(shop_heads, tmp_path, conf
 
     heads, _ = shop_heads
     other = make_tiny_clip(tmp_path / "other-model", seed=7)
-    rc, _, err = cli(capsys, "run", str(tmp_path / "shop" / "images"), "--out", str(tmp_path / "out"),
+    rc, _, err = cli(capsys, "run", str(heads.parent / "shop" / "images"), "--out", str(tmp_path / "out"),
                      "--config", str(config_file), "--clip-checkpoint", other["clip.checkpoint"],
                      "--cache-dir", str(cache_dir), "--no-llm", "--heads", str(heads))
     assert rc == 2
@@ -149,7 +160,7 @@ def test_facts_beat_head_beat_zero_shot():
 
 def test_fitted_probabilities_are_calibrated_on_held_out_rows():
     """Overlapping classes: the temperature-scaled probability of the top class matches its accuracy."""
-    from catalog_intel.inference.heads import expected_calibration_error
+    from catalog_intel.training.heads import expected_calibration_error
 
     rng = np.random.default_rng(0)
     centres = rng.normal(0, 1.0, (3, 40))
@@ -175,7 +186,8 @@ def test_head_files_load_without_pickles(tmp_path):
 
 
 def test_config_names_a_head_per_attribute(tmp_path):
-    from catalog_intel.config import ConfigError, load_config, resolve_config
+    from catalog_intel.errors import ConfigError
+    from catalog_intel.settings import load_config, resolve_settings
     from catalog_intel.inference.heads import published_attributes
 
     save_head(replace_attribute(toy_head(), "occasion"), tmp_path / "heads")
@@ -184,7 +196,7 @@ def test_config_names_a_head_per_attribute(tmp_path):
     config = load_config(user)
     assert config.attributes["occasion"].values == () and config.attributes["occasion"].min_confidence == 0.4
     assert published_attributes(config)["occasion"].values == toy_head().classes
-    assert resolve_config(None, heads=str(tmp_path / "heads")).attributes["occasion"].head.endswith("occasion.json")
+    assert resolve_settings(None, heads=str(tmp_path / "heads")).attributes["occasion"].head.endswith("occasion.json")
     user.write_text("[attributes.occasion]\nmin_confidence = 0.4\n")  # neither values nor a head
     with pytest.raises(ConfigError, match="attributes.occasion"):
         load_config(user)
@@ -197,7 +209,7 @@ def replace_attribute(head: Head, name: str) -> Head:
 
 
 def test_calibrate_judges_a_colour_head_by_its_own_confidence():
-    from catalog_intel.config import load_config
+    from catalog_intel.settings import load_config
     from catalog_intel.quality.evaluate import calibrate
 
     n = 40

@@ -10,6 +10,7 @@ import polars as pl
 import pytest
 
 from catalog_intel.quality.history import read_history, reject_category, sudden_changes, trend_table
+from conftest import make_source, run_catalog, write_config
 
 
 def _metrics(rows=10, rejects=1, by_reason=None, abst=None, warnings=0, conflicts=0):
@@ -50,24 +51,16 @@ def test_trend_table_lists_recent_runs_oldest_first():
 
 
 @pytest.mark.slow
-def test_three_runs_into_one_folder_keep_their_history(prefect_server, tiny_clip, seed_images, tmp_path):
+def test_three_runs_into_one_folder_keep_their_history(prefect_server, tiny_clip, tmp_path):
     from html.parser import HTMLParser
 
-    from flows.catalog import catalog_flow
-
-    src, out, cache = tmp_path / "src", tmp_path / "out", tmp_path / "cache"
-    src.mkdir()
-    for p in sorted(seed_images.iterdir())[:4]:
-        (src / p.name).write_bytes(p.read_bytes())
-    config = tmp_path / "c.toml"
-    config.write_text("[clip]\n" + "".join(f'{k.split(".")[1]} = "{v}"\n' if isinstance(v, str) else
-                                          f'{k.split(".")[1]} = {v}\n' for k, v in tiny_clip.items())
-                      + "[run]\nmax_reject_share = 1.0\n")
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    src = make_source(tmp_path / "src", 4)
+    config = write_config(tmp_path / "c.toml", tiny_clip, {"run": {"max_reject_share": 1.0}}, llm=None)
     for run, broken in enumerate((1, 1, 4)):
         for i in range(broken):
             (src / f"broken-{i}.jpg").write_bytes(b"")
-        summary = catalog_flow(source=str(src), out_dir=str(out), config_path=str(config), cache_dir=str(cache),
-                               no_llm=True)
+        summary = run_catalog(src, out, config, cache, no_llm=True)
 
     history = read_history(out)
     assert [h["rejects"] for h in history] == [1, 1, 4] and [h["rows"] for h in history] == [4, 4, 4]

@@ -5,9 +5,10 @@ import csv
 
 import polars as pl
 import pytest
-from conftest import copy_seed_images
+from conftest import make_source, run_catalog
 
-from catalog_intel.config import ConfigError, load_config
+from catalog_intel.errors import ConfigError
+from catalog_intel.settings import load_config
 from catalog_intel.copywriting.copywriter import build_messages, copy_key, describe, prompt_attributes
 from catalog_intel.copywriting.languages import (describe_languages, language_gate, language_llm, language_pass_rate,
                                      translate_attributes)
@@ -131,7 +132,8 @@ def test_language_config_is_checked():
 
 
 def test_catalog_lang_csv_has_the_languages_copy_in_the_usual_columns(config, tmp_path):
-    from catalog_intel.exports.tables import CSV_COLUMNS, write_outputs
+    from catalog_intel.schemas import CSV_COLUMNS
+    from catalog_intel.exports.tables import write_outputs
 
     table = pl.DataFrame([{"image": "a.jpg", "product_id": None, **ROW, "title": "Black tee",
                            "bullet_points": ["Black", "Tee"], "description": "A tee.", "style_summary": "Easy.",
@@ -157,15 +159,12 @@ def test_pass_rate_per_language(config):
 
 
 @pytest.mark.slow
-def test_a_two_language_run_writes_catalog_de_csv(prefect_server, seed_images, tmp_path, config_file, fake_llm):
-    from flows.catalog import catalog_flow
-
-    src = copy_seed_images(seed_images, tmp_path / "src", 3)
+def test_a_two_language_run_writes_catalog_de_csv(prefect_server, tmp_path, config_file, fake_llm):
+    src = make_source(tmp_path / "src", 3)
     config = tmp_path / "two-languages.toml"
     config.write_text(config_file.read_text().replace("[llm]\n", '[llm]\nlanguages = ["en", "de"]\n'))
     out = tmp_path / "out"
-    summary = catalog_flow(source=str(src), out_dir=str(out), config_path=str(config),
-                           cache_dir=str(tmp_path / "cache"), llm_base_url=fake_llm.base_url)
+    summary = run_catalog(src, out, config, llm_base_url=fake_llm.base_url)
     assert summary["rows"] == 3 and summary["outputs"]["catalog_csv_de"] == str(out / "catalog.de.csv")
     table = pl.read_parquet(out / "catalog.parquet")
     assert table.schema["bullet_points_de"] == pl.List(pl.Utf8) and table["title_de"].null_count() == 0
@@ -181,6 +180,5 @@ def test_a_two_language_run_writes_catalog_de_csv(prefect_server, seed_images, t
             assert row["title_de"].lower().startswith("damen-") and words[row["color"]][0] in row["title_de"]
     calls = fake_llm.requests
     assert summary["llm_calls"] == calls
-    again = catalog_flow(source=str(src), out_dir=str(out), config_path=str(config),
-                         cache_dir=str(tmp_path / "cache"), llm_base_url=fake_llm.base_url)
+    again = run_catalog(src, out, config, llm_base_url=fake_llm.base_url)
     assert again["llm_calls"] == 0 and fake_llm.requests == calls

@@ -2,20 +2,17 @@
 
 import polars as pl
 
+from conftest import make_source, run_catalog
 
-def test_flow_with_a_server_refusing_json_schema(prefect_server, tmp_path, cache_dir, config_file, seed_images):
-    from flows.catalog import catalog_flow
+
+def test_flow_with_a_server_refusing_json_schema(prefect_server, tmp_path, cache_dir, config_file):
     from llm_server import FakeLLMServer
 
     from catalog_intel.pipeline.summary import RunSummary
 
-    src = tmp_path / "src"
-    src.mkdir()
-    for p in sorted(seed_images.iterdir())[:5]:
-        (src / p.name).write_bytes(p.read_bytes())
+    src = make_source(tmp_path / "src", 5)
     with FakeLLMServer(reject_response_format=("json_schema",)) as server:
-        summary = catalog_flow(source=str(src), out_dir=str(tmp_path / "out"), config_path=str(config_file),
-                               cache_dir=str(cache_dir), llm_base_url=server.base_url)
+        summary = run_catalog(src, tmp_path / "out", config_file, cache_dir, llm_base_url=server.base_url)
         kinds = [(r["body"].get("response_format") or {}).get("type") for r in server.request_log]
     table = pl.read_parquet(tmp_path / "out" / "catalog.parquet")
     assert summary["rows"] == 5 and summary["rejects"] == 0 and table["title"].null_count() == 0

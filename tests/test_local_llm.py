@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 import urllib.error
 import urllib.request
@@ -19,16 +18,8 @@ from pathlib import Path
 import pytest
 
 from catalog_intel.copywriting import local_llm
-from catalog_intel.copywriting.local_llm import (
-    DEFAULT_GGUF,
-    EmbeddedLLMServer,
-    EmbeddedServerError,
-    GGUFSpec,
-    ModelIntegrityError,
-    ModelUnavailableError,
-    ensure_gguf,
-    find_part_files,
-)
+from catalog_intel.copywriting.local_llm import (DEFAULT_GGUF, EmbeddedLLMServer, GGUFSpec, ModelUnavailableError, ensure_gguf, find_part_files)
+from catalog_intel.errors import EmbeddedServerError, ModelIntegrityError
 
 # --------------------------------------------------------------------------- helpers
 
@@ -238,19 +229,6 @@ USER = (
 MAX_TOKENS = 400
 
 
-def _cache_dir() -> Path:
-    return Path(os.path.expanduser(os.environ.get("CATALOG_INTEL_CACHE", "~/.cache/catalog-intel")))
-
-
-@pytest.fixture(scope="module")
-def real_gguf() -> Path:
-    pytest.importorskip("xllamacpp")
-    try:
-        return ensure_gguf(_cache_dir(), progress=False)
-    except ModelUnavailableError as e:
-        pytest.skip(str(e))
-
-
 def _port_closed(base_url: str) -> bool:
     try:
         urllib.request.urlopen(base_url + "/models", timeout=3)
@@ -287,15 +265,15 @@ def test_real_model_is_assembled_and_verified(real_gguf: Path) -> None:
 
 
 @pytest.mark.slow
-def test_json_schema_copy_for_three_products(real_gguf: Path) -> None:
+def test_json_schema_copy_for_three_products(embedded_llm) -> None:
+    """Three products at once on the session's server (2 slots): each answer fits the schema."""
     openai = pytest.importorskip("openai")
-    with EmbeddedLLMServer(real_gguf, n_ctx=4096, n_parallel=2) as srv:
-        assert srv.base_url.startswith("http://127.0.0.1:") and srv.base_url.endswith("/v1")
-        assert srv.model
-        client = openai.OpenAI(base_url=srv.base_url, api_key="not-needed", max_retries=0, timeout=600)
-        with ThreadPoolExecutor(2) as pool:
-            results = list(pool.map(lambda a: _copy(client, srv.model, a), PRODUCTS))
-        base_url = srv.base_url
+    srv = embedded_llm
+    assert srv.base_url.startswith("http://127.0.0.1:") and srv.base_url.endswith("/v1")
+    assert srv.model
+    client = openai.OpenAI(base_url=srv.base_url, api_key="not-needed", max_retries=0, timeout=600)
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda a: _copy(client, srv.model, a), PRODUCTS))
 
     for attrs, (copy, resp, seconds) in zip(PRODUCTS, results):
         assert set(copy) == set(SCHEMA["required"])
@@ -312,7 +290,6 @@ def test_json_schema_copy_for_three_products(real_gguf: Path) -> None:
             f"{attrs['garment_type']}: {seconds:.1f}s, {resp.usage.completion_tokens} tokens "
             f"({resp.usage.completion_tokens / seconds:.1f} tok/s): {copy['title']!r}"
         )
-    assert _port_closed(base_url)
 
 
 @pytest.mark.slow
@@ -345,7 +322,7 @@ def test_embedded_server_uses_every_core_at_a_lower_priority(monkeypatch):
 
     from catalog_intel.copywriting import llm_service
     from catalog_intel.copywriting import local_llm
-    from catalog_intel.config import load_config
+    from catalog_intel.settings import load_config
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(2)))
     assert local_llm._default_threads() == 2
@@ -399,7 +376,7 @@ def test_configured_model_path_is_served_without_the_default_parts(tmp_path: Pat
 
 def test_configured_model_path_that_is_not_a_file_names_the_key(tmp_path: Path) -> None:
     pytest.importorskip("xllamacpp")
-    from catalog_intel.config import load_config
+    from catalog_intel.settings import load_config
     from catalog_intel.copywriting import llm_service
 
     config = load_config(overrides={"llm.embedded_model_path": str(tmp_path / "missing.gguf")})
@@ -412,7 +389,7 @@ def test_configured_model_path_that_is_not_a_file_names_the_key(tmp_path: Path) 
 def test_run_serves_the_configured_gguf_under_its_own_name(real_gguf: Path, tmp_path: Path) -> None:
     """The endpoint a run gets serves the configured file, named after it: the copy cache
     (keyed by llm.model) never mixes its answers with another model's."""
-    from catalog_intel.config import load_config
+    from catalog_intel.settings import load_config
     from catalog_intel.copywriting import llm_service
     from catalog_intel.copywriting.copywriter import copy_key
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import copy_seed_images
+from conftest import link_model, make_source, write_config
 
 REPO = Path(__file__).resolve().parents[1]
 SECRET = "AKIAFAKE123"
@@ -63,14 +63,9 @@ def _alive(pid: int, ident: str) -> bool:
     return state != "Z" and _identity(pid) == ident
 
 
-def _config(tmp_path: Path, tiny_clip: dict, llm: str) -> Path:
-    path = tmp_path / "catalog-intel.toml"
-    path.write_text(
-        "[clip]\n" + "".join(f'{k.split(".")[1]} = "{v}"\n' if isinstance(v, str) else f'{k.split(".")[1]} = {v}\n'
-                             for k, v in tiny_clip.items())
-        + llm + f'[paths.storage_options.s3]\nkey = "{SECRET}"\nsecret = "{SECRET}-secret"\n'
-    )
-    return path
+def _config(tmp_path: Path, tiny_clip: dict, **sections: dict) -> Path:
+    return write_config(tmp_path / "catalog-intel.toml", tiny_clip, {
+        **sections, "paths": {"storage_options": {"s3": {"key": SECRET, "secret": f"{SECRET}-secret"}}}}, llm=None)
 
 
 def _cli(src: Path, out: Path, cache: Path, config: Path, *extra: str) -> subprocess.Popen:
@@ -130,14 +125,13 @@ def _assert_secret_nowhere(out: Path, log: str) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("runner, marker", [("local", "prefect.server.api.server"), ("dask", "spawn_main")],
                          ids=["prefect-server", "dask-workers"])
-def test_kill_9_of_the_run_takes_its_children_with_it(tmp_path, tiny_clip, seed_images, fake_llm, runner,
-                                                            marker):
+def test_kill_9_of_the_run_takes_its_children_with_it(tmp_path, tiny_clip, fake_llm, runner, marker):
     if runner == "dask" and importlib.util.find_spec("prefect_dask") is None:
         pytest.skip("the dask extra is not installed")
-    src = copy_seed_images(seed_images, tmp_path / "src", 12)
+    src = make_source(tmp_path / "src", 12)
     out, cache = tmp_path / "out", tmp_path / "cache"
-    config = _config(tmp_path, tiny_clip, f'[llm]\nbase_url = "{fake_llm.base_url}"\ntimeout_s = 5\n'
-                     f'[runner]\ntask_runner = "{runner}"\nworkers = 1\n')
+    config = _config(tmp_path, tiny_clip, llm={"base_url": fake_llm.base_url, "timeout_s": 5},
+                     runner={"task_runner": runner, "workers": 1})
     children = _kill_when_started(_cli(src, out, cache, config), marker, 300)
     _assert_all_gone(children)
     log = _next_run_is_clean(src, out, cache, config)
@@ -145,12 +139,11 @@ def test_kill_9_of_the_run_takes_its_children_with_it(tmp_path, tiny_clip, seed_
 
 
 @pytest.mark.slow
-def test_kill_9_of_the_run_takes_the_embedded_llm_with_it(tmp_path, tiny_clip, seed_images):
-    if importlib.util.find_spec("xllamacpp") is None:
-        pytest.skip("the llm extra is not installed (pip install -e '.[dev,llm]')")
-    src = copy_seed_images(seed_images, tmp_path / "src", 12)
+def test_kill_9_of_the_run_takes_the_embedded_llm_with_it(tmp_path, tiny_clip, real_gguf):
+    src = make_source(tmp_path / "src", 12)
     out, cache = tmp_path / "out", tmp_path / "cache"
-    config = _config(tmp_path, tiny_clip, "[llm]\nembedded_threads = 1\nembedded_nice = 0\n")
+    link_model(cache, real_gguf)  # the verified model in place: the run goes straight to starting llama.cpp
+    config = _config(tmp_path, tiny_clip, llm={"embedded_threads": 1, "embedded_nice": 0})
     # killed while the llama.cpp child loads the model: it does not read its stdin yet, so only
     # the parent-death signal can stop it
     children = _kill_when_started(_cli(src, out, cache, config), "_child_main", 600)
@@ -159,18 +152,21 @@ def test_kill_9_of_the_run_takes_the_embedded_llm_with_it(tmp_path, tiny_clip, s
 
 
 def test_a_worker_process_gets_storage_options_with_the_config_not_the_environment(tmp_path):
-    """What a Dask worker sees: a fresh process, this process's environment, the task's config pickled."""
+    """What a Dask worker sees: a fresh process, this process's environment, the task's config pickled;
+    the task sets the options up there (building or unpickling settings has no side effect)."""
     import cloudpickle
 
-    from catalog_intel.config import load_config
-    from catalog_intel.io import storage
+    from catalog_intel.io import filesystem as storage
+    from catalog_intel.settings import load_config
 
     config = load_config(None, {"paths.storage_options": {"s3": {"key": SECRET}}})
+    storage.configure(config.paths.storage_options)
     try:
         assert all(SECRET not in v for v in os.environ.values())  # nothing for children to inherit
-        worker = ("import pickle, sys, os; from catalog_intel.io import storage; "
-                  "assert storage._protocol_options('s3') == {}; "
-                  "pickle.loads(sys.stdin.buffer.read()); print(storage._protocol_options('s3')['key'])")
+        worker = ("import pickle, sys, os; from catalog_intel.io import filesystem as storage; "
+                  "from catalog_intel.orchestration.tasks import on_worker; "
+                  "config = pickle.loads(sys.stdin.buffer.read()); assert storage._protocol_options('s3') == {}; "
+                  "on_worker(config); print(storage._protocol_options('s3')['key'])")
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         got = subprocess.run([sys.executable, "-c", worker], input=cloudpickle.dumps(config), env=env,
                              capture_output=True, check=True, timeout=120)

@@ -11,7 +11,8 @@ import polars as pl
 import pytest
 from PIL import Image
 
-from catalog_intel.io.storage import publish_tree
+from catalog_intel.io.filesystem import publish_tree
+from conftest import run_catalog, write_config
 
 
 def _folder(path, text: str) -> str:
@@ -76,19 +77,15 @@ def test_publish_tree_into_an_empty_place(tmp_path):
 @pytest.mark.slow
 def test_success_file_is_withdrawn_while_tables_are_replaced_and_names_the_tables_run(
         prefect_server, tiny_clip, tmp_path, monkeypatch):
-    import tasks.export
-    from flows.catalog import catalog_flow
-
+    from catalog_intel.orchestration import tasks
     src, out = tmp_path / "src", tmp_path / "out"
     src.mkdir()
     for k in range(4):
         Image.new("RGB", (64, 80), (60 * k, 200 - 40 * k, 90)).save(src / f"p{k}.png")
-    config = tmp_path / "catalog-intel.toml"
-    config.write_text("[clip]\n" + "".join(f'{k.split(".")[1]} = {json.dumps(v)}\n' for k, v in tiny_clip.items()))
+    config = write_config(tmp_path / "catalog-intel.toml", tiny_clip, llm=None)
 
     def run():
-        return catalog_flow(source=str(src), out_dir=str(out), config_path=str(config),
-                            cache_dir=str(tmp_path / "cache"), no_llm=True)
+        return run_catalog(src, out, config, no_llm=True)
 
     run()
     first = json.loads((out / "_SUCCESS.json").read_text())
@@ -98,20 +95,20 @@ def test_success_file_is_withdrawn_while_tables_are_replaced_and_names_the_table
     assert first["outputs"]["catalog_parquet"] == str(out / "catalog.parquet")
 
     seen = {}
-    write_outputs = tasks.export.write_outputs
+    write_outputs = tasks.write_outputs
 
     def fail_after_the_parquet(table, rejects, out_dir):
         seen["success_during_export"] = (out / "_SUCCESS.json").exists()
         write_outputs(table, rejects, out_dir)
         raise OSError("disk full (injected between the tables and the commit file)")
 
-    monkeypatch.setattr(tasks.export, "write_outputs", fail_after_the_parquet)
+    monkeypatch.setattr(tasks, "write_outputs", fail_after_the_parquet)
     with pytest.raises(OSError, match="injected"):
         run()
     assert seen == {"success_during_export": False}
     assert not (out / "_SUCCESS.json").exists()  # the tables were replaced, but no reader takes them as complete
 
-    monkeypatch.setattr(tasks.export, "write_outputs", write_outputs)
+    monkeypatch.setattr(tasks, "write_outputs", write_outputs)
     run()
     last = json.loads((out / "_SUCCESS.json").read_text())
     assert last["run_id"] != first["run_id"]

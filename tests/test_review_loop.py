@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import csv
-import json
 import os
 import time
 
@@ -15,21 +14,12 @@ import polars as pl
 import pytest
 
 from cdp import CHROMIUM, Browser
+from conftest import make_source, run_catalog, write_config
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(CHROMIUM is None, reason="Debian `chromium` is not installed (apt-get install chromium)")]
 
 TITLE = 'Reviewer\'s "own" title, kept'
-
-
-def _config(path, tiny_clip):
-    path.write_text(
-        "[clip]\n" + "".join(f'{k.split(".")[1]} = {json.dumps(v)}\n' for k, v in tiny_clip.items())
-        + "[llm]\nrequests_per_second = 50.0\nconcurrency = 4\nbackoff_initial_s = 0.05\nbackoff_max_s = 2.0\n"
-        + "timeout_s = 5\n[search]\ntop_k = 2\n"
-        + "".join(f"[attributes.{a}]\nmin_confidence = 0.0\n"
-                  for a in ("color", "neckline", "sleeve", "pattern", "fabric", "fit", "garment_type")))
-    return path
 
 
 def _screenshot(browser: Browser, target: str) -> None:
@@ -38,18 +28,14 @@ def _screenshot(browser: Browser, target: str) -> None:
         fh.write(base64.b64decode(data))
 
 
-def test_edits_in_the_report_are_honoured_by_the_next_run(prefect_server, tiny_clip, seed_images, tmp_path):
-    from flows.catalog import catalog_flow
+def test_edits_in_the_report_are_honoured_by_the_next_run(prefect_server, tiny_clip, tmp_path):
     from llm_server import FakeLLMServer
 
-    src, out, cache = tmp_path / "src", tmp_path / "out", tmp_path / "cache"
-    src.mkdir()
-    for p in sorted(seed_images.iterdir())[:5]:
-        (src / p.name).write_bytes(p.read_bytes())
-    config = _config(tmp_path / "c.toml", tiny_clip)
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    src = make_source(tmp_path / "src", 5)
+    config = write_config(tmp_path / "c.toml", tiny_clip, {"search": {"top_k": 2}}, min_confidence=0.0)
     with FakeLLMServer() as llm:
-        catalog_flow(source=str(src), out_dir=str(out), config_path=str(config), cache_dir=str(cache),
-                     llm_base_url=llm.base_url)
+        run_catalog(src, out, config, cache, llm_base_url=llm.base_url)
     first = pl.read_parquet(out / "catalog.parquet").sort("image")
     assert first.height == 5 and first["title"].null_count() == 0
     recolour, retitle, approve, reject, bulk = first["image"].to_list()
@@ -138,8 +124,7 @@ def test_edits_in_the_report_are_honoured_by_the_next_run(prefect_server, tiny_c
     assert rows[reject]["review_status"] == "rejected" and rows[reject]["review_reason"] == "wrong product, shows a dress"
 
     with FakeLLMServer() as llm:
-        catalog_flow(source=str(src), out_dir=str(out), config_path=str(config), cache_dir=str(cache),
-                     llm_base_url=llm.base_url, facts=str(downloads / "edits.csv"))
+        run_catalog(src, out, config, cache, llm_base_url=llm.base_url, facts=str(downloads / "edits.csv"))
         asked = [entry["attrs"] for entry in llm.request_log]
     second = pl.read_parquet(out / "catalog.parquet").sort("image")
     assert len(asked) == 1 and asked[0]["color"] == new_color  # only the row whose attributes changed

@@ -16,34 +16,29 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from catalog_intel.io import storage
+from catalog_intel.io import filesystem
+from catalog_intel.io.parquet_store import ParquetStore
 from catalog_intel.io.synthetic import jpeg_with_comment
-from s3_server import ENV, S3Server
+from conftest import run_catalog
+from s3_server import ENV
 
 REPO = Path(__file__).resolve().parents[1]
 VOLATILE = ("run_id", "processed_at")
 
 
-@pytest.fixture(scope="module")
-def s3():
-    with S3Server() as server:
-        yield server
-
-
 def _upload(files: dict[str, bytes], url: str) -> None:
     for name, data in files.items():
-        storage.atomic_write_bytes(f"{url}/{name}", data)
+        filesystem.atomic_write_bytes(f"{url}/{name}", data)
 
 
 def _parquet(url: str) -> pl.DataFrame:
-    return pl.read_parquet(io.BytesIO(storage.read_bytes(url)))
+    return pl.read_parquet(io.BytesIO(filesystem.read_bytes(url)))
 
 
 @pytest.mark.slow
 def test_images_in_a_bucket_give_outputs_in_the_bucket_and_a_rerun_computes_nothing(
         prefect_server, s3, seed_images, config_file, tmp_path, monkeypatch, capfd, caplog):
     from catalog_intel.io import ingest
-    from flows.catalog import catalog_flow
 
     cwd = tmp_path / "cwd"
     cwd.mkdir()
@@ -51,31 +46,30 @@ def test_images_in_a_bucket_give_outputs_in_the_bucket_and_a_rerun_computes_noth
     bucket = s3.bucket("catalog-one")
     photos = {p.name: p.read_bytes() for p in sorted(seed_images.iterdir())[:12]}
     _upload({**photos, "notes.txt": b"not a photo", ".DS_Store": b"\0"}, f"{bucket}/drop")
-    run = dict(source=f"{bucket}/drop", out_dir=f"{bucket}/out", config_path=str(config_file),
-               cache_dir=f"{bucket}/cache", no_llm=True)
+    run = dict(source=f"{bucket}/drop", out=f"{bucket}/out", config=config_file, cache=f"{bucket}/cache", no_llm=True)
 
-    first = catalog_flow(**run)
+    first = run_catalog(**run)
     assert (first["inputs"], first["rows"], first["rejects"], first["skipped"]) == (14, 12, 1, 1)
     assert first["embeddings_computed"] == 12
     table = _parquet(f"{bucket}/out/catalog.parquet")
     assert sorted(table["image"]) == sorted(photos)
     assert table["path"].str.starts_with(f"{bucket}/drop/").all()
-    csv = pl.read_csv(io.BytesIO(storage.read_bytes(f"{bucket}/out/catalog.csv")))
+    csv = pl.read_csv(io.BytesIO(filesystem.read_bytes(f"{bucket}/out/catalog.csv")))
     assert sorted(csv["image"]) == sorted(photos)
-    rejects = pl.read_csv(io.BytesIO(storage.read_bytes(f"{bucket}/out/rejects.csv")))
+    rejects = pl.read_csv(io.BytesIO(filesystem.read_bytes(f"{bucket}/out/rejects.csv")))
     assert rejects["image"].to_list() == ["notes.txt"] and rejects["reason"][0].startswith("not an image")
     for name in ("_SUCCESS.json", "report/index.html", "search/index.json", "data_docs/index.html",
                  "validation_result.json", "run_config.json"):
-        assert storage.isfile(f"{bucket}/out/{name}"), name
-    thumbs = storage.list_dir(f"{bucket}/out/report/thumbs", suffix=".jpg")
+        assert filesystem.isfile(f"{bucket}/out/{name}"), name
+    thumbs = filesystem.list_dir(f"{bucket}/out/report/thumbs", suffix=".jpg")
     assert len(thumbs) == 12
-    assert storage.walk_files(f"{bucket}/cache/embeddings")[0]  # the cache lives in the bucket too
+    assert filesystem.walk_files(f"{bucket}/cache/embeddings")[0]  # the cache lives in the bucket too
     assert list(cwd.iterdir()) == []  # no local folder named after the URL, no lock file, no cache part
 
     hashed = []
     real_sha = ingest.sha256_file
     monkeypatch.setattr(ingest, "sha256_file", lambda p: hashed.append(p) or real_sha(p))
-    second = catalog_flow(**run)
+    second = run_catalog(**run)
     assert hashed == []  # size + ETag from the listing: no image read to hash it
     assert second["embeddings_computed"] == 0 and second["embeddings_cached"] == 12
     assert second["search"]["added"] == 0 and not second["search"]["rebuilt"]
@@ -87,8 +81,8 @@ def test_images_in_a_bucket_give_outputs_in_the_bucket_and_a_rerun_computes_noth
     assert ENV["AWS_SECRET_ACCESS_KEY"] not in captured.out + captured.err + caplog.text
 
 
-def _cli(source: str, out: str, cache: str, config: Path, **popen) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+def _cli(env: dict, source: str, out: str, cache: str, config: Path, **popen) -> subprocess.Popen:
+    env = {**os.environ, **env}
     return subprocess.Popen([sys.executable, "-m", "catalog_intel.cli", "run", source, "--out", out,
                              "--cache-dir", cache, "--config", str(config), "--no-llm", "--shard-size", "16"],
                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
@@ -101,30 +95,31 @@ def _finish(proc: subprocess.Popen, timeout: float = 600) -> str:
 
 
 @pytest.mark.slow
-def test_a_run_killed_mid_way_resumes_to_the_rows_of_a_clean_run(s3, seed_images, config_file, tmp_path):
+def test_a_run_killed_mid_way_resumes_to_the_rows_of_a_clean_run(s3, seed_images, config_file, tmp_path, cli_env):
+    """The runs report to the session's Prefect server: the kill is the CLI's and its workers'."""
     bucket = s3.bucket("catalog-kill")
     seeds = [p.read_bytes() for p in sorted(seed_images.iterdir()) if p.suffix.lower() in (".jpg", ".jpeg")]
     files = {f"p{i:03d}.jpg": jpeg_with_comment(seeds[i % len(seeds)], f"variant {i}".encode()) for i in range(128)}
     _upload(files, f"{bucket}/drop")
     src, embeddings = f"{bucket}/drop", f"{bucket}/cache/embeddings"
 
-    victim = _cli(src, f"{bucket}/out", f"{bucket}/cache", config_file, start_new_session=True)
+    victim = _cli(cli_env, src, f"{bucket}/out", f"{bucket}/cache", config_file, start_new_session=True)
     deadline = time.monotonic() + 420
-    while not [f for f, _ in storage.walk_files(embeddings)[0] if "/part-" in f]:
+    while not [f for f, _ in filesystem.walk_files(embeddings)[0] if "/part-" in f]:
         assert victim.poll() is None, "the run finished before it could be killed: " + victim.stdout.read()[-2000:]
         assert time.monotonic() < deadline, "no embedding part appeared in time"
         time.sleep(0.2)
-    os.killpg(victim.pid, signal.SIGKILL)  # the whole run: CLI, Prefect server, workers
+    os.killpg(victim.pid, signal.SIGKILL)  # the whole run: CLI and its decode workers
     victim.wait(timeout=30)
     victim.stdout.close()
-    done_before = sum(_parquet(f).height for f, _ in storage.walk_files(embeddings)[0] if "/part-" in f)
+    done_before = sum(_parquet(f).height for f, _ in filesystem.walk_files(embeddings)[0] if "/part-" in f)
     assert 0 < done_before < 128
-    assert not storage.isfile(f"{bucket}/out/catalog.parquet")  # nothing half-published
+    assert not filesystem.isfile(f"{bucket}/out/catalog.parquet")  # nothing half-published
 
-    resumed = _finish(_cli(src, f"{bucket}/out", f"{bucket}/cache", config_file))
+    resumed = _finish(_cli(cli_env, src, f"{bucket}/out", f"{bucket}/cache", config_file))
     computed = int(re.search(r"embeddings (\d+) computed", resumed).group(1))
     assert computed == 128 - done_before  # the killed run's work was kept
-    clean = _finish(_cli(src, f"{bucket}/clean-out", f"{bucket}/clean-cache", config_file))
+    clean = _finish(_cli(cli_env, src, f"{bucket}/clean-out", f"{bucket}/clean-cache", config_file))
     assert "embeddings 128 computed" in clean
 
     a, b = _parquet(f"{bucket}/out/catalog.parquet"), _parquet(f"{bucket}/clean-out/catalog.parquet")
@@ -134,7 +129,7 @@ def test_a_run_killed_mid_way_resumes_to_the_rows_of_a_clean_run(s3, seed_images
 
 def test_storage_options_from_the_config_and_never_shown(s3, monkeypatch, tmp_path):
     """Without any AWS_* variable, [paths.storage_options.s3] alone reaches the server; the secret is in no repr."""
-    from catalog_intel.config import load_config
+    from catalog_intel.settings import load_config
 
     s3.bucket("catalog-options")
     for key in (*ENV, "AWS_ENDPOINT_URL"):
@@ -145,18 +140,19 @@ def test_storage_options_from_the_config_and_never_shown(s3, monkeypatch, tmp_pa
     try:
         config = load_config(None, {"paths.storage_options": {"s3": options},
                                     "paths.cache_dir": "s3://catalog-options/cache"})
-        store = storage.ParquetStore(config.paths.cache_path / "embeddings" / "m", key="sha256")
+        filesystem.configure(config.paths.storage_options)  # what a run does with its settings
+        store = ParquetStore(config.paths.cache_path / "embeddings" / "m", key="sha256")
         store.append(pl.DataFrame({"sha256": ["a", "b"]}))
         assert store.existing(["a", "b", "c"]) == {"a", "b"}
         assert secret not in repr(config) + str(config) + repr(config.paths)
     finally:
-        storage.configure({})
+        filesystem.configure({})
 
 
 def test_decode_workers_read_images_from_the_bucket(s3, seed_images, tiny_clip):
     """DataLoader worker processes read the bytes through fsspec; a missing object is a reject, not a crash."""
     from catalog_intel.inference.clip_model import load_clip
-    from catalog_intel.config import load_config
+    from catalog_intel.settings import load_config
     from catalog_intel.inference.embedding import compute_embeddings
 
     bucket = s3.bucket("catalog-workers")

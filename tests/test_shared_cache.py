@@ -13,8 +13,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from catalog_intel.io import storage
-from catalog_intel.io.storage import ParquetStore
+from catalog_intel.io import filesystem
+from catalog_intel.io.parquet_store import ParquetStore
 from catalog_intel.io.synthetic import jpeg_with_comment
 
 REPO = Path(__file__).resolve().parents[1]
@@ -69,18 +69,18 @@ def _variants(seed_images: Path, count: int) -> dict[str, bytes]:
 
 def _put(files: dict[str, bytes], folder: str) -> None:
     for name, data in files.items():
-        storage.atomic_write_bytes(storage.join(folder, name), data)
+        filesystem.atomic_write_bytes(filesystem.join(folder, name), data)
 
 
-def _run(source: str, out: str, cache: str, config: Path) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+def _run(env: dict, source: str, out: str, cache: str, config: Path) -> subprocess.Popen:
+    env = {**os.environ, **env}
     return subprocess.Popen([sys.executable, "-m", "catalog_intel.cli", "run", source, "--out", out,
                              "--cache-dir", cache, "--config", str(config), "--no-llm", "--shard-size", "8"],
                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def _table(out: str) -> pl.DataFrame:
-    return pl.read_parquet(io.BytesIO(storage.read_bytes(storage.join(out, "catalog.parquet"))))
+    return pl.read_parquet(io.BytesIO(filesystem.read_bytes(filesystem.join(out, "catalog.parquet"))))
 
 
 ATTRIBUTES = ["color", "neckline", "sleeve", "pattern", "fabric", "fit", "garment_type"]
@@ -91,36 +91,33 @@ def shared_root(request, tmp_path):
     if request.param == "local":
         yield str(tmp_path / "store")
         return
-    from s3_server import S3Server
-
-    with S3Server() as server:
-        yield server.bucket("shared-cache")
+    yield request.getfixturevalue("s3").bucket("shared-cache")
 
 
 @pytest.mark.slow
-def test_two_runs_started_at_once_on_one_cache_both_give_correct_rows(shared_root, seed_images, config_file):
+def test_two_runs_started_at_once_on_one_cache_both_give_correct_rows(shared_root, seed_images, config_file, cli_env):
     # Many small parts (batch 4, shard 8) so that both runs compact the stores they share,
     # and superseded parts are purged at once: the hardest case for a concurrent reader.
     config_file.write_text(config_file.read_text().replace("batch_size = 16", "batch_size = 4")
                            + "[paths]\npurge_after_s = 0\n")
     files = _variants(seed_images, 48)
     names = sorted(files)
-    a_src, b_src = storage.join(shared_root, "a"), storage.join(shared_root, "b")
+    a_src, b_src = filesystem.join(shared_root, "a"), filesystem.join(shared_root, "b")
     _put({n: files[n] for n in names[:32]}, a_src)  # overlapping inputs: 16 images in both
     _put({n: files[n] for n in names[16:]}, b_src)
-    cache = storage.join(shared_root, "cache")
+    cache = filesystem.join(shared_root, "cache")
 
-    runs = [_run(a_src, storage.join(shared_root, "out-a"), cache, config_file),
-            _run(b_src, storage.join(shared_root, "out-b"), cache, config_file)]
+    runs = [_run(cli_env, a_src, filesystem.join(shared_root, "out-a"), cache, config_file),
+            _run(cli_env, b_src, filesystem.join(shared_root, "out-b"), cache, config_file)]
     logs = [p.communicate(timeout=900)[0] for p in runs]
     for proc, log in zip(runs, logs):
         assert proc.returncode == 0, log[-3000:]
-    reference = _run(storage.join(shared_root, "a"), storage.join(shared_root, "out-ref-a"),
-                     storage.join(shared_root, "cache-ref"), config_file)
+    reference = _run(cli_env, filesystem.join(shared_root, "a"), filesystem.join(shared_root, "out-ref-a"),
+                     filesystem.join(shared_root, "cache-ref"), config_file)
     assert reference.wait(timeout=900) == 0, reference.stdout.read()[-3000:]
 
-    a, b = _table(storage.join(shared_root, "out-a")), _table(storage.join(shared_root, "out-b"))
-    ref = _table(storage.join(shared_root, "out-ref-a"))
+    a, b = _table(filesystem.join(shared_root, "out-a")), _table(filesystem.join(shared_root, "out-b"))
+    ref = _table(filesystem.join(shared_root, "out-ref-a"))
     assert sorted(a["image"]) == names[:32] and sorted(b["image"]) == names[16:]
     columns = ["image", "sha256", *ATTRIBUTES]
     assert a.sort("image").select(columns).equals(ref.sort("image").select(columns))  # as if it ran alone

@@ -11,8 +11,10 @@ import polars as pl
 import pytest
 from PIL import Image
 
-from catalog_intel.config import load_config
-from catalog_intel.pipeline.facts import FactsError, is_generated_column, split_facts
+from catalog_intel.settings import load_config
+from catalog_intel.errors import FactsError
+from catalog_intel.pipeline.facts import is_generated_column, split_facts
+from conftest import run_catalog
 
 SUPPLIER_TITLE = "SUPPLIER TITLE 123 do not publish"
 SUPPLIER_DESCRIPTION = "Supplier text: organic cotton jersey from the Porto mill"
@@ -50,8 +52,6 @@ def test_every_column_the_pipeline_generates_counts_as_generated(catalog_run):
 @pytest.mark.slow
 def test_supplier_title_description_and_confidence_never_published_as_generated(prefect_server, tmp_path, cache_dir,
                                                                                  config_file, fake_llm):
-    from flows.catalog import catalog_flow
-
     src = tmp_path / "src"
     src.mkdir()
     names = [f"p{k}.png" for k in range(4)]
@@ -62,8 +62,7 @@ def test_supplier_title_description_and_confidence_never_published_as_generated(
     config = tmp_path / "with-free-text.toml"
     config.write_text(config_file.read_text() + '[facts]\nfree_text = ["supplier_description"]\n')
 
-    summary = catalog_flow(source=str(src / "manifest.csv"), out_dir=str(tmp_path / "out"), config_path=str(config),
-                           cache_dir=str(cache_dir), llm_base_url=fake_llm.base_url)
+    summary = run_catalog(src / "manifest.csv", tmp_path / "out", config, cache_dir, llm_base_url=fake_llm.base_url)
 
     assert (summary["rows"], summary["rejects"]) == (4, 0)
     table = pl.read_parquet(tmp_path / "out" / "catalog.parquet")

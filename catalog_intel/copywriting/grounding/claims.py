@@ -33,11 +33,11 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from catalog_intel.config import UNKNOWN
 from catalog_intel.copywriting.grounding.notes import is_part, without_parts
 from catalog_intel.copywriting.grounding.terms import (COMPATIBLE_GARMENTS, COMPATIBLE_PATTERNS, GARMENT_FIELDS,
-                                                      GENERIC_GARMENTS, NEAR_COLOURS, SENTENCE, TEXT_FIELDS, Terms,
-                                                      _term_regex)
+                                                       GENERIC_GARMENTS, NEAR_COLOURS, SENTENCE, TEXT_FIELDS, Terms,
+                                                       _term_regex)
+from catalog_intel.schemas import UNKNOWN
 
 # --------------------------------------------------------------------------- contradictions
 

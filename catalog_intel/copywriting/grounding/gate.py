@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from catalog_intel.config import Config, ValidationConfig
 from catalog_intel.copywriting.grounding.claims import Claim, _known_with_implied, claims, facts_text
-from catalog_intel.copywriting.grounding.form import form_problems, instruction_runs, norm_text, summary_repeats, truncated
+from catalog_intel.copywriting.grounding.form import (form_problems, instruction_runs, norm_text, summary_repeats,
+                                                      truncated)
 from catalog_intel.copywriting.grounding.phrases import borrowed, sentences
 from catalog_intel.copywriting.grounding.terms import SENTENCE, Terms, build_terms
+from catalog_intel.settings import Config, ValidationConfig
 
 
 # --------------------------------------------------------------------------- repair
