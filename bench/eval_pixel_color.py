@@ -23,6 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from catalog_intel.inference.color_fusion import COLOR_INPUT_SIZE  # noqa: E402
+from catalog_intel.inference.image_feed import FeedSpec, feed_image  # noqa: E402
 from catalog_intel.inference.pixel_color import PALETTE, dominant_color_file  # noqa: E402
 from bench.harness import add_report_args, report  # noqa: E402
 
@@ -32,7 +34,17 @@ def load_rows(labels: Path) -> list[dict[str, str]]:
         return [r for r in csv.DictReader(fh) if (r.get("color") or "").strip()]
 
 
-def evaluate(labels: Path, vocabulary: str = "labels", limit: int | None = None) -> dict:
+def run_path(path: str, vocabulary: list[str]) -> tuple[str, float]:
+    """The colour a run gives: the decode that feeds the model (224 px), then pixel-color-v2."""
+    spec = FeedSpec(10**9, color_vocabulary=tuple(vocabulary))
+    return feed_image(path, None, COLOR_INPUT_SIZE, COLOR_INPUT_SIZE, spec, model_pixels=False).color
+
+
+PATHS = {"run": run_path,  # pixel-color-v2, as runs compute it
+         "v1": lambda path, vocabulary: dominant_color_file(path, vocabulary=vocabulary)}  # k-means at 128 px
+
+
+def evaluate(labels: Path, vocabulary: str = "labels", limit: int | None = None, path: str = "run") -> dict:
     rows = load_rows(labels)
     if limit:
         rows = rows[:limit]
@@ -43,7 +55,7 @@ def evaluate(labels: Path, vocabulary: str = "labels", limit: int | None = None)
     preds = []
     t0, c0 = time.perf_counter(), time.process_time()
     for r in rows:
-        name, conf = dominant_color_file(str(root / r["file"]), vocabulary=vocab)
+        name, conf = PATHS[path](str(root / r["file"]), vocab)
         preds.append((r["file"], r["color"].strip(), name, conf))
     elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
 
@@ -115,8 +127,10 @@ def main(argv: list[str] | None = None) -> int:
     add_report_args(ap, "eval_pixel_color")
     ap.add_argument("--vocabulary", choices=("labels", "full"), default="labels")
     ap.add_argument("--limit", type=int, default=None, help="score only the first N labelled rows")
+    ap.add_argument("--path", choices=tuple(PATHS), default="run",
+                    help="run: the colour a run computes (pixel-color-v2); v1: the k-means extractor it replaced")
     args = ap.parse_args(argv)
-    res = evaluate(args.labels, vocabulary=args.vocabulary, limit=args.limit)
+    res = evaluate(args.labels, vocabulary=args.vocabulary, limit=args.limit, path=args.path)
     print_report(res)
     if args.json:
         report("eval_pixel_color", res, args.json)

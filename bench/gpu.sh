@@ -4,13 +4,14 @@
 #   bench/gpu.sh [OUT_DIR]        (default: $OUT, else bench/results)
 #
 # Env: PYTHON (default .venv/bin/python, else python3), IMAGES (default 20000),
-#      WORKERS (decode workers, default cores - 2), BATCH (default 256), SHARD (default 4096),
+#      WORKERS (decode workers, default cores - 1), BATCH (default 256), SHARD (default 4096),
 #      WHEELS (a folder of wheels to install offline first, for missing light packages),
 #      DRAWN (distinct drawn images, default 2000), T_FULL / T_SHORT (time limits of the runs),
 #      DEVICE=cpu to smoke-test this script on a machine without a GPU, e.g.
 #      DEVICE=cpu IMAGES=64 DRAWN=32 BATCH=8 SHARD=32 WORKERS=1 T_FULL=600 T_SHORT=300 bench/gpu.sh /tmp/gpu-smoke
-# Writes OUT_DIR/gpu.json (bf16, nvjpeg decode), gpu-cpu-decode.json (bf16, PIL decode
-# in workers), gpu-fp32.json (fp32, nvjpeg) and gpu.log.
+# Writes OUT_DIR/gpu.json (bf16, one CPU decode per image feeding model, colour and thumbnails),
+# gpu-nvjpeg.json (bf16, nvjpeg for the model's pixels), gpu-fp32.json (fp32) and gpu.log; ends
+# with one line: img/s of the bare forward and of the embed stage, and CPU ms per image outside the model.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT_DIR=${1:-${OUT:-bench/results}}
@@ -22,7 +23,7 @@ if [ -z "$PY" ]; then
 fi
 CORES=$(nproc)
 IMAGES=${IMAGES:-20000}
-WORKERS=${WORKERS:-$(( CORES > 3 ? CORES - 2 : 1 ))}
+WORKERS=${WORKERS:-$(( CORES > 1 ? CORES - 1 : 1 ))}
 BATCH=${BATCH:-256}
 SHARD=${SHARD:-4096}
 DRAWN=${DRAWN:-2000}
@@ -71,19 +72,22 @@ COMMON=(--device "$DEVICE" --images "$IMAGES" --drawn "$DRAWN" --batch-size "$BA
         --shard-size "$SHARD" --decode-images 2000 --checkpoint "$CKPT" --rerun-images 0
         --catalog-dir "${TMPDIR:-/tmp}/catalog-intel-bench-catalog")
 
-# 2. Full stage table: bf16 autocast, nvjpeg decode (generates the catalog: ~10 s on 16 cores).
-echo "== run 1/3: bf16, gpu_decode=auto"
+# 2. Full stage table: bf16 autocast; one CPU decode per image feeds the model, the pixel colour and the
+#    thumbnails (gpu_decode=auto is off when those are wanted). Generates the catalog: ~10 s on 16 cores.
+echo "== run 1/3: bf16, gpu_decode=auto (CPU decode in $WORKERS workers: pixels, colour, thumbnails)"
 timeout "$T_FULL" "$PY" bench/run.py "${COMMON[@]}" --precision bf16 --gpu-decode auto \
   --skip llm,prefect,rerun,rss --json "$OUT_DIR/gpu.json" || echo "run 1 failed or timed out (rc=$?)"
 
-# 3. Same embed stage with PIL decoding in the workers, and fp32: the forward/embed rows only.
-echo "== run 2/3: bf16, gpu_decode=off (CPU decode in $WORKERS workers)"
-timeout "$T_SHORT" "$PY" bench/run.py "${COMMON[@]}" --precision bf16 --gpu-decode off --embed-images $(( 2 * SHARD )) \
-  --skip decode,classify,store,hash,llm,prefect,rerun,rss --json "$OUT_DIR/gpu-cpu-decode.json" \
+# 3. The embed stage with nvjpeg decoding the model's pixels (colour and thumbnails then need a second, CPU
+#    decode: not in this figure), and fp32: the forward/embed rows only.
+echo "== run 2/3: bf16, gpu_decode=on (nvjpeg for the model's pixels)"
+timeout "$T_SHORT" "$PY" bench/run.py "${COMMON[@]}" --precision bf16 --gpu-decode on --embed-images $(( 2 * SHARD )) \
+  --skip decode,classify,store,hash,llm,prefect,rerun,rss --json "$OUT_DIR/gpu-nvjpeg.json" \
   || echo "run 2 failed or timed out (rc=$?)"
 echo "== run 3/3: fp32, gpu_decode=auto"
 timeout "$T_SHORT" "$PY" bench/run.py "${COMMON[@]}" --precision fp32 --gpu-decode auto --embed-images $(( 2 * SHARD )) \
   --skip decode,classify,store,hash,llm,prefect,rerun,rss --json "$OUT_DIR/gpu-fp32.json" \
   || echo "run 3 failed or timed out (rc=$?)"
+"$PY" bench/gpu_figures.py "$OUT_DIR/gpu.json" || true
 nvidia-smi --query-gpu=name,memory.used,memory.total,utilization.gpu --format=csv 2>/dev/null || true
 echo "== done in $(( $(date +%s) - START )) s; results in $OUT_DIR"

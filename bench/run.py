@@ -218,6 +218,13 @@ def bench_forward_and_embed(report: Report, clip, files: list[str], args, max_pi
     files = files[: args.embed_images]
     kwargs = embed_kwargs(args)
     has_timings = "timings" in inspect.signature(compute_embeddings).parameters
+    if "feed" in inspect.signature(compute_embeddings).parameters:  # colour and thumbnails too, as a run makes them
+        from catalog_intel.settings import load_config
+        from catalog_intel.pipeline.shard import feed_spec
+
+        kwargs["feed"] = feed_spec(load_config())
+    cpu: dict = {}
+    decoded = 0
     spent = {"random": 0.0, "pixels": 0.0, "embed": 0.0}
     windows: dict = {"random": [], "pixels": [], "embed": []}
     rejected, per_shard, waits = 0, [], []
@@ -240,6 +247,9 @@ def bench_forward_and_embed(report: Report, clip, files: list[str], args, max_pi
             spent["embed"] += w.wall
             windows["embed"].append(w)
             waits.append(timings.get("wait_s"))
+            for stage, seconds in timings.get("cpu_s", {}).items():
+                cpu[stage] = cpu.get(stage, 0.0) + seconds
+            decoded += timings.get("images", 0)
             rejected += sum(1 for r in reasons if r)
             rates["embed"] = len(shard) / w.wall
         if "embed" in rates and "random" in rates:
@@ -267,10 +277,17 @@ def bench_forward_and_embed(report: Report, clip, files: list[str], args, max_pi
                    foreign_cores=foreign("embed"), wall_s=round(spent["embed"], 1), per_shard_ratio=per_shard,
                    median_shard_ratio=float(np.median(per_shard)) if per_shard else None,
                    decode_wait_share=round(waited / spent["embed"], 4) if has_timings else None)
+    if decoded:
+        per = {stage: round(1000 * seconds / decoded, 2) for stage, seconds in cpu.items()}
+        outside = sum(per.get(s, 0.0) for s in ("decode", "color", "thumbnails"))
+        report.add("CPU outside the model (decode + colour + thumbnails)", outside, "ms/img",
+                   note="per decoded image: " + ", ".join(f"{k} {v} ms" for k, v in per.items())
+                        + f"; {os.cpu_count()} cores feed about {1000 / outside * max(1, (os.cpu_count() or 2) - 1):.0f}"
+                          " img/s with cores - 1 decode workers", cpu_ms_per_image=per)
 
 
 def bench_classify(report: Report, clip, config, n: int) -> None:
-    from catalog_intel.config import ATTRIBUTE_ORDER
+    from catalog_intel.schemas import ATTRIBUTE_ORDER
     from catalog_intel.inference.zeroshot import classify, encode_label_texts
 
     labels = encode_label_texts(clip, config.attributes)
@@ -302,7 +319,7 @@ def bench_classify(report: Report, clip, config, n: int) -> None:
 
 def bench_store(report: Report, n: int, dim: int, shard: int, workdir: Path) -> None:
     from catalog_intel.inference.embedding import embeddings_frame
-    from catalog_intel.io.storage import ParquetStore
+    from catalog_intel.io.parquet_store import ParquetStore
 
     rng = np.random.default_rng(1)
     vectors = rng.standard_normal((n, dim)).astype(np.float32)
@@ -349,35 +366,36 @@ def _evict(paths: list[str]) -> bool:
 
 
 def bench_hash(report: Report, files: list[str], workdir: Path) -> None:
-    from catalog_intel.io import storage
+    from catalog_intel.io import filesystem
+    from catalog_intel.io.hash_cache import FileHashCache
 
     total_mb = sum(os.path.getsize(p) for p in files) / MB
     for p in files:  # warm the page cache
-        storage.read_bytes(p)
+        filesystem.read_bytes(p)
     with Timer() as wr:
         for p in files:
-            storage.read_bytes(p)
+            filesystem.read_bytes(p)
     with Timer() as w:
         for p in files:
-            storage.sha256_file(p)
+            filesystem.sha256_file(p)
     report.add("hash (sha256), warm cache", len(files) / w.wall, "files/s", "read bytes alone", len(files) / wr.wall,
                window=w, note=f"{total_mb / w.wall:,.0f} MB/s; {len(files)} files, {total_mb:,.0f} MB")
     if _evict(files):
         with Timer() as w:
             for p in files:
-                storage.sha256_file(p)
+                filesystem.sha256_file(p)
         report.add("hash (sha256), cold cache", len(files) / w.wall, "files/s", window=w,
                    note=f"{total_mb / w.wall:,.0f} MB/s; pages evicted with posix_fadvise")
-    if hasattr(storage, "FileHashCache"):
+    if FileHashCache:  # older checkouts had no hash cache
         from catalog_intel.io.ingest import hash_paths
 
         with Timer() as w:
             hash_paths(files, None)
         report.add(f"hash (sha256), warm cache, {min(4, os.cpu_count() or 1)} threads", len(files) / w.wall,
                    "files/s", window=w, note=f"{total_mb / w.wall:,.0f} MB/s; as ingest does it now")
-        cache = storage.FileHashCache(workdir / "hash-cache")
+        cache = FileHashCache(workdir / "hash-cache")
         hash_paths(files, cache)  # fills it
-        cache = storage.FileHashCache(workdir / "hash-cache")
+        cache = FileHashCache(workdir / "hash-cache")
         with Timer() as w:
             hash_paths(files, cache)
         stats = {"cached": cache.hits, "hashed": len(files) - cache.hits}
@@ -390,7 +408,7 @@ def bench_hash(report: Report, files: list[str], workdir: Path) -> None:
 def bench_prefect(report: Report, n_tasks: int = 40) -> None:
     from prefect import flow, task
 
-    from tasks.common import TASK_DEFAULTS
+    from catalog_intel.orchestration.tasks import TASK_DEFAULTS
 
     @task(name="bench-noop", **TASK_DEFAULTS)
     def noop(frame: pl.DataFrame) -> int:

@@ -5,7 +5,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from catalog_intel.config import load_config
+from catalog_intel.settings import load_config
 from catalog_intel.quality.copy_quality import copy_quality
 from catalog_intel.io.synthetic import draw_top
 from conftest import link_model, run_catalog, write_config

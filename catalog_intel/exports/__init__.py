@@ -3,13 +3,13 @@ JSON Lines, product detail pages. `write_exports` runs the ones the config names
 
 from __future__ import annotations
 
-from catalog_intel.io.storage import location
+from catalog_intel.io.filesystem import location
 
 import polars as pl
 
-from catalog_intel.config import Config
 from catalog_intel.exports import jsonl, merchant, pdp, shopify
 from catalog_intel.exports.fields import Missing
+from catalog_intel.settings import Config
 
 EXPORTERS = {"shopify": shopify.write, "gmc": merchant.write, "jsonl": jsonl.write, "pdp": pdp.write}
 

@@ -11,7 +11,8 @@ from urllib.parse import quote
 
 import polars as pl
 
-from catalog_intel.config import UNKNOWN, ExportsConfig
+from catalog_intel.schemas import UNKNOWN
+from catalog_intel.settings import ExportsConfig
 
 _NOT_SLUG = re.compile(r"[^a-z0-9]+")
 _LINE_BREAKS = re.compile(r"[\t\r\n\v\f\x85\u2028\u2029]+")

@@ -29,9 +29,13 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from catalog_intel.errors import ImageRejected
 from catalog_intel.inference.clip_model import LoadedClip
-from catalog_intel.io.images import ImageRejected, decode_rgb, load_rgb
-from catalog_intel.io.storage import ParquetStore, read_bytes
+from catalog_intel.inference.image_feed import (Fed, FeedSpec, STAGES, fast_preprocess_size, feed_or_reason,
+                                                normalize_batch)
+from catalog_intel.io.filesystem import read_bytes
+from catalog_intel.io.images import decode_rgb
+from catalog_intel.io.parquet_store import ParquetStore
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 
@@ -53,33 +57,37 @@ def embeddings_frame(shas: list[str], vectors: np.ndarray, model_id: str) -> pl.
 
 
 class _DecodedImages:
-    """Map-style dataset: path -> (index, preprocessed tensor | None, reason, raw JPEG | None).
+    """Map-style dataset: path -> (index, model pixels | None, reason, raw JPEG | None, Fed | None).
 
-    With `raw_jpeg`, plain JPEGs (RGB or greyscale) come back undecoded as
-    (uint8 bytes tensor, EXIF orientation) for batched GPU decoding."""
+    Each image is decoded once (image_feed.feed_image): the model's pixels (uint8 on the fast path),
+    its pixel colour and thumbnails come from that decode. With `raw_jpeg`, plain JPEGs (RGB or
+    greyscale) come back undecoded as (uint8 bytes tensor, EXIF orientation) for batched GPU decoding."""
 
-    def __init__(self, paths: list[str], preprocess, max_pixels: int, min_side: int, raw_jpeg: bool = False):
-        self.paths, self.preprocess, self.max_pixels, self.min_side = paths, preprocess, max_pixels, min_side
+    def __init__(self, paths: list[str], preprocess, min_side: int, feed: FeedSpec, raw_jpeg: bool = False):
+        self.paths, self.preprocess, self.min_side, self.feed = paths, preprocess, min_side, feed
+        self.input_size = fast_preprocess_size(preprocess)
         self.raw_jpeg = raw_jpeg
 
     def __len__(self) -> int:
         return len(self.paths)
 
+    def _fed(self, i: int):
+        fed = feed_or_reason(self.paths[i], self.preprocess, self.input_size, self.min_side, self.feed)
+        if isinstance(fed, str):
+            return i, None, fed, None, None
+        return i, fed.pixels, "", None, fed
+
     def __getitem__(self, i: int):
+        if not self.raw_jpeg:
+            return self._fed(i)
         try:
-            if not self.raw_jpeg:
-                return i, self.preprocess(load_rgb(self.paths[i], self.max_pixels, self.min_side)), "", None
-            try:
-                data = read_bytes(self.paths[i])
-            except OSError:
-                data = b""
-            orientation = jpeg_header_orientation(data, self.max_pixels)
-            if orientation is not None:
-                return i, None, "", (data, orientation)
-            # Not for nvjpeg: decode here (this also produces the reject reason).
-            return i, self.preprocess(load_rgb(self.paths[i], self.max_pixels, self.min_side)), "", None
-        except ImageRejected as exc:
-            return i, None, str(exc), None
+            data = read_bytes(self.paths[i])
+        except OSError:
+            data = b""
+        orientation = jpeg_header_orientation(data, self.feed.max_pixels)
+        if orientation is not None:
+            return i, None, "", (data, orientation), None
+        return self._fed(i)  # not for nvjpeg: decode here (this also produces the reject reason)
 
 
 def jpeg_header_orientation(data: bytes, max_pixels: int) -> int | None:
@@ -113,12 +121,14 @@ def _collate(batch):
     raw = [(b[0], b[3]) for b in batch if b[3] is not None]
     pixels = torch.stack(tensors) if tensors else None
     pixel_index = [b[0] for b in batch if b[1] is not None]
+    # The rest of each decode's work, without the pixels (they travel as one stacked tensor).
+    fed = [(b[0], Fed(None, b[4].color, b[4].thumbs, b[4].cpu)) for b in batch if b[4] is not None]
     if not raw:
-        return index, pixels, reasons, pixel_index, None
+        return index, pixels, reasons, pixel_index, None, fed
     # One shared-memory tensor per batch (not one per image) for the raw bytes.
     blob = torch.frombuffer(bytearray(b"".join(data for _, (data, _) in raw)), dtype=torch.uint8)
     lengths = [len(data) for _, (data, _) in raw]
-    return index, pixels, reasons, pixel_index, (blob, lengths, [i for i, _ in raw], [o for _, (_, o) in raw])
+    return index, pixels, reasons, pixel_index, (blob, lengths, [i for i, _ in raw], [o for _, (_, o) in raw]), fed
 
 
 # EXIF orientation -> the tensor ops of PIL's ImageOps.exif_transpose, on (..., H, W).
@@ -288,6 +298,8 @@ def compute_embeddings(
     timings: dict | None = None,
     on_batch=None,
     on_decode_started=None,
+    feed: FeedSpec | None = None,
+    on_fed=None,
 ) -> tuple[np.ndarray, list[str]]:
     """Embed images. Returns (vectors[n, d] L2-normalised float32, reasons[n]):
     a non-empty reason marks a rejected image whose vector row is zeros.
@@ -297,13 +309,18 @@ def compute_embeddings(
     e.g. a Dask worker); `torch_threads` sets the
     forward's intra-op threads for this process (None/0 = leave as is);
     `precision` "bf16"/"fp16" runs the forward under autocast;
-    `gpu_decode` "auto"/"on"/"off": nvjpeg decoding on CUDA (see module doc).
+    `gpu_decode` "auto"/"on"/"off": nvjpeg decoding on CUDA (see module doc); "auto" is off when `feed`
+    wants colour or thumbnails (nvjpeg would add a second decode to the one those need).
     `timings`: a dict that gets wait_s (the model waiting for decoded batches,
     worker start-up included), model_s (forward, GPU decode included) and wall_s.
     `on_batch(rows, vectors)`: called after each batch with the input rows it
     embedded and their vectors (so a caller can store them before the next batch).
     `on_decode_started()`: called once the decode workers are forked; threads a caller starts
-    after that cannot leave a lock held in a forked child (a fork beside a busy thread can deadlock it)."""
+    after that cannot leave a lock held in a forked child (a fork beside a busy thread can deadlock it).
+    `feed`: what each decode makes besides the model's pixels (pixel colour, thumbnails; image_feed);
+    `on_fed(rows, feds)`: called per batch with those results (Fed without pixels) of the rows decoded
+    on the CPU. `timings` then also gets cpu_s: CPU seconds per stage (decode, color, thumbnails,
+    normalize, model) and images: how many were decoded on the CPU."""
     import torch
     from torch.utils.data import DataLoader
 
@@ -313,9 +330,15 @@ def compute_embeddings(
     out: np.ndarray | None = None
     reasons = [""] * len(paths)
     on_gpu = str(clip.device).startswith("cuda")
+    feed = feed or FeedSpec(max_pixels)
+    if gpu_decode == "auto" and (feed.thumb_sizes or feed.color_vocabulary is not None):
+        gpu_decode = "off"  # colour and thumbnails need a CPU decode anyway: one decode feeds all three
     raw_jpeg = resolve_gpu_decode(gpu_decode, clip.device, clip.preprocess)
-    dataset = _DecodedImages(paths, clip.preprocess, max_pixels, clip.image_size, raw_jpeg=raw_jpeg)
-    started = time.perf_counter()
+    dataset = _DecodedImages(paths, clip.preprocess, clip.image_size, feed, raw_jpeg=raw_jpeg)
+    cpu = dict.fromkeys((*STAGES, "normalize", "model"), 0.0)
+    decoded = 0
+    started, cpu_started = time.perf_counter(), time.process_time()
+    in_process = decode_workers == 0 or multiprocessing.current_process().daemon
     if decode_workers > 0 and multiprocessing.current_process().daemon:
         # A Dask worker (or any daemonic process) may not start child processes, so a
         # DataLoader cannot fork decode workers there: decode in threads (PIL releases the GIL).
@@ -329,6 +352,8 @@ def compute_embeddings(
     waited = time.perf_counter() - started
     if not on_gpu:
         set_torch_threads(torch_threads)
+    else:
+        _channels_last(clip.model)
     with torch.inference_mode():
         while True:
             t0 = time.perf_counter()
@@ -336,18 +361,30 @@ def compute_embeddings(
             waited += time.perf_counter() - t0
             if batch is None:
                 break
-            index, pixels, batch_reasons, pixel_index, raw = batch
+            index, pixels, batch_reasons, pixel_index, raw, fed = batch
             for i, r in zip(index, batch_reasons):
                 reasons[i] = r
+            for _, f in fed:
+                for stage, seconds in f.cpu.items():
+                    cpu[stage] += seconds
+            decoded += len(fed)
+            if fed and on_fed is not None:
+                on_fed([i for i, _ in fed], [f for _, f in fed])
             rows = list(pixel_index)
             if pixels is not None:
+                c0 = time.thread_time()
                 pixels = pixels.to(clip.device, non_blocking=True)
+                if pixels.dtype == torch.uint8:  # the fast path's pixels: normalised here, on the model's device
+                    pixels = normalize_batch(pixels, clip.preprocess)
+                cpu["normalize"] += time.thread_time() - c0
             if raw is not None:
                 gpu_rows, gpu_pixels = _decode_raw_batch(raw, clip, max_pixels, reasons)
                 rows += gpu_rows
                 if gpu_pixels is not None:
                     pixels = gpu_pixels if pixels is None else torch.cat([pixels, gpu_pixels.to(pixels.dtype)])
             if pixels is not None and rows:
+                if on_gpu:
+                    pixels = pixels.contiguous(memory_format=torch.channels_last)
                 with _autocast(clip.device, precision):
                     feats = clip.model.encode_image(pixels)
                 feats = torch.nn.functional.normalize(feats.float(), dim=-1).cpu().numpy()
@@ -360,10 +397,22 @@ def compute_embeddings(
                 progress.update(len(index))
     if timings is not None:
         wall = time.perf_counter() - started
-        timings.update(wait_s=waited, model_s=wall - waited, wall_s=wall)
+        # The model's CPU: this process's, less the decodes that ran in it (threads or inline).
+        own = time.process_time() - cpu_started - cpu["normalize"]
+        cpu["model"] = max(0.0, own - (sum(cpu[s] for s in STAGES) if in_process else 0.0))
+        timings.update(wait_s=waited, model_s=wall - waited, wall_s=wall, cpu_s=cpu, images=decoded)
     if out is None:
         out = np.zeros((len(paths), dim or 0), dtype=np.float32)
     return out, reasons
+
+
+def _channels_last(model) -> None:
+    """GPU only: the model's convolutions in channels-last layout (once per model)."""
+    import torch
+
+    if not getattr(model, "_catalog_channels_last", False):
+        model.to(memory_format=torch.channels_last)
+        model._catalog_channels_last = True
 
 
 def _decode_raw_batch(raw, clip: LoadedClip, max_pixels: int, reasons: list[str]):

@@ -16,8 +16,9 @@ import numpy as np
 import polars as pl
 
 from catalog_intel.inference.clip_model import LoadedClip, encode_texts, load_clip, model_id
-from catalog_intel.config import ATTRIBUTE_ORDER, UNKNOWN, AttributeConfig, Config
-from catalog_intel.io.storage import isfile, write_parquet
+from catalog_intel.io.filesystem import isfile, write_parquet
+from catalog_intel.schemas import ATTRIBUTE_ORDER, UNKNOWN
+from catalog_intel.settings import AttributeConfig, Config
 
 
 def label_prompts(attributes: dict[str, AttributeConfig]) -> list[tuple[str, str, list[str]]]:

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import polars as pl
 
-from catalog_intel.config import ATTRIBUTE_ORDER, UNKNOWN
-from catalog_intel.copywriting.copywriter import COPY_COLUMNS, COPY_FRAME_SCHEMA
+from catalog_intel.schemas import ATTRIBUTE_ORDER, COPY_COLUMNS, COPY_FRAME_SCHEMA, REJECTS_SCHEMA, UNKNOWN
 
 COLOR_OPINIONS = ("color_clip", "color_clip_confidence", "color_pixels", "color_pixels_confidence")
-REJECTS_SCHEMA = {"image": pl.Utf8, "reason": pl.Utf8}
 
 
 def shards(frame: pl.DataFrame, size: int) -> list[pl.DataFrame]:

@@ -11,19 +11,20 @@ import logging
 import os
 import socket
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import polars as pl
 
-from catalog_intel.pipeline.assemble import split_decoded
 from catalog_intel.inference.clip_model import load_clip
-from catalog_intel.inference.heads import heads_for_shard
 from catalog_intel.inference.color_fusion import PIXEL_ALGORITHM, PIXEL_SCHEMA, fuse_color, pixel_colors
-from catalog_intel.config import Config
 from catalog_intel.inference.embedding import compute_embeddings, embedding_store, embeddings_frame
-from catalog_intel.io.storage import ParquetStore
+from catalog_intel.inference.heads import heads_for_shard
+from catalog_intel.inference.image_feed import Fed, FeedSpec
 from catalog_intel.inference.zeroshot import classify
+from catalog_intel.io.parquet_store import ParquetStore
+from catalog_intel.io.thumbnails import report_thumb_sizes, thumbnail_store, thumbnails_frame
+from catalog_intel.pipeline.assemble import split_decoded
+from catalog_intel.settings import Config
 
 STATUS_SCHEMA = {"sha256": pl.Utf8, "status": pl.Utf8, "reason": pl.Utf8}
 
@@ -47,6 +48,10 @@ class ShardResult:
     attributes: pl.DataFrame | None    # classified attributes of the shard's decoded images
     worker: str
     seconds: float
+    cpu: dict = field(default_factory=dict)  # stage -> CPU seconds (image_feed.STAGES, normalize, model)
+    decoded: int = 0                         # images decoded (the cpu figures are theirs)
+    started: float = 0.0                     # wall clock (time.time) at the shard's start and end
+    ended: float = 0.0
 
 
 @dataclass
@@ -57,6 +62,10 @@ class Enriched:
     rejected: pl.DataFrame             # [image, reason] for those that did not
     attributes: pl.DataFrame | None
     shards_by_worker: dict[str, list[int]] = field(default_factory=dict)
+    cpu: dict = field(default_factory=dict)  # stage -> CPU seconds, summed over the shards
+    images_decoded: int = 0            # images decoded this run (the cpu figures are theirs)
+    first_started: float | None = None
+    last_ended: float | None = None
 
 
 def shard_specs(inventory: pl.DataFrame, size: int) -> list[ShardSpec]:
@@ -79,42 +88,67 @@ def pixel_color_store(config: Config) -> ParquetStore:
     return ParquetStore(config.paths.cache_path / "pixel_color" / PIXEL_ALGORITHM, key="sha256")
 
 
-def pixel_color_frame(shard: pl.DataFrame, config: Config) -> pl.DataFrame:
-    """Dominant garment colour from the pixels for shard[sha256, path] (cached by content)."""
+def feed_spec(config: Config) -> FeedSpec:
+    """What each decode makes besides the model's pixels: the pixel colour (unless colour is CLIP's
+    alone) and the report's thumbnails."""
+    vocabulary = tuple(config.attributes["color"].values) if config.color.policy != "clip" else None
+    return FeedSpec(config.run.max_image_pixels, report_thumb_sizes(config), vocabulary)
+
+
+def pixel_color_frame(shard: pl.DataFrame, config: Config, fresh: dict[str, tuple | None] | None = None
+                      ) -> pl.DataFrame:
+    """Dominant garment colour from the pixels for shard[sha256, path] (cached by content).
+    `fresh`: sha256 -> (name, confidence) | None from this run's decodes; the rest come from the
+    store, and only what neither has is decoded (again) here."""
     store = pixel_color_store(config)
+    fresh = fresh or {}
     unique = shard.unique(subset="sha256", keep="first", maintain_order=True)
-    have = store.lookup(unique["sha256"])
-    todo = unique if have is None else unique.filter(~pl.col("sha256").is_in(have["sha256"].implode()))
-    fresh = pixel_colors(todo, config) if todo.height else pl.DataFrame(schema=PIXEL_SCHEMA)
-    store.append(fresh.filter(pl.col("color_pixels").is_not_null()))
-    parts = [fresh] if have is None else [have.select(PIXEL_SCHEMA.keys()), fresh]
+    have = store.lookup([s for s in unique["sha256"].to_list() if s not in fresh])
+    known = set(fresh) | (set() if have is None else set(have["sha256"].to_list()))
+    todo = unique.filter(~pl.col("sha256").is_in(list(known)))
+    decoded = pl.DataFrame([(sha, *(c or (None, None))) for sha, c in fresh.items()], schema=PIXEL_SCHEMA,
+                           orient="row")
+    if todo.height:
+        decoded = pl.concat([decoded, pixel_colors(todo, config)])
+    store.append(decoded.filter(pl.col("color_pixels").is_not_null()))
+    parts = [decoded] if have is None else [have.select(PIXEL_SCHEMA.keys()), decoded]
     return pl.concat(parts)
 
 
 def embed_frame(shard: pl.DataFrame, config: Config, model_id: str, no: int, log: logging.Logger,
-                on_decode_started=None) -> pl.DataFrame:
+                fed: dict[str, Fed] | None = None, timings: dict | None = None) -> pl.DataFrame:
     """Make sure every image of shard[sha256, path] has an embedding in the store ->
-    [sha256, status, reason]. Content seen before (any run, any name) is not embedded again."""
+    [sha256, status, reason]. Content seen before (any run, any name) is not embedded again.
+    `fed` gets sha256 -> the rest of each decode's work (colour, thumbnails), whose thumbnails are
+    stored here; `timings` gets compute_embeddings' timings."""
     store = embedding_store(config.paths.cache_path, model_id)
     unique = shard.unique(subset="sha256", keep="first", maintain_order=True)
     cached = store.existing(unique["sha256"])  # keys only: classify reads the vectors
     todo = unique.filter(~pl.col("sha256").is_in(list(cached)))
     statuses = {sha: ("cached", None) for sha in cached}
+    fed = {} if fed is None else fed
+    timings = {} if timings is None else timings
     if todo.height:
         clip = load_clip(config.clip, config.paths.cache_path)  # once per process, by model id
         shas = todo["sha256"].to_list()
-        timings: dict = {}
+        spec = feed_spec(config)
 
         def store_batch(rows: list[int], vectors) -> None:  # a killed worker loses at most one batch
             store.append(embeddings_frame([shas[i] for i in rows], vectors, model_id))
+
+        def keep_fed(rows: list[int], results: list[Fed]) -> None:
+            fed.update((shas[i], f) for i, f in zip(rows, results))
 
         _, reasons = compute_embeddings(
             todo["path"].to_list(), clip, config.clip.batch_size, config.clip.decode_workers,
             config.run.max_image_pixels, prefetch_batches=config.clip.prefetch_batches,
             torch_threads=config.clip.torch_threads, precision=config.clip.precision,
             gpu_decode=config.clip.gpu_decode, timings=timings, on_batch=store_batch,
-            on_decode_started=on_decode_started,
+            feed=spec, on_fed=keep_fed,
         )
+        if spec.thumb_sizes and fed:
+            thumbnail_store(config.paths.cache_path, spec.thumb_sizes).append(
+                thumbnails_frame(list(fed), [f.thumbs for f in fed.values()], spec.thumb_sizes))
         statuses.update({sha: (("rejected", r) if r else ("computed", None)) for sha, r in zip(shas, reasons)})
         done = sum(1 for r in reasons if not r)
         log.info("shard %d: %d embedded, %d cached, %d rejected; %.1f img/s, the model waited %.1f s of %.1f s for "
@@ -139,29 +173,26 @@ def classify_frame(shas: list[str], config: Config, model_id: str, labels: pl.Da
 
 def enrich(spec: ShardSpec, config: Config, model_id: str, labels: pl.DataFrame,
            log: logging.Logger | None = None) -> ShardResult:
-    """embed -> pixel colour (in a thread, beside the embedding) -> classify, for one shard."""
+    """embed (with each decode's pixel colour and thumbnails) -> pixel colour -> classify, for one shard."""
     log = log or logging.getLogger(__name__)
-    started = time.monotonic()
+    started, wall_started = time.monotonic(), time.time()
     shard = spec.frame()
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pixel-color") as pool:
-        pending: list = []
-
-        def start_pixels() -> None:
-            # Only once the model is loaded and the decode workers are forked: a fork beside a busy
-            # thread can deadlock the child, and scipy (in that thread) fails on a half-imported torch.
-            if config.color.policy != "clip" and not pending:
-                pending.append(pool.submit(pixel_color_frame, shard, config))
-
-        status = embed_frame(shard, config, model_id, spec.no, log, on_decode_started=start_pixels)
-        start_pixels()  # nothing to embed: nothing was loaded or forked
-        pixels = pending[0].result() if pending else None
+    fed: dict[str, Fed] = {}
+    timings: dict = {}
+    status = embed_frame(shard, config, model_id, spec.no, log, fed, timings)
     ok = status.filter(pl.col("status") != "rejected")["sha256"].to_list()
+    cpu = timings.get("cpu_s", {})
     attributes = None
     if ok:
-        if pixels is not None:
-            pixels = pixels.filter(pl.col("sha256").is_in(ok))
+        pixels = None
+        if config.color.policy != "clip":
+            c0 = time.process_time()
+            pixels = pixel_color_frame(shard.filter(pl.col("sha256").is_in(ok)), config,
+                                       {sha: f.color for sha, f in fed.items()})
+            cpu = {**cpu, "color": cpu.get("color", 0.0) + time.process_time() - c0}
         attributes = classify_frame(ok, config, model_id, labels, pixels, shard.filter(pl.col("sha256").is_in(ok)))
-    return ShardResult(spec.no, status, attributes, worker_name(), time.monotonic() - started)
+    return ShardResult(spec.no, status, attributes, worker_name(), time.monotonic() - started, cpu=cpu,
+                       decoded=timings.get("images", 0), started=wall_started, ended=time.time())
 
 
 def reduce_shards(inventory: pl.DataFrame, results: list[ShardResult]) -> Enriched:
@@ -174,7 +205,11 @@ def reduce_shards(inventory: pl.DataFrame, results: list[ShardResult]) -> Enrich
     parts = [r.attributes for r in ordered if r.attributes is not None and r.attributes.height]
     attributes = pl.concat(parts).unique(subset="sha256", keep="first", maintain_order=True) if parts else None
     by_worker: dict[str, list[int]] = {}
+    cpu: dict[str, float] = {}
     for r in ordered:
         by_worker.setdefault(r.worker, []).append(r.no)
-    return Enriched(status, decoded, rejected, attributes, by_worker)
+        for stage, seconds in r.cpu.items():
+            cpu[stage] = cpu.get(stage, 0.0) + seconds
+    return Enriched(status, decoded, rejected, attributes, by_worker, cpu, sum(r.decoded for r in ordered),
+                    min((r.started for r in ordered), default=None), max((r.ended for r in ordered), default=None))
 

@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
-import logging
+import time
 from dataclasses import asdict, dataclass, field
 
 import polars as pl
+
+from catalog_intel.errors import RunFailed
 
 
 def _pct(x) -> str:
     return "-" if x is None else f"{100 * x:.0f}%"
 
 
-class RunFailed(RuntimeError):
-    """The run finished its outputs but must be reported as failed."""
+def process_started() -> float:
+    """Wall clock (time.time) at which this process started."""
+    try:
+        import psutil
+
+        return psutil.Process().create_time()
+    except Exception:  # noqa: BLE001 - no psutil, or no access: the import of this module is close enough
+        return _IMPORTED
+
+
+_IMPORTED = time.time()
 
 
 @dataclass
@@ -47,11 +58,28 @@ class RunSummary:
     task_runner: str = "local"
     workers: dict = field(default_factory=dict)  # worker -> shard numbers it ran
     alerts: list = field(default_factory=list)  # sudden changes since the previous run (history.py)
+    cpu_ms_per_image: dict = field(default_factory=dict)  # stage -> CPU ms per decoded image (image_feed)
+    fixed_s: dict = field(default_factory=dict)  # before the first shard started, after the last ended
+    shards_span: tuple | None = None  # wall clock (time.time) of the first shard's start, the last's end
 
     def count_embeddings(self, status: pl.DataFrame | None) -> None:
         if status is not None:
             self.embeddings_computed += int((status["status"] == "computed").sum())
             self.embeddings_cached += int((status["status"] == "cached").sum())
+
+    def count_cpu(self, cpu: dict, images: int) -> None:
+        """CPU per decoded image of each stage; `outside` = decode + color + thumbnails (issue #21's budget)."""
+        if images:
+            per = {stage: round(1000 * seconds / images, 2) for stage, seconds in cpu.items()}
+            per["outside"] = round(sum(per.get(s, 0.0) for s in ("decode", "color", "thumbnails")), 2)
+            self.cpu_ms_per_image = per
+
+    def time_fixed(self, now: float | None = None) -> None:
+        """The fixed costs: from the process's start to the first shard, and from the last shard to now."""
+        if self.shards_span and None not in self.shards_span:
+            first, last = self.shards_span
+            self.fixed_s = {"before_first_shard": round(first - process_started(), 2),
+                            "after_last_shard": round((now or time.time()) - last, 2)}
 
     def count_llm(self, counts: dict) -> None:
         for key, value in counts.items():
@@ -60,8 +88,6 @@ class RunSummary:
     def finish(self, **values) -> None:
         for key, value in values.items():
             setattr(self, key, value)
-        if not self.phases:
-            self.phases = current_phase_times()
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -74,9 +100,15 @@ class RunSummary:
             f"{self.seconds:.1f} s" + (f" ({self.phase_line()})" if self.phases else "") + f" | {self.runner_line()}"
         )
         extra = [self.copy_cost_line()] if self.llm_described else []
+        extra += [self.cpu_line()] if self.cpu_ms_per_image else []
+        extra += [f"fixed costs: before the first shard {self.fixed_s['before_first_shard']:.1f} s, after the last "
+                  f"{self.fixed_s['after_last_shard']:.1f} s"] if self.fixed_s else []
         extra += [f"completeness in -> out: {self._completeness_text()}"] if self._has_facts() else []
         extra += [f"facts not in the vocabulary (kept as free facts): {self.facts_unmapped}"] if self.facts_unmapped else []
         return "\n".join([line, *[f"sudden change: {a}" for a in self.alerts], *extra, *self.notes()])
+
+    def cpu_line(self) -> str:
+        return "CPU per image: " + ", ".join(f"{stage} {ms:.2f} ms" for stage, ms in self.cpu_ms_per_image.items())
 
     def copy_cost_line(self) -> str:
         n = self.llm_described
@@ -159,47 +191,3 @@ class RunSummary:
             )
 
 
-def phase_times(flow_run_id, settle_s: float = 3.0) -> dict[str, float]:
-    """Seconds per task name (shards summed) of a flow run, longest first, from the Prefect API.
-    The server records task runs from events the client sends in the background, so the run's last
-    tasks can be missing or unfinished there for a moment: read until every task run read is final
-    and a read 0.1 s later finds the same runs (at most `settle_s`)."""
-    import time
-    from collections import defaultdict
-
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-
-    deadline = time.monotonic() + settle_s
-    seen: dict | None = None
-    with get_client(sync_client=True) as client:
-        while True:
-            runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
-            now = {run.id: (run.state_type, run.total_run_time) for run in runs}
-            final = all(run.state is not None and run.state.is_final() for run in runs)
-            if (final and now == seen) or time.monotonic() >= deadline:
-                break
-            seen = now
-            time.sleep(0.1)
-    totals: dict[str, float] = defaultdict(float)
-    for run in runs:
-        name = (run.name or "?").rsplit("-", 1)[0]  # Prefect names task runs "<task name>-<suffix>"
-        totals[name] += run.total_run_time.total_seconds()
-    return {k: round(v, 2) for k, v in sorted(totals.items(), key=lambda kv: -kv[1])}
-
-
-def current_phase_times() -> dict[str, float]:
-    """phase_times of the flow run this code runs in; {} outside one or if the API does not answer.
-    Prefect's event queue is handed to the server first, so the task runs that just finished are on
-    their way there (the queue starts again with the next event)."""
-    try:
-        from prefect.events.worker import EventsWorker
-        from prefect.runtime import flow_run
-
-        if not flow_run.id:
-            return {}
-        EventsWorker.drain_all(timeout=5, at_exit=False)
-        return phase_times(flow_run.id)
-    except Exception:  # noqa: BLE001 - a summary line is never worth failing a run
-        logging.getLogger(__name__).debug("phase times unavailable", exc_info=True)
-        return {}

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import polars as pl
 
-from catalog_intel.io.storage import atomic_write_text, location, read_bytes, remove_files
+from catalog_intel.io.filesystem import atomic_write_text, location, read_bytes, remove_files
 
 HISTORY_DIR = "history"
 RUNS_FILE = "runs.jsonl"

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import polars as pl
 
-from catalog_intel.config import Config
+from catalog_intel.io.filesystem import atomic_write_text, is_local, local_mirror, location, publish_tree
 from catalog_intel.quality.history import HISTORY_DIR, VALIDATIONS_DIR, prune_validations
-from catalog_intel.io.storage import atomic_write_text, is_local, local_mirror, location, publish_tree
+from catalog_intel.settings import Config
 
 RESULT_FILE = "validation_result.json"
 DOCS_DIR = "data_docs"
@@ -68,7 +68,7 @@ def validate(table: pl.DataFrame, config: Config, with_copy: bool, out_dir: Path
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
-    from expectations.catalog_rows import build_suite
+    from catalog_intel.quality.expectations import build_suite
 
     from catalog_intel.quality.datadocs import make_site_offline
 

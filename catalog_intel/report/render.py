@@ -25,10 +25,13 @@ from urllib.parse import quote
 
 import polars as pl
 
-from catalog_intel.config import ATTRIBUTE_ORDER, UNKNOWN, Config
-from catalog_intel.io.images import ImageRejected, load_rgb
-from catalog_intel.io.storage import (atomic_write_bytes, atomic_write_text, basename, exists, isfile, list_dir, location, read_bytes,
-                      relpath, remove_files)
+from catalog_intel.errors import ImageRejected
+from catalog_intel.io.filesystem import (atomic_write_bytes, atomic_write_text, basename, exists, isfile, list_dir,
+                                         location, read_bytes, relpath, remove_files)
+from catalog_intel.io.images import load_rgb
+from catalog_intel.io.thumbnails import cached_thumbnails, report_thumb_sizes, thumbnail_store
+from catalog_intel.schemas import ATTRIBUTE_ORDER, UNKNOWN
+from catalog_intel.settings import Config
 
 REPORT_DIR = "report"
 THUMBS_DIR = "thumbs"
@@ -112,12 +115,28 @@ def _thumbnails(path: str, targets: list[tuple[Path, int]], max_pixels: int) -> 
     return True
 
 
+def _from_cache(missing: dict[str, list[tuple[Path, int]]], config: Config) -> set[str]:
+    """Write the wanted thumbnails the cache holds; returns the hashes that got every one they wanted."""
+    sizes = report_thumb_sizes(config)
+    store = thumbnail_store(config.paths.cache_path, sizes)
+    wanted = {size for targets in missing.values() for _, size in targets}
+    if not missing or not wanted <= set(sizes):
+        return set()
+    found = {size: cached_thumbnails(store, list(missing), size) for size in wanted}
+    done = {sha for sha, targets in missing.items() if all(sha in found[size] for _, size in targets)}
+    for sha in done:
+        for target, size in missing[sha]:
+            atomic_write_bytes(target, found[size][sha])
+    return done
+
+
 def make_thumbnails(targets: dict[Path, tuple[pl.DataFrame, int]], max_pixels: int,
-                    progress=None) -> dict[Path, set[str]]:
+                    progress=None, config: Config | None = None) -> dict[Path, set[str]]:
     """JPEG thumbnails: for each folder of `targets`, one per image of its items[sha256, path]
     at its longest side, named by content hash; existing ones are kept (a re-run makes only new
-    ones), unused ones removed. An image wanted in several folders is decoded once. Returns,
-    per folder, the hashes that have a thumbnail there."""
+    ones), unused ones removed. With `config`, the thumbnails the enrich stage's decodes made
+    (io/thumbnails.py) are copied from the cache; an image found in neither is decoded, once
+    however many folders want it. Returns, per folder, the hashes that have a thumbnail there."""
     done: dict[Path, set[str]] = {}
     wanted_in: dict[Path, set[str]] = {}
     missing: dict[str, list[tuple[Path, int]]] = {}  # sha256 -> the (file, size) it still needs
@@ -133,8 +152,11 @@ def make_thumbnails(targets: dict[Path, tuple[pl.DataFrame, int]], max_pixels: i
         for name, sha in wanted.items():
             if name not in present:
                 missing.setdefault(sha, []).append((folder / name, size))
+    made = _from_cache(missing, config) if config is not None else set()
     if progress is not None:
-        progress.update(len(paths) - len(missing))
+        progress.update(len(paths) - len(missing) + len(made))
+    for sha in made:
+        del missing[sha]
 
     def one(sha: str) -> tuple[str, bool]:
         ok = paths[sha] is not None and _thumbnails(paths[sha], missing[sha], max_pixels)
@@ -143,7 +165,7 @@ def make_thumbnails(targets: dict[Path, tuple[pl.DataFrame, int]], max_pixels: i
         return sha, ok
 
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-        made = {sha for sha, ok in pool.map(one, sorted(missing)) if ok}
+        made |= {sha for sha, ok in pool.map(one, sorted(missing)) if ok}
     for key, shas in wanted_in.items():
         done[key] |= made & shas
     return done
@@ -399,7 +421,7 @@ def product_views(table: pl.DataFrame, names: list[str], config: Config, images:
 
 
 def pdp_image_size(config: Config) -> int:
-    return min(1024, 2 * config.report.thumb_size)
+    return report_thumb_sizes(config)[1]
 
 
 def write_product_pages(table: pl.DataFrame, config: Config, folder: Path, back: str | None = None,
@@ -422,7 +444,7 @@ def write_product_pages(table: pl.DataFrame, config: Config, folder: Path, back:
     if progress is not None:
         progress.reset(total=items["sha256"].n_unique())
     images = make_thumbnails({folder / PDP_IMAGES: (items, pdp_image_size(config))}, config.run.max_image_pixels,
-                             progress)[folder / PDP_IMAGES]
+                             progress, config)[folder / PDP_IMAGES]
     keep = {product_page_name(i) for i in table["image"].to_list()}
     remove_files(p for p in list_dir(folder, suffix=".html") if basename(p) not in keep)
     pages = {folder / product_page_name(view["image"]):
@@ -453,7 +475,7 @@ def write_report(review: pl.DataFrame, rejects: pl.DataFrame, run: dict, config:
     pdp_items = items.filter(pl.col("sha256").is_in(shown["sha256"].implode()))
     thumbs = make_thumbnails({report_dir / THUMBS_DIR: (items, config.report.thumb_size),
                               report_dir / PRODUCTS_DIR / PDP_IMAGES: (pdp_items, pdp_image_size(config))},
-                             config.run.max_image_pixels, progress)[report_dir / THUMBS_DIR]
+                             config.run.max_image_pixels, progress, config)[report_dir / THUMBS_DIR]
     checks = expectation_rows(_read_json((run.get("validation") or {}).get("result_file")))
     write_product_pages(shown, config, report_dir / PRODUCTS_DIR, back="../index.html")
     page = report_dir / "index.html"

@@ -27,18 +27,15 @@ from typing import Callable, Iterable
 import numpy as np
 import polars as pl
 
-from catalog_intel.config import SearchConfig
-from catalog_intel.io.storage import (atomic_write_text, atomic_write_with, isfile, list_dir, location, read_bytes, read_parquet,
-                      remove_files, write_parquet)
+from catalog_intel.errors import SearchError
+from catalog_intel.io.filesystem import (atomic_write_text, atomic_write_with, isfile, list_dir, location, read_bytes,
+                                         read_parquet, remove_files, write_parquet)
+from catalog_intel.settings import SearchConfig
 
 INDEX_DIR = "search"
 MANIFEST = "index.json"
 RUN_CONFIG = "run_config.json"
 EXACT, APPROXIMATE = "exact", "hnsw"
-
-
-class SearchError(ValueError):
-    """A search cannot be answered; the message says which file or query and what to do."""
 
 
 @dataclass
@@ -387,7 +384,7 @@ def similar_to(out_dir: Path, query: str, k: int, load_model: Callable[[], objec
     when its content is in the catalog, else embedded now with `load_model()`), an image
     id of the catalog, or a sha256 in it. [image, score], best first, the query itself first."""
     from catalog_intel.inference.embedding import compute_embeddings
-    from catalog_intel.io.storage import sha256_file
+    from catalog_intel.io.filesystem import sha256_file
 
     index, catalog = open_catalog(out_dir, ef_search)
     query_image, digest = None, None

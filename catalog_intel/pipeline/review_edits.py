@@ -24,10 +24,11 @@ from pathlib import Path
 
 import polars as pl
 
-from catalog_intel.config import ATTRIBUTE_ORDER, Config
-from catalog_intel.copywriting.copywriter import COPY_COLUMNS
-from catalog_intel.io.storage import isfile, location, read_parquet
-from catalog_intel.pipeline.facts import FactsError, merge_facts, normalise, read_facts_file, split_facts
+from catalog_intel.errors import EditsError
+from catalog_intel.io.filesystem import isfile, location, read_parquet
+from catalog_intel.pipeline.facts import merge_facts, normalise, read_facts_file, split_facts
+from catalog_intel.schemas import ATTRIBUTE_ORDER, COPY_COLUMNS
+from catalog_intel.settings import Config
 
 REVIEW_STATUSES = ("approved", "edited", "rejected")
 LIST_COPY = ("bullet_points", "seo_tags")
@@ -35,10 +36,6 @@ LIST_SEPARATOR = ";"
 
 
 REVIEW_COLUMNS = (*COPY_COLUMNS, "review_status", "review_reason")
-
-
-class EditsError(FactsError):
-    """The edits file cannot be used; the message names the file, row and fix."""
 
 
 def is_review_file(columns: list[str]) -> bool:

@@ -1,0 +1,146 @@
+"""One decode per image (inference/image_feed.py): the model's pixels, the pixel colour and the
+report's thumbnails from one small decode, cached so a re-run decodes nothing."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import polars as pl
+import pytest
+from PIL import Image
+
+from catalog_intel.inference.image_feed import FeedSpec, fast_preprocess_size, feed_image, normalize_batch
+from catalog_intel.inference.pixel_color import COLOR_NAMES, dominant_color_small, name_lab, name_lab_array
+from catalog_intel.io.synthetic import write_catalog
+from test_pixel_color import SYNTHETIC, packshot
+
+LIMIT = 10**8
+
+
+class Opens:
+    """Counts PIL decodes: Image.open calls and the sizes images were loaded at."""
+
+    def __init__(self, monkeypatch):
+        self.opened, self.loaded = 0, []
+        from PIL import ImageFile
+
+        real_open, real_load = Image.open, ImageFile.ImageFile.load
+        counter = self
+
+        def counting_open(*args, **kwargs):
+            counter.opened += 1
+            return real_open(*args, **kwargs)
+
+        def counting_load(img):
+            if getattr(img, "fp", None) is not None and getattr(img, "format", None) == "JPEG":
+                counter.loaded.append(img.size)
+            return real_load(img)
+
+        monkeypatch.setattr(Image, "open", counting_open)
+        monkeypatch.setattr(ImageFile.ImageFile, "load", counting_load)
+
+
+@pytest.fixture(scope="module")
+def clip(tiny_clip):
+    from catalog_intel.settings import load_config
+    from catalog_intel.inference.clip_model import load_clip
+
+    config = load_config(None, tiny_clip)
+    return load_clip(config.clip, config.paths.cache_path)
+
+
+def test_fast_pixels_equal_open_clip_preprocess(clip, tmp_path):
+    from catalog_intel.io.images import load_rgb
+
+    size = fast_preprocess_size(clip.preprocess)
+    assert size == clip.image_size
+    for path in write_catalog(tmp_path, 3, size=(300, 410)):
+        fed = feed_image(str(path), clip.preprocess, size, size, FeedSpec(LIMIT))
+        expected = clip.preprocess(load_rgb(str(path), LIMIT, size))
+        assert fed.pixels.dtype.is_floating_point is False
+        assert np.array_equal(normalize_batch(fed.pixels[None], clip.preprocess)[0].numpy(), expected.numpy())
+
+
+def test_each_image_is_decoded_once_and_small(clip, tmp_path, monkeypatch):
+    from catalog_intel.inference.embedding import compute_embeddings
+
+    paths = [str(p) for p in write_catalog(tmp_path, 5, size=(800, 1000))]
+    opens = Opens(monkeypatch)
+    feds = {}
+    timings: dict = {}
+    spec = FeedSpec(LIMIT, (48, 96), ("red", "blue", "black", "white"))
+    vectors, reasons = compute_embeddings(paths, clip, 2, 0, LIMIT, feed=spec, timings=timings,
+                                          on_fed=lambda rows, fs: feds.update(zip(rows, fs)))
+    assert reasons == [""] * 5 and vectors.shape[0] == 5
+    assert opens.opened == 5                       # one open per image, nothing decodes again
+    assert len(opens.loaded) == 5 and all(max(size) <= 1000 // 4 for size in opens.loaded)  # DCT-scaled draft
+    assert sorted(feds) == list(range(5))
+    for fed in feds.values():
+        assert fed.color is not None and fed.color[0] in spec.color_vocabulary
+        for size in (48, 96):
+            thumb = Image.open(io.BytesIO(fed.thumbs[size]))
+            assert size <= max(thumb.size) <= size * 4 / 3
+    assert timings["images"] == 5
+    assert all(timings["cpu_s"][stage] > 0 for stage in ("decode", "color", "thumbnails", "model"))
+
+
+def test_rule_vectorised_names_like_the_scalar_rule():
+    rng = np.random.default_rng(0)
+    lab = np.column_stack([rng.uniform(0, 100, 5000), rng.uniform(-90, 90, 5000), rng.uniform(-90, 90, 5000)])
+    for bg in (None, 82.0):
+        expected = [COLOR_NAMES.index(name_lab(p, bg)) for p in lab]
+        assert name_lab_array(lab, bg).tolist() == expected
+
+
+@pytest.mark.parametrize("rgb,background,expected", SYNTHETIC, ids=[e for _, _, e in SYNTHETIC])
+def test_small_thumbnail_colour_of_synthetic_packshots(rgb, background, expected):
+    name, conf = dominant_color_small(packshot(rgb, background))
+    assert name == expected
+    assert 0.5 <= conf <= 1.0
+
+
+def test_a_rerun_decodes_nothing_and_the_report_uses_the_cached_thumbnails(prefect_server, tmp_path, config_file,
+                                                                            monkeypatch):
+    from catalog_intel.orchestration.flow import catalog_flow
+    from catalog_intel.settings import load_config
+    from catalog_intel.io.thumbnails import cached_thumbnails, report_thumb_sizes, thumbnail_store
+
+    src, cache = tmp_path / "src", tmp_path / "cache"
+    write_catalog(src, 4, size=(400, 500))
+    first = catalog_flow(source=str(src), out_dir=str(tmp_path / "out1"), config_path=str(config_file),
+                         cache_dir=str(cache), no_llm=True)
+    cpu = first["cpu_ms_per_image"]
+    assert all(cpu[stage] > 0 for stage in ("decode", "color", "thumbnails", "model"))
+    assert cpu["outside"] == pytest.approx(cpu["decode"] + cpu["color"] + cpu["thumbnails"], abs=0.02)
+    assert first["fixed_s"]["before_first_shard"] > 0 and first["fixed_s"]["after_last_shard"] > 0
+
+    opens = Opens(monkeypatch)
+    second = catalog_flow(source=str(src), out_dir=str(tmp_path / "out2"), config_path=str(config_file),
+                          cache_dir=str(cache), no_llm=True)
+    assert second["embeddings_cached"] == 4 and second["rows"] == 4
+    assert opens.opened == 0
+    assert second["cpu_ms_per_image"] == {}  # nothing decoded: no per-image figures
+    sizes = report_thumb_sizes(load_config(str(config_file)))
+    shas = pl.read_parquet(tmp_path / "out2" / "catalog.parquet")["sha256"].to_list()
+    cached = cached_thumbnails(thumbnail_store(cache, sizes), shas, sizes[0])
+    thumbs = sorted((tmp_path / "out2" / "report" / "thumbs").glob("*.jpg"))
+    assert len(thumbs) == 4 and {t.read_bytes() for t in thumbs} == set(cached.values())
+
+
+def test_run_colour_on_labelled_hm_tops_keeps_the_floor():
+    """The colour a run computes (pixel_colors: the model-size decode, then v2) on the same 60 labelled
+    H&M photos as test_pixel_color's v1 floor: no more than about a point below it."""
+    from catalog_intel.settings import load_config
+    from catalog_intel.inference.color_fusion import pixel_colors
+    from catalog_intel.inference.pixel_color import PALETTE
+    from test_pixel_color import HM_SAMPLE_FLOOR, HM_TOPS, _hm_sample
+
+    if not HM_TOPS.is_dir():
+        pytest.skip(f"hm-tops data not present at {HM_TOPS}")
+    sample = _hm_sample()
+    config = load_config(None, {"attributes.color.values": [n for n in PALETTE if n != "navy"]})
+    items = pl.DataFrame({"sha256": [r["file"] for r in sample], "path": [str(HM_TOPS / r["file"]) for r in sample]})
+    got = dict(pixel_colors(items, config).select("sha256", "color_pixels").iter_rows())
+    hits = sum(got[r["file"]] == r["color"].strip() for r in sample)
+    assert hits / len(sample) >= HM_SAMPLE_FLOOR, f"{hits}/{len(sample)}"
