@@ -224,10 +224,10 @@ def _first_local_run(config, out: str) -> bool:
     process, and nothing was published into OUT yet, so the images need the model. A
     re-run into an earlier output mostly finds its images cached, and a fully cached run
     never imports torch at all."""
-    from catalog_intel.exports.tables import COMMIT_FILE
+    from catalog_intel.layout import OutputLayout
     from catalog_intel.io.filesystem import isfile, location
 
-    return config.runner.task_runner == "local" and not isfile(location(out) / COMMIT_FILE)
+    return config.runner.task_runner == "local" and not isfile(OutputLayout(out).commit_file)
 
 
 def _demo(args) -> int:

@@ -29,6 +29,7 @@ from catalog_intel.inference.clip_model import model_id as clip_model_id, resolv
 from catalog_intel.inference.heads import configured_heads
 from catalog_intel.io.filesystem import configure, location, uri
 from catalog_intel.io.runlock import RunLock, sweep_cache
+from catalog_intel.layout import OutputLayout
 from catalog_intel.orchestration.phases import current_phase_times
 from catalog_intel.orchestration.rate_limit import ensure_rate_limit
 from catalog_intel.orchestration.runners import (check_runner, copy_runner, describe_runner, gpu_annotation,
@@ -190,7 +191,7 @@ def _publish(summary: RunSummary, table: pl.DataFrame, rejects: pl.DataFrame, co
     write_commit(out_dir, _run_id(), summary.rows, summary.rejects, summary.outputs)
     if not summary.rows:
         raise RunFailed(f"no usable images: all {summary.inputs} inputs were rejected "
-                        f"(see {location(out_dir) / 'rejects.csv'})")
+                        f"(see {OutputLayout(out_dir).rejects_csv})")
 
 
 def _empty_table() -> pl.DataFrame:

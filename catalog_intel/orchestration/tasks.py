@@ -27,6 +27,7 @@ from catalog_intel.inference.zeroshot import load_or_build_label_index
 from catalog_intel.io.filesystem import configure, read_parquet
 from catalog_intel.io.hash_cache import FileHashCache
 from catalog_intel.io.ingest import build_inventory
+from catalog_intel.layout import CacheLayout
 from catalog_intel.orchestration.rate_limit import llm_api_key, throttle_for
 from catalog_intel.pipeline.shard import ShardResult, ShardSpec, enrich, pixel_color_store
 from catalog_intel.progress import progress_bar
@@ -48,7 +49,7 @@ def on_worker(config: Config) -> None:
 @task(name="ingest", **TASK_DEFAULTS)
 def ingest_images(source: str, config: Config) -> tuple[pl.DataFrame, pl.DataFrame, list[str]]:
     """Folder or manifest (path or URL) -> (inventory with sha256 per image, rejects, skipped dot files)."""
-    cache = FileHashCache(config.paths.cache_path / "file_hashes") if config.run.hash_cache else None
+    cache = FileHashCache(CacheLayout(config.paths.cache_dir).file_hashes) if config.run.hash_cache else None
     with progress_bar(None, "hash images") as bar:
         inventory, rejects, skipped = build_inventory(source, config.run.image_extensions, progress=bar,
                                                       hash_cache=cache)

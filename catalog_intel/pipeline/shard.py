@@ -23,6 +23,7 @@ from catalog_intel.inference.image_feed import Fed, FeedSpec
 from catalog_intel.inference.zeroshot import classify
 from catalog_intel.io.parquet_store import ParquetStore
 from catalog_intel.io.thumbnails import report_thumb_sizes, thumbnail_store, thumbnails_frame
+from catalog_intel.layout import CacheLayout
 from catalog_intel.pipeline.assemble import split_decoded
 from catalog_intel.settings import Config
 
@@ -85,7 +86,7 @@ def worker_name() -> str:
 
 
 def pixel_color_store(config: Config) -> ParquetStore:
-    return ParquetStore(config.paths.cache_path / "pixel_color" / PIXEL_ALGORITHM, key="sha256")
+    return ParquetStore(CacheLayout(config.paths.cache_dir).pixel_color(PIXEL_ALGORITHM), key="sha256")
 
 
 def feed_spec(config: Config) -> FeedSpec:
