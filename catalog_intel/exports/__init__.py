@@ -7,7 +7,7 @@ import polars as pl
 
 from catalog_intel.exports import jsonl, merchant, pdp, shopify
 from catalog_intel.exports.fields import Missing
-from catalog_intel.layout import OutputLayout
+from catalog_intel.io.layout import OutputLayout
 from catalog_intel.settings import Config
 
 EXPORTERS = {"shopify": shopify.write, "gmc": merchant.write, "jsonl": jsonl.write, "pdp": pdp.write}

@@ -12,7 +12,7 @@ import polars as pl
 
 from catalog_intel.io.csv_cells import write_neutral_csv
 from catalog_intel.io.filesystem import atomic_write_text, remove_files, write_parquet
-from catalog_intel.layout import OutputLayout
+from catalog_intel.io.layout import OutputLayout
 from catalog_intel.schemas import CSV_COLUMNS
 
 

@@ -34,8 +34,8 @@ from catalog_intel.inference.image_feed import (Fed, FeedSpec, STAGES, fast_prep
                                                 normalize_batch)
 from catalog_intel.io.filesystem import read_bytes
 from catalog_intel.io.images import decode_rgb
+from catalog_intel.io.layout import CacheLayout
 from catalog_intel.io.parquet_store import ParquetStore
-from catalog_intel.layout import CacheLayout
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 

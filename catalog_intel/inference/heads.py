@@ -22,7 +22,7 @@ import numpy as np
 import polars as pl
 
 from catalog_intel.errors import HeadError
-from catalog_intel.layout import CacheLayout
+from catalog_intel.io.layout import CacheLayout
 from catalog_intel.schemas import HEAD_FORMAT, UNKNOWN
 from catalog_intel.settings import AttributeConfig, Config
 

@@ -16,7 +16,7 @@ import polars as pl
 
 from catalog_intel.inference.clip_model import LoadedClip, encode_texts, load_clip, model_id
 from catalog_intel.io.filesystem import isfile, write_parquet
-from catalog_intel.layout import CacheLayout
+from catalog_intel.io.layout import CacheLayout
 from catalog_intel.schemas import ATTRIBUTE_ORDER, UNKNOWN
 from catalog_intel.settings import AttributeConfig, Config
 

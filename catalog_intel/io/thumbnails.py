@@ -7,8 +7,8 @@ from pathlib import Path
 
 import polars as pl
 
+from catalog_intel.io.layout import CacheLayout
 from catalog_intel.io.parquet_store import ParquetStore
-from catalog_intel.layout import CacheLayout
 
 
 def report_thumb_sizes(config) -> tuple[int, int]:

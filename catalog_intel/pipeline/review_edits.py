@@ -26,7 +26,7 @@ import polars as pl
 
 from catalog_intel.errors import EditsError
 from catalog_intel.io.filesystem import isfile, read_parquet
-from catalog_intel.layout import OutputLayout
+from catalog_intel.io.layout import OutputLayout
 from catalog_intel.pipeline.facts import merge_facts, normalise, read_facts_file, split_facts
 from catalog_intel.schemas import ATTRIBUTE_ORDER, COPY_COLUMNS
 from catalog_intel.settings import Config

@@ -14,7 +14,7 @@ from pathlib import Path
 import polars as pl
 
 from catalog_intel.io.filesystem import atomic_write_text, location, read_bytes, remove_files
-from catalog_intel.layout import OutputLayout
+from catalog_intel.io.layout import OutputLayout
 
 
 def reject_category(reason: str) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 import polars as pl
 
 from catalog_intel.io.filesystem import atomic_write_text, is_local, local_mirror, publish_tree
-from catalog_intel.layout import OutputLayout
+from catalog_intel.io.layout import OutputLayout
 from catalog_intel.quality.history import prune_validations
 from catalog_intel.settings import Config
 

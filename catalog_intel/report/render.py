@@ -29,8 +29,8 @@ from catalog_intel.errors import ImageRejected
 from catalog_intel.io.filesystem import (atomic_write_bytes, atomic_write_text, basename, exists, isfile, list_dir,
                                          location, read_bytes, relpath, remove_files)
 from catalog_intel.io.images import load_rgb
+from catalog_intel.io.layout import OutputLayout
 from catalog_intel.io.thumbnails import cached_thumbnails, report_thumb_sizes, thumbnail_store
-from catalog_intel.layout import OutputLayout
 from catalog_intel.schemas import ATTRIBUTE_ORDER, UNKNOWN
 from catalog_intel.settings import Config
 from catalog_intel.text import slug

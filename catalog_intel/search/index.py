@@ -30,7 +30,7 @@ import polars as pl
 from catalog_intel.errors import SearchError
 from catalog_intel.io.filesystem import (atomic_write_text, atomic_write_with, isfile, list_dir, read_bytes,
                                          read_parquet, remove_files, write_parquet)
-from catalog_intel.layout import OutputLayout
+from catalog_intel.io.layout import OutputLayout
 from catalog_intel.settings import SearchConfig
 
 MANIFEST = "index.json"

@@ -18,7 +18,7 @@ import polars as pl
 from catalog_intel.errors import HeadError
 from catalog_intel.inference.heads import (FEATURES_CLIP, FEATURES_CLIP_PIXELS, Head, _aligned, color_feature_frame,
                                            save_head, softmax)
-from catalog_intel.layout import CacheLayout
+from catalog_intel.io.layout import CacheLayout
 from catalog_intel.progress import progress_bar
 from catalog_intel.schemas import UNKNOWN
 from catalog_intel.settings import Config
