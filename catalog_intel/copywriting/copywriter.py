@@ -46,6 +46,7 @@ MAX_RETRY_AFTER_S = 120.0
 #: servers (base_url, model) that refused response_format json_schema in this process: asked
 #: without it from then on (the prompt asks for the JSON, pydantic validates it)
 _SCHEMA_REFUSED: dict[tuple[str, str], str] = {}
+FEATURE_WORDS = 12  # at most 10 asked for
 AVOID_MOST = 5  # stock phrases named in a prompt to say otherwise
 FLUSH_EVERY = 1  # answers take seconds; one small part each costs nothing and a kill loses none
 _STORE_SCHEMA = {"copy_key": pl.Utf8, "copy_json": pl.Utf8, "model": pl.Utf8, "prompt_version": pl.Utf8,
@@ -225,7 +226,8 @@ def with_structured(data: dict, attributes: dict, llm: LLMConfig, limits: Valida
     from catalog_intel.copywriting import templates
 
     fixed = templates.structured(attributes, llm.templates, limits.seo_tags_max if limits else 5)
-    features = [x for x in data.pop("features", None) or [] if isinstance(x, str)][:2]
+    # a feature is a short point: a whole sentence (the model copies the description) is left out
+    features = [x for x in data.pop("features", None) or [] if isinstance(x, str) and len(x.split()) <= FEATURE_WORDS][:2]
     most = limits.bullets_max if limits else 6
     fixed["bullet_points"] = (features + fixed["bullet_points"])[:most]
     if len(fixed["bullet_points"]) < (limits.bullets_min if limits else 2):
