@@ -62,7 +62,7 @@ def products(n_notes: int, n_bare: int) -> tuple[list[dict], list[dict]]:
 
 def attribute_frame(rows: list[dict], config) -> pl.DataFrame:
     """What describe() gets in a run whose models know nothing: the facts merged over blanks."""
-    from catalog_intel.config import ATTRIBUTE_ORDER, UNKNOWN
+    from catalog_intel.schemas import ATTRIBUTE_ORDER, UNKNOWN
     from catalog_intel.pipeline.facts import merge_facts
 
     model = pl.DataFrame([{"sha256": r["sha256"], **{a: UNKNOWN for a in ATTRIBUTE_ORDER},
@@ -110,7 +110,7 @@ def counting_client(base_url: str, usage: list):
 
 
 def copy_figures(frame: pl.DataFrame, copy: pl.DataFrame, config) -> dict:
-    from catalog_intel.config import ATTRIBUTE_ORDER
+    from catalog_intel.schemas import ATTRIBUTE_ORDER
     from catalog_intel.copywriting.grounding.phrases import borrowed, stock_figures, uses_note
     from catalog_intel.quality.copy_quality import copy_quality
 
@@ -165,11 +165,57 @@ def describe_set(rows, config, server) -> tuple[dict, pl.DataFrame]:
     return cost, copy_figures(meta, copy, config) | {"cost": cost}
 
 
+#: the checker's rules in every language (bench/llm_copy.py's SHARED_RULES), "language": English words left
+SHARED_RULES = ("colour", "garment", "sleeve", "neckline", "pattern", "fabric", "fit", "gender", "language")
+
+
+def language_pass_rates(rows: list[dict], config, server, langs: list[str]) -> dict:
+    """Each language's copy as the pipeline writes it (the language's gate: feedback, repair or
+    reject), then judged again by that gate: the share of rows that pass every shared rule."""
+    from catalog_intel.copywriting.copywriter import COPY_COLUMNS, describe
+    from catalog_intel.copywriting.languages import language_gate, language_llm, translate_attributes
+
+    frame = attribute_frame(rows, config)
+    out = {}
+    for lang in langs:
+        given = translate_attributes(frame, config, lang)
+        llm = language_llm(config.llm, lang, config.languages[lang]).model_copy(
+            update={"base_url": server.base_url, "model": server.model})
+        gate = language_gate(config, lang)
+        cache = Path(tempfile.mkdtemp(prefix="copy-lang-"))
+        started = time.monotonic()
+        try:
+            copy, stats = describe(given, llm, config.validation, cache, check=gate)
+        finally:
+            shutil.rmtree(cache, ignore_errors=True)
+        seconds = time.monotonic() - started
+        passed, kinds, failures = 0, {}, []
+        for g, c in zip(given.sort("sha256").to_dicts(), copy.sort("sha256").to_dicts()):
+            if c["copy_error"]:
+                kinds["rejected"] = kinds.get("rejected", 0) + 1
+                failures.append(c["copy_error"][:160])
+                continue
+            attrs = {k: v for k, v in g.items() if k in ("color", "neckline", "sleeve", "pattern", "fabric", "fit",
+                                                        "garment_type") and v not in (None, "unknown")}
+            problems = [p for p in gate.problems(attrs, {k: c[k] for k in COPY_COLUMNS}) if p.kind in SHARED_RULES]
+            passed += not problems
+            for p in problems:
+                kinds[p.kind] = kinds.get(p.kind, 0) + 1
+            failures += [p.reason for p in problems[:1]]
+        n = frame.height
+        out[lang] = {"products": n, "passed_shared_rules": passed, "pass_rate": passed / n, "problem_kinds": kinds,
+                     "failures": failures[:8], "retries_per_product": stats.retries / n, "s_per_product": seconds / n,
+                     "copy": copy.select("title", "description", "style_summary", "bullet_points").head(3).to_dicts()}
+        print(lang, json.dumps({k: v for k, v in out[lang].items() if k != "copy"}, ensure_ascii=False), flush=True)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--label", required=True)
     ap.add_argument("--notes", type=int, default=24, help="products with the note as a `details` fact")
     ap.add_argument("--bare", type=int, default=12, help="other products, labels only")
+    ap.add_argument("--languages", default="", help="instead: de,fr copy of --bare products, pass rates after the gate")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (JSON values)")
     ap.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "catalog-intel",
                     help="where the GGUF is assembled (once)")
@@ -195,6 +241,11 @@ def main() -> None:
     log(f"load before: {os.getloadavg()}")
     with EmbeddedLLMServer(gguf, n_ctx=llm.embedded_context, n_parallel=llm.embedded_parallel,
                            threads=llm.embedded_threads or None, isolate=True, **extra) as server:
+        if a.languages:
+            rates = language_pass_rates(bare, config, server, a.languages.split(","))
+            report("copy_cost", {"label": a.label, "overrides": overrides, "languages": rates}, a.json,
+                   section=a.label)
+            return
         raw = [raw_rate(server)]
         log(f"raw: {raw[-1]}")
         sets = {}

@@ -38,7 +38,7 @@ def per_task_overhead(n: int, workers: int) -> dict:
     from prefect_dask import DaskTaskRunner
 
     from catalog_intel.pipeline.shard import ShardSpec
-    from tasks.common import TASK_DEFAULTS
+    from catalog_intel.orchestration.tasks import TASK_DEFAULTS
 
     @task(name="bench-noop-shard", **TASK_DEFAULTS)
     def noop(spec: ShardSpec, config: dict) -> int:

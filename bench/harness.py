@@ -188,7 +188,7 @@ def run_pipeline(source: str | Path, out: str | Path, *, settings: Mapping[str, 
 def prefect_server() -> Iterator[str]:
     """A Prefect server that is already up when the runs start (the one `catalog-intel run` would start itself);
     yields its API URL, for runs that report to it (PREFECT_API_URL), as deployments do."""
-    from catalog_intel.pipeline.prefect_api import TemporaryServer
+    from catalog_intel.orchestration.prefect_api import TemporaryServer
 
     server = TemporaryServer.launch()
     try:
@@ -221,9 +221,9 @@ def tiny_clip(folder: Path) -> dict:
 
 def load_settings(config_file: str | Path | None = None, overrides: Mapping[str, Any] | None = None):
     """The product's settings, as a run resolves them (defaults <- file <- {dotted key: value})."""
-    from catalog_intel.config import load_config
+    from catalog_intel.settings import resolve_settings
 
-    return load_config(config_file, dict(overrides or {}))
+    return resolve_settings(config_file, keys=dict(overrides or {}))
 
 
 # ----------------------------------------------------------------------------- the report

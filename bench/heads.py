@@ -20,8 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from catalog_intel.quality import evaluate as ev  # noqa: E402
 from catalog_intel.inference.clip_model import model_id  # noqa: E402
-from catalog_intel.config import resolve_config  # noqa: E402
-from catalog_intel.inference.heads import format_train_report, train_heads  # noqa: E402
+from catalog_intel.settings import resolve_settings  # noqa: E402
+from catalog_intel.training.heads import format_train_report, train_heads  # noqa: E402
 from bench.harness import add_report_args, report  # noqa: E402
 
 
@@ -37,7 +37,7 @@ def main() -> None:
     p.add_argument("--pred", help="catalog.parquet of a run over the same images (zero-shot / pixel baseline)")
     add_report_args(p, "heads")
     args = p.parse_args()
-    config = resolve_config(args.config, clip_checkpoint=args.clip_checkpoint, cache_dir=args.cache_dir)
+    config = resolve_settings(args.config, clip_checkpoint=args.clip_checkpoint, cache_dir=args.cache_dir)
     mid = model_id(config.clip, config.paths.cache_path)
     out = Path(tempfile.mkdtemp(prefix="heads-bench-"))
     trained = train_heads(args.labels, str(out / "heads"), config, mid, holdout=args.holdout, seed=args.seed,

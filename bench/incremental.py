@@ -37,7 +37,7 @@ def main() -> None:
                         help="reuse WORK's catalog and first run (from an earlier bench): add --new images and re-run")
     add_report_args(parser, "incremental")
     args = parser.parse_args()
-    from catalog_intel.io.storage import walk_files
+    from catalog_intel.io.filesystem import walk_files
 
     work = args.work
     catalog, out, cache, model = work / "catalog", work / "out", work / "cache", work / "settings.json"

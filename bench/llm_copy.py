@@ -131,7 +131,7 @@ def measure(args) -> None:
 def score(args) -> None:
     """Figures per measured label, on the manifest's first N products when --first is given (runs over more
     products are cut to those, so labels compare like with like)."""
-    from catalog_intel.config import ATTRIBUTE_ORDER, UNKNOWN
+    from catalog_intel.schemas import ATTRIBUTE_ORDER, UNKNOWN
     from catalog_intel.pipeline.facts import normalise
     from catalog_intel.quality.copy_quality import copy_quality, load_output
 
@@ -407,7 +407,7 @@ def concurrency(args) -> None:
     server with one slot per concurrent request, or --llm-base-url."""
     import numpy as np
 
-    from catalog_intel.config import ATTRIBUTE_ORDER
+    from catalog_intel.schemas import ATTRIBUTE_ORDER
     from catalog_intel.copywriting.copywriter import describe
     from catalog_intel.copywriting.local_llm import EmbeddedLLMServer, ensure_gguf
 

@@ -23,7 +23,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
-from catalog_intel.config import ATTRIBUTE_ORDER, load_config  # noqa: E402
+from catalog_intel.schemas import ATTRIBUTE_ORDER
+from catalog_intel.settings import resolve_settings  # noqa: E402
 from catalog_intel.report.render import render_report, review_rows, write_product_pages  # noqa: E402
 from bench.harness import add_report_args, report  # noqa: E402
 
@@ -50,7 +51,7 @@ def main() -> None:
     parser.add_argument("--no-browser", action="store_true")
     add_report_args(parser, "report_render")
     args = parser.parse_args()
-    config = load_config()
+    config = resolve_settings()
     figures = []
     rejects = pl.DataFrame(schema={"image": pl.Utf8, "reason": pl.Utf8})
     for n in args.sizes:

@@ -221,7 +221,7 @@ def bench_forward_and_embed(report: Report, clip, files: list[str], args, max_pi
     kwargs = embed_kwargs(args)
     has_timings = "timings" in inspect.signature(compute_embeddings).parameters
     if "feed" in inspect.signature(compute_embeddings).parameters:  # colour and thumbnails too, as a run makes them
-        from catalog_intel.config import load_config
+        from catalog_intel.settings import load_config
         from catalog_intel.pipeline.shard import feed_spec
 
         kwargs["feed"] = feed_spec(load_config())
@@ -289,7 +289,7 @@ def bench_forward_and_embed(report: Report, clip, files: list[str], args, max_pi
 
 
 def bench_classify(report: Report, clip, config, n: int) -> None:
-    from catalog_intel.config import ATTRIBUTE_ORDER
+    from catalog_intel.schemas import ATTRIBUTE_ORDER
     from catalog_intel.inference.zeroshot import classify, encode_label_texts
 
     labels = encode_label_texts(clip, config.attributes)
@@ -321,7 +321,7 @@ def bench_classify(report: Report, clip, config, n: int) -> None:
 
 def bench_store(report: Report, n: int, dim: int, shard: int, workdir: Path) -> None:
     from catalog_intel.inference.embedding import embeddings_frame
-    from catalog_intel.io.storage import ParquetStore
+    from catalog_intel.io.parquet_store import ParquetStore
 
     rng = np.random.default_rng(1)
     vectors = rng.standard_normal((n, dim)).astype(np.float32)
@@ -368,35 +368,36 @@ def _evict(paths: list[str]) -> bool:
 
 
 def bench_hash(report: Report, files: list[str], workdir: Path) -> None:
-    from catalog_intel.io import storage
+    from catalog_intel.io import filesystem
+    from catalog_intel.io.hash_cache import FileHashCache
 
     total_mb = sum(os.path.getsize(p) for p in files) / MB
     for p in files:  # warm the page cache
-        storage.read_bytes(p)
+        filesystem.read_bytes(p)
     with Timer() as wr:
         for p in files:
-            storage.read_bytes(p)
+            filesystem.read_bytes(p)
     with Timer() as w:
         for p in files:
-            storage.sha256_file(p)
+            filesystem.sha256_file(p)
     report.add("hash (sha256), warm cache", len(files) / w.wall, "files/s", "read bytes alone", len(files) / wr.wall,
                window=w, note=f"{total_mb / w.wall:,.0f} MB/s; {len(files)} files, {total_mb:,.0f} MB")
     if _evict(files):
         with Timer() as w:
             for p in files:
-                storage.sha256_file(p)
+                filesystem.sha256_file(p)
         report.add("hash (sha256), cold cache", len(files) / w.wall, "files/s", window=w,
                    note=f"{total_mb / w.wall:,.0f} MB/s; pages evicted with posix_fadvise")
-    if hasattr(storage, "FileHashCache"):
+    if FileHashCache:  # older checkouts had no hash cache
         from catalog_intel.io.ingest import hash_paths
 
         with Timer() as w:
             hash_paths(files, None)
         report.add(f"hash (sha256), warm cache, {min(4, os.cpu_count() or 1)} threads", len(files) / w.wall,
                    "files/s", window=w, note=f"{total_mb / w.wall:,.0f} MB/s; as ingest does it now")
-        cache = storage.FileHashCache(workdir / "hash-cache")
+        cache = FileHashCache(workdir / "hash-cache")
         hash_paths(files, cache)  # fills it
-        cache = storage.FileHashCache(workdir / "hash-cache")
+        cache = FileHashCache(workdir / "hash-cache")
         with Timer() as w:
             hash_paths(files, cache)
         stats = {"cached": cache.hits, "hashed": len(files) - cache.hits}
@@ -409,7 +410,7 @@ def bench_hash(report: Report, files: list[str], workdir: Path) -> None:
 def bench_prefect(report: Report, n_tasks: int = 40) -> None:
     from prefect import flow, task
 
-    from tasks.common import TASK_DEFAULTS
+    from catalog_intel.orchestration.tasks import TASK_DEFAULTS
 
     @task(name="bench-noop", **TASK_DEFAULTS)
     def noop(frame: pl.DataFrame) -> int:

@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from catalog_intel.config import load_config  # noqa: E402
+from catalog_intel.settings import resolve_settings  # noqa: E402
 from catalog_intel.search.index import APPROXIMATE, EXACT, build_index, search_vectors, single_threaded  # noqa: E402
 from catalog_intel.search.neighbours import neighbours  # noqa: E402
 from bench.harness import add_report_args, report  # noqa: E402
@@ -60,7 +60,7 @@ def main() -> None:
 
     import faiss
 
-    cfg = load_config().search
+    cfg = resolve_settings().search
     print(f"faiss {faiss.__version__}, {faiss.omp_get_max_threads()} threads, {os.cpu_count()} CPUs, "
           f"{platform.processor() or platform.machine()}; {args.data} unit vectors, dim {args.dim}, k={args.k}, "
           f"{args.queries} single queries; HNSW M={cfg.hnsw_m} efConstruction={cfg.hnsw_ef_construction}")

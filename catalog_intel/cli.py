@@ -143,11 +143,20 @@ def _add_cache_parser(sub) -> None:
                    "(default: paths.purge_after_s; keep it above the longest single lookup)")
 
 
-def _cache(args) -> int:
-    from catalog_intel.config import load_config
-    from catalog_intel.io.storage import compact_cache
+def _settings(config_path, **overrides):
+    """The command's settings (settings.resolve_settings), with their storage options in effect in this process."""
+    from catalog_intel.io.filesystem import configure
+    from catalog_intel.settings import resolve_settings
 
-    config = load_config(args.config, {"paths.cache_dir": args.cache_dir})
+    settings = resolve_settings(config_path, **overrides)
+    configure(settings.paths.storage_options)
+    return settings
+
+
+def _cache(args) -> int:
+    from catalog_intel.io.parquet_store import compact_cache
+
+    config = _settings(args.config, cache_dir=args.cache_dir)
     purge = config.paths.purge_after_s if args.purge_after is None else args.purge_after
     for folder, (superseded, purged, live) in compact_cache(config.paths.cache_path, purge).items():
         print(f"{folder}: {superseded} parts merged, {purged} superseded parts deleted, {live} live parts")
@@ -155,21 +164,15 @@ def _cache(args) -> int:
 
 
 def _run(args) -> int:
-    from catalog_intel.inference.clip_model import ensure_weights
     from catalog_intel.copywriting.llm_service import prepare_embedded, uses_embedded
-    from catalog_intel.pipeline.prefect_api import start_api, using_api
-    from catalog_intel.pipeline.runners import check_runner
-    from catalog_intel.settings import overrides_from_args, resolve_settings
+    from catalog_intel.orchestration.preflight import preflight
+    from catalog_intel.orchestration.prefect_api import start_api, using_api
+    from catalog_intel.settings import overrides_from_args
 
     overrides = overrides_from_args(args)
-    config = resolve_settings(args.config, **overrides)
-    ensure_weights(config.clip, config.paths.cache_path, args.offline)  # fetch or fail before starting Prefect
-    check_runner(config, uses_embedded(config))
-    _check_heads(config)
-    if config.facts.file:
-        from catalog_intel.report.review_edits import load_plan
-
-        load_plan(config.facts.file, args.out)  # a bad facts or edits file fails before any work
+    config = _settings(args.config, **overrides)
+    # fetch the weights or fail before starting Prefect; the flow finds this result (its runner note is logged there)
+    preflight(config, args.out, download=True, offline=args.offline, warn=lambda note: None)
     if uses_embedded(config):
         prepare_embedded(config)
     server = start_api()  # Prefect's temporary server comes up in its own process meanwhile
@@ -180,7 +183,7 @@ def _run(args) -> int:
         from catalog_intel.inference.zeroshot import preload
 
         _import_after("great_expectations", preload(config))  # for the validation at the end
-    from flows.catalog import catalog_flow
+    from catalog_intel.orchestration.flow import catalog_flow
 
     with using_api(server):
         result = catalog_flow(source=args.source, out_dir=args.out, config_path=args.config, **overrides)
@@ -215,20 +218,20 @@ def _first_local_run(config, out: str) -> bool:
     process, and nothing was published into OUT yet, so the images need the model. A
     re-run into an earlier output mostly finds its images cached, and a fully cached run
     never imports torch at all."""
-    from catalog_intel.exports.tables import COMMIT_FILE
-    from catalog_intel.io.storage import isfile, location
+    from catalog_intel.io.layout import OutputLayout
+    from catalog_intel.io.filesystem import isfile, location
 
-    return config.runner.task_runner == "local" and not isfile(location(out) / COMMIT_FILE)
+    return config.runner.task_runner == "local" and not isfile(OutputLayout(out).commit_file)
 
 
 def _demo(args) -> int:
     from pathlib import Path
 
-    from catalog_intel.inference.clip_model import WeightsNotCached, ensure_weights
-    from catalog_intel.config import resolve_config
+    from catalog_intel.errors import WeightsNotCached
+    from catalog_intel.inference.clip_model import ensure_weights
     from catalog_intel.io.synthetic import write_demo_catalog
 
-    config = resolve_config(args.config, clip_checkpoint=args.clip_checkpoint, no_llm=args.no_llm,
+    config = _settings(args.config, clip_checkpoint=args.clip_checkpoint, no_llm=args.no_llm,
                             cache_dir=args.cache_dir)
     try:
         ensure_weights(config.clip, config.paths.cache_path, args.offline)
@@ -249,21 +252,11 @@ def _demo(args) -> int:
     return code
 
 
-def _check_heads(config) -> None:
-    """Refuse heads trained on another CLIP model before any work."""
-    from catalog_intel.inference.clip_model import model_id
-    from catalog_intel.inference.heads import configured_heads
-
-    if any(spec.head for spec in config.attributes.values()):
-        configured_heads(config.attributes, model_id(config.clip, config.paths.cache_path))
-
-
 def _train_heads(args) -> int:
     from catalog_intel.inference.clip_model import model_id
-    from catalog_intel.config import resolve_config
-    from catalog_intel.inference.heads import format_train_report, train_heads
+    from catalog_intel.training.heads import format_train_report, train_heads
 
-    config = resolve_config(args.config, clip_model=args.clip_model, clip_pretrained=args.clip_pretrained,
+    config = _settings(args.config, clip_model=args.clip_model, clip_pretrained=args.clip_pretrained,
                             clip_checkpoint=args.clip_checkpoint, cache_dir=args.cache_dir)
     only = [a.strip() for a in args.attributes.split(",") if a.strip()] if args.attributes else None
     report = train_heads(args.labels, args.out, config, model_id(config.clip, config.paths.cache_path),
@@ -277,10 +270,9 @@ def _train_heads(args) -> int:
 
 
 def _models(args) -> int:
-    from catalog_intel.inference.model_cache import list_models, pull_models
-    from catalog_intel.config import resolve_config
+    from catalog_intel.pipeline.model_cache import list_models, pull_models
 
-    config = resolve_config(args.config, clip_model=args.clip_model, clip_pretrained=args.clip_pretrained,
+    config = _settings(args.config, clip_model=args.clip_model, clip_pretrained=args.clip_pretrained,
                             cache_dir=args.cache_dir)
     if args.models_command == "pull":
         for line in pull_models(config):
@@ -297,7 +289,7 @@ def _models(args) -> int:
 def _write_json(path: str, data: dict) -> None:
     import json
 
-    from catalog_intel.io.storage import atomic_write_text
+    from catalog_intel.io.filesystem import atomic_write_text
 
     atomic_write_text(path, json.dumps(data, indent=1, ensure_ascii=False) + "\n")
     print(f"\nwrote {path}")
@@ -305,10 +297,9 @@ def _write_json(path: str, data: dict) -> None:
 
 def _evaluate(args) -> int:
     from catalog_intel.quality import evaluate as ev
-    from catalog_intel.config import resolve_config
     from catalog_intel.inference.heads import published_attributes
 
-    attributes = published_attributes(resolve_config(args.config, heads=args.heads))
+    attributes = published_attributes(_settings(args.config, heads=args.heads))
     pred, labels = ev.load_predictions(args.pred), ev.load_labels(args.labels)
     result = ev.evaluate(pred, labels, attributes, pred_name=args.pred, labels_name=args.labels)
     print(ev.format_report(result))
@@ -327,10 +318,9 @@ def _evaluate(args) -> int:
 
 
 def _copy_quality(args) -> int:
-    from catalog_intel.config import load_config
     from catalog_intel.quality.copy_quality import assess_file, format_report
 
-    config = load_config(args.config)
+    config = _settings(args.config)
     results = [assess_file(args.output, config, args.list_sep)]
     if args.reference:
         results.append(assess_file(args.reference, config, "auto"))
@@ -342,15 +332,14 @@ def _copy_quality(args) -> int:
 
 def _search(args) -> int:
     from catalog_intel.inference.clip_model import load_clip
-    from catalog_intel.config import load_config
     from catalog_intel.search.index import read_run_config, similar_to, text_search
-    from catalog_intel.io.storage import location
+    from catalog_intel.io.filesystem import location
 
     if args.k < 1:
         raise SystemExit("catalog-intel: error: -k must be at least 1")
     out = location(args.out)
-    config = load_config(args.config, {"clip.checkpoint": args.clip_checkpoint, "paths.cache_dir": args.cache_dir},
-                         base=read_run_config(out))
+    config = _settings(args.config, base=read_run_config(out), clip_checkpoint=args.clip_checkpoint,
+                       cache_dir=args.cache_dir)
 
     def load_model():  # only when the query needs embedding
         return load_clip(config.clip, config.paths.cache_path)
@@ -366,17 +355,17 @@ def _search(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from catalog_intel.inference.clip_model import ModelUnavailableError
-    from catalog_intel.copywriting.local_llm import EmbeddedServerError
-    from catalog_intel.config import ConfigError
-    from catalog_intel.quality.copy_quality import CopyQualityError
-    from catalog_intel.quality.evaluate import EvaluationError
-    from catalog_intel.inference.heads import HeadError
-    from catalog_intel.io.ingest import SourceError
-    from catalog_intel.io.runlock import OutputLocked
-    from catalog_intel.search.index import SearchError
-    from catalog_intel.pipeline.prefect_api import ServerStartError
-    from catalog_intel.pipeline.summary import RunFailed
+    from catalog_intel.errors import ModelUnavailableError
+    from catalog_intel.errors import EmbeddedServerError
+    from catalog_intel.errors import ConfigError
+    from catalog_intel.errors import CopyQualityError
+    from catalog_intel.errors import EvaluationError
+    from catalog_intel.errors import HeadError
+    from catalog_intel.errors import SourceError
+    from catalog_intel.errors import OutputLocked
+    from catalog_intel.errors import SearchError
+    from catalog_intel.errors import ServerStartError
+    from catalog_intel.errors import RunFailed
 
     args = build_parser().parse_args(argv)
     try:

@@ -138,7 +138,7 @@ def make_source(folder: Path, count: int | None = None, data_set: str = "seed-sa
 
 def run_catalog(source, out, config, cache=None, **params) -> dict:
     """One in-process run of the flow (paths may be local or URLs); returns its summary."""
-    from flows.catalog import catalog_flow
+    from catalog_intel.orchestration.flow import catalog_flow
 
     cache = cache if cache is not None else Path(out).parent / "cache"
     return catalog_flow(source=str(source), out_dir=str(out), config_path=str(config), cache_dir=str(cache),

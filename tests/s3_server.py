@@ -86,7 +86,7 @@ class S3Server:
         self.stop()
 
     def bucket(self, name: str) -> str:
-        from catalog_intel.io.storage import url_to_fs
+        from catalog_intel.io.filesystem import url_to_fs
 
         fs, _ = url_to_fs(f"s3://{name}")
         fs.mkdir(name)

@@ -57,7 +57,7 @@ EXPECTED_ROWS = {"packshot.jpg", "animated.gif", "scan.bmp", "print.tif", "phone
 
 
 def test_inventory_lists_every_file_as_image_reject_or_skipped(tmp_path):
-    from catalog_intel.config import load_config
+    from catalog_intel.settings import load_config
 
     files = _odd_folder(tmp_path)
     (tmp_path / "dangling.jpg").symlink_to(tmp_path / "gone.jpg")

@@ -6,9 +6,10 @@ import sys
 
 import pytest
 
+from catalog_intel.errors import ModelUnavailableError
 from catalog_intel.inference import clip_model
-from catalog_intel.inference.clip_model import ModelUnavailableError, model_id, resolve_weights
-from catalog_intel.config import load_config
+from catalog_intel.inference.clip_model import model_id, resolve_weights
+from catalog_intel.settings import load_config
 
 
 def test_unknown_architecture_still_fails_fast(tmp_path):
@@ -33,9 +34,9 @@ def test_pretrained_weights_are_found_once_then_remembered(tmp_path, monkeypatch
 
 
 def test_checkpoint_digest_is_remembered_by_stat(tmp_path, monkeypatch):
-    from catalog_intel.io import storage
+    from catalog_intel.io import filesystem
 
-    monkeypatch.setattr(storage, "RACY_WINDOW_S", 0.0)
+    monkeypatch.setattr(filesystem, "RACY_WINDOW_S", 0.0)
     ckpt = tmp_path / "w.pt"
     ckpt.write_bytes(b"weights" * 1000)
     cfg = load_config(None, {"clip.checkpoint": str(ckpt)})
@@ -48,7 +49,7 @@ def test_checkpoint_digest_is_remembered_by_stat(tmp_path, monkeypatch):
 def test_resolving_a_checkpoint_imports_neither_open_clip_nor_torch(tmp_path, tiny_clip):
     code = (
         "import sys\n"
-        "from catalog_intel.config import load_config\n"
+        "from catalog_intel.settings import load_config\n"
         "from catalog_intel.inference.clip_model import model_id, resolve_weights\n"
         f"cfg = load_config(None, {dict(tiny_clip)!r})\n"
         f"resolve_weights(cfg.clip, __import__('pathlib').Path({str(tmp_path)!r}))\n"

@@ -2,8 +2,8 @@ import polars as pl
 import pytest
 
 from catalog_intel.inference.color_fusion import fuse_color, pixel_colors
-from catalog_intel.config import load_config
 from catalog_intel.io.synthetic import draw_top
+from catalog_intel.settings import load_config
 
 
 def _attrs():

@@ -1,6 +1,8 @@
 import pytest
 
-from catalog_intel.config import ATTRIBUTE_ORDER, ConfigError, load_config
+from catalog_intel.schemas import ATTRIBUTE_ORDER
+from catalog_intel.errors import ConfigError
+from catalog_intel.settings import load_config
 
 
 def test_defaults_cover_the_original_vocabulary_and_more():

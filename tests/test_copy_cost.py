@@ -7,7 +7,8 @@ import json
 import polars as pl
 import pytest
 
-from catalog_intel.config import ATTRIBUTE_ORDER, load_config
+from catalog_intel.schemas import ATTRIBUTE_ORDER
+from catalog_intel.settings import load_config
 from catalog_intel.copywriting import templates
 from catalog_intel.copywriting.copywriter import llm_fields, prompt_attributes, response_schema, with_structured
 from catalog_intel.copywriting.grounding import build_terms, claims, copy_check
@@ -123,6 +124,11 @@ def test_the_gate_keeps_the_row_and_its_copy_in_agreement_and_reads_part_materia
     assert [(c.kind, c.sentence) for c in found] == [("fabric", "The blouse is made of jersey lining.")]
     assert claims({**row, "fabric": None, "description": "The blouse is made of jersey."}, TERMS, chiffon)[0].kind \
         == "fabric"
+    # a lace trim the note names is a part, not a lace pattern of a solid top
+    vest = {"color": "white", "garment_type": "tank top", "pattern": "solid", "bullet_points": ["Lace trims"],
+            "description": "A white vest top with lace trims around the neckline."}
+    assert claims(vest, TERMS, "details: vest top in soft cotton jersey with lace trims around the neckline.") == []
+    assert claims({**vest, "description": "A white lace vest top."}, TERMS, "details: lace trims.")[0].kind == "pattern"
 
 
 # --------------------------------------------------------------------------- stock and borrowed phrases

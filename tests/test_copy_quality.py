@@ -7,17 +7,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from catalog_intel.config import load_config
-from catalog_intel.quality.copy_quality import (
-    CopyQualityError,
-    assess_file,
-    build_terms,
-    contradictions,
-    copy_quality,
-    load_output,
-    split_list_cell,
-)
+from catalog_intel.errors import CopyQualityError
 from catalog_intel.exports.tables import write_outputs
+from catalog_intel.quality.copy_quality import (assess_file, build_terms, contradictions, copy_quality, load_output, split_list_cell)
+from catalog_intel.settings import load_config
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = REPO.parent / "shared" / "data" / "seed-samples" / "reference_output.csv"
@@ -191,7 +184,7 @@ def test_cli_copy_quality_side_by_side(tmp_path):
 
 
 def test_grounding_and_form_figures():
-    from catalog_intel.config import load_config
+    from catalog_intel.settings import load_config
     from catalog_intel.quality.copy_quality import copy_quality
 
     base = {"color": "black", "sleeve": "unknown", "fabric": "unknown", "garment_type": "top",
@@ -219,7 +212,7 @@ def test_grounding_and_form_figures():
 
 
 def test_the_suppliers_own_values_ground_claims():
-    from catalog_intel.config import load_config
+    from catalog_intel.settings import load_config
     from catalog_intel.quality.copy_quality import copy_quality
     from catalog_intel.copywriting.copywriter import CatalogCopy
 

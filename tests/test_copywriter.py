@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import polars as pl
 import pytest
 
-from catalog_intel.config import load_config
+from catalog_intel.settings import load_config
 from catalog_intel.copywriting.copywriter import InvalidCopy, copy_key, describe, parse_copy, prompt_attributes
 from llm_server import FakeLLMServer, FaultPlan, build_copy
 

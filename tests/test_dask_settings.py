@@ -19,7 +19,7 @@ def _value(o):
 
 def test_every_override_is_a_flow_parameter_a_cli_flag_and_a_config_key(tmp_path):
     from catalog_intel.cli import build_parser
-    from flows.catalog import catalog_flow
+    from catalog_intel.orchestration.flow import catalog_flow
 
     params = inspect.signature(catalog_flow.fn).parameters
     schema = catalog_flow.parameters.properties
@@ -74,8 +74,8 @@ def test_paths_are_resolved_once_so_workers_read_no_environment(tmp_path, monkey
 
 
 def test_runner_choice_is_checked_before_any_work():
-    from catalog_intel.config import ConfigError
-    from catalog_intel.pipeline.runners import check_runner, describe_runner
+    from catalog_intel.errors import ConfigError
+    from catalog_intel.orchestration.runners import check_runner, describe_runner
 
     local = resolve_settings(None)
     assert check_runner(local, embedded_llm=True) is None and describe_runner(local) == "local"

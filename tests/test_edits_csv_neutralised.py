@@ -14,7 +14,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from catalog_intel.exports.tables import neutralise_formulas, restore_formulas
+from catalog_intel.io.csv_cells import neutralise_formulas, restore_formulas
 
 REPORT_JS = Path(__file__).resolve().parents[1] / "catalog_intel" / "report" / "templates" / "report.js"
 VALUES = ["=HYPERLINK(\"http://x\")", "  =1+1", "\t=cmd", "+49 30", "-5 % off", "@SUM(A1)", "plain, with comma",

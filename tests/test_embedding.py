@@ -9,8 +9,9 @@ import pytest
 from PIL import Image, ImageOps
 
 from catalog_intel.inference import embedding
-from catalog_intel.inference.embedding import (apply_orientation, compute_embeddings, decode_jpegs, jpeg_header_orientation,
-                                     preprocess_tensors, resolve_gpu_decode, tensor_preprocess_supported)
+from catalog_intel.inference.embedding import (apply_orientation, compute_embeddings, decode_jpegs,
+                                               jpeg_header_orientation, preprocess_tensors, resolve_gpu_decode,
+                                               tensor_preprocess_supported)
 from catalog_intel.io.images import load_rgb
 from catalog_intel.io.synthetic import draw_top, jpeg_with_comment
 
@@ -120,7 +121,7 @@ def _mixed_catalog(tmp_path) -> tuple[list[str], list[bool]]:
 def test_raw_jpeg_path_embeds_like_the_pil_path(tmp_path, tiny_clip, monkeypatch):
     """The whole GPU-decode code path with the CPU standing in for the GPU."""
     from catalog_intel.inference.clip_model import load_clip
-    from catalog_intel.config import load_config
+    from catalog_intel.settings import load_config
 
     cfg = load_config(None, {**tiny_clip, "clip.device": "cpu"})
     clip = load_clip(cfg.clip, cfg.paths.cache_path)
@@ -141,7 +142,7 @@ def test_raw_jpeg_path_embeds_like_the_pil_path(tmp_path, tiny_clip, monkeypatch
 
 def test_bf16_autocast_on_cpu_is_close_to_fp32(tmp_path, tiny_clip):
     from catalog_intel.inference.clip_model import load_clip, model_id
-    from catalog_intel.config import load_config
+    from catalog_intel.settings import load_config
 
     cfg = load_config(None, {**tiny_clip, "clip.device": "cpu"})
     cfg16 = load_config(None, {**tiny_clip, "clip.device": "cpu", "clip.precision": "bf16"})
@@ -157,7 +158,7 @@ def test_decode_workers_and_threads_do_not_change_results(tmp_path, tiny_clip):
     import torch
 
     from catalog_intel.inference.clip_model import load_clip
-    from catalog_intel.config import load_config
+    from catalog_intel.settings import load_config
 
     cfg = load_config(None, {**tiny_clip, "clip.device": "cpu"})
     clip = load_clip(cfg.clip, cfg.paths.cache_path)
@@ -175,7 +176,7 @@ def test_decode_workers_and_threads_do_not_change_results(tmp_path, tiny_clip):
 
 def _embed_in_daemon(tiny_clip: dict, paths: list, queue) -> None:
     from catalog_intel.inference.clip_model import load_clip
-    from catalog_intel.config import load_config
+    from catalog_intel.settings import load_config
 
     cfg = load_config(None, {**tiny_clip, "clip.device": "cpu"})
     try:
@@ -191,7 +192,7 @@ def test_decode_workers_inside_a_daemonic_process_use_threads(tmp_path, tiny_cli
     import multiprocessing
 
     from catalog_intel.inference.clip_model import load_clip
-    from catalog_intel.config import load_config
+    from catalog_intel.settings import load_config
 
     cfg = load_config(None, {**tiny_clip, "clip.device": "cpu"})
     paths, _ = _mixed_catalog(tmp_path)

@@ -8,18 +8,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from catalog_intel.config import load_config
-from catalog_intel.quality.evaluate import (
-    EvaluationError,
-    calibrate,
-    calibration_toml,
-    evaluate,
-    format_report,
-    load_labels,
-    load_predictions,
-    score,
-)
+from catalog_intel.errors import EvaluationError
 from catalog_intel.exports.tables import write_outputs
+from catalog_intel.quality.evaluate import (calibrate, calibration_toml, evaluate, format_report, load_labels, load_predictions, score)
+from catalog_intel.settings import load_config
 
 REPO = Path(__file__).resolve().parents[1]
 ATTRS = ["color", "neckline", "sleeve", "pattern", "fabric", "fit", "garment_type"]

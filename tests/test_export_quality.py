@@ -2,9 +2,10 @@ import csv
 
 import polars as pl
 
-from catalog_intel.config import load_config
-from catalog_intel.exports.tables import CSV_COLUMNS, csv_view, write_outputs
+from catalog_intel.exports.tables import csv_view, write_outputs
 from catalog_intel.quality.validation import validate
+from catalog_intel.schemas import CSV_COLUMNS
+from catalog_intel.settings import load_config
 
 ATTRS = ["color", "neckline", "sleeve", "pattern", "fabric", "fit", "garment_type"]
 
@@ -84,7 +85,7 @@ def test_validation_without_copy_skips_copy_checks(tmp_path):
 
 
 def test_a_neutralised_csv_reads_back_as_written(tmp_path):
-    from catalog_intel.exports.tables import restore_formulas
+    from catalog_intel.io.csv_cells import restore_formulas
     from catalog_intel.quality.evaluate import load_predictions
 
     table = _table(2, {(0, "title"): " =SUM(A1)", (1, "description"): "- soft cotton", (1, "image"): "=b.jpg"})

@@ -8,7 +8,8 @@ import polars as pl
 import pytest
 from conftest import make_source, run_catalog
 
-from catalog_intel.config import ConfigError, load_config
+from catalog_intel.errors import ConfigError
+from catalog_intel.settings import load_config
 from catalog_intel.exports import write_exports
 from catalog_intel.exports.merchant import COLUMNS as GMC_COLUMNS
 from catalog_intel.exports.shopify import COLUMNS as SHOPIFY_COLUMNS
@@ -140,10 +141,10 @@ def test_pdp_export_writes_one_escaped_product_page_per_row(tmp_path):
 
 
 def test_export_config_is_checked():
-    from catalog_intel.config import export_formats, resolve_config
+    from catalog_intel.settings import export_formats, resolve_settings
 
     assert export_formats("shopify, jsonl,,gmc") == ["shopify", "jsonl", "gmc"] and export_formats(None) is None
-    assert resolve_config(export="gmc,pdp").exports.formats == ("gmc", "pdp")
+    assert resolve_settings(export="gmc,pdp").exports.formats == ("gmc", "pdp")
     with pytest.raises(ConfigError, match="unknown export"):
         load_config(overrides={"exports.formats": ["shopify", "amazon"]})
     with pytest.raises(ConfigError, match="handle"):

@@ -6,9 +6,10 @@ import json
 import polars as pl
 import pytest
 
-from catalog_intel.config import ATTRIBUTE_ORDER, load_config
-from catalog_intel.pipeline.facts import (FactsError, completeness, merge_facts, normalise, read_facts_file, split_facts,
-                                 unmapped_facts)
+from catalog_intel.schemas import ATTRIBUTE_ORDER
+from catalog_intel.settings import load_config
+from catalog_intel.errors import FactsError
+from catalog_intel.pipeline.facts import (completeness, merge_facts, normalise, read_facts_file, split_facts, unmapped_facts)
 from conftest import make_source, run_catalog
 
 

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from catalog_intel.inference import clip_model
-from catalog_intel.inference.clip_model import WeightsNotCached, ensure_weights, resolve_weights
 from catalog_intel.cli import main
-from catalog_intel.config import load_config
+from catalog_intel.errors import WeightsNotCached
+from catalog_intel.inference import clip_model
+from catalog_intel.inference.clip_model import ensure_weights, resolve_weights
+from catalog_intel.settings import load_config
 
 
 @pytest.fixture()

@@ -14,7 +14,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from catalog_intel.exports.tables import CSV_COLUMNS
+from catalog_intel.schemas import CSV_COLUMNS
 from conftest import make_source, run_catalog
 
 REPO = Path(__file__).resolve().parents[1]
@@ -214,7 +214,8 @@ def test_cli_run_no_llm(tmp_path, seed_images, config_file):
 
 
 def test_too_many_rejects_fail_the_run_after_writing_outputs():
-    from catalog_intel.pipeline.summary import RunFailed, RunSummary
+    from catalog_intel.errors import RunFailed
+    from catalog_intel.pipeline.summary import RunSummary
 
     summary = RunSummary(inputs=10, rows=7, rejects=3)
     summary.raise_if_too_many_rejects(0.3)
@@ -227,7 +228,7 @@ def test_phase_times_include_the_task_runs_that_just_finished(prefect_server):
     must still include the tasks that finished just before it is written."""
     from prefect import flow, task
 
-    from catalog_intel.pipeline.summary import current_phase_times
+    from catalog_intel.orchestration.phases import current_phase_times
 
     @task(name="phase-a")
     def phase_a(i: int) -> int:

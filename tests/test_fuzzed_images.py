@@ -12,7 +12,8 @@ import polars as pl
 import pytest
 from PIL import Image
 
-from catalog_intel.io.images import ImageRejected, decode_rgb
+from catalog_intel.errors import ImageRejected
+from catalog_intel.io.images import decode_rgb
 from conftest import run_catalog, write_config
 
 FORMATS = {"GIF": "gif", "TIFF": "tif", "PNG": "png", "WEBP": "webp", "JPEG": "jpg"}

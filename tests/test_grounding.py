@@ -2,8 +2,8 @@
 
 import pytest
 
-from catalog_intel.config import load_config
 from catalog_intel.copywriting.grounding import build_terms, claims, copy_check, facts_text, form_problems, repair
+from catalog_intel.settings import load_config
 
 ROW = {"color": "pink", "sleeve": "short sleeve", "neckline": "v-neck", "pattern": "solid", "fabric": None,
        "fit": None, "garment_type": "t-shirt"}
@@ -150,7 +150,7 @@ def test_form_problems_and_repair():
     assert fixed["description"] == "A pink v-neck t-shirt."
     assert fixed["bullet_points"] == ["Short sleeves.", "A classic v-neck."]
     assert fixed["seo_tags"] == ["pink tee", "pink t-shirt", "solid t-shirt"]
-    assert fixed["style_summary"] == "A pink t-shirt that is easy to style every day."
+    assert fixed["style_summary"] == "Pink t-shirt: v-neck, short sleeve."  # product words only: never stock
     assert any(r.startswith("removed description: 'Perfect for all seasons.' (season:") for r in removed)
     assert gate.problems(attrs, fixed) == []
 

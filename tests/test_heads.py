@@ -10,7 +10,9 @@ import polars as pl
 import pytest
 from PIL import Image
 
-from catalog_intel.inference.heads import FEATURES_CLIP, Head, HeadError, apply_heads, fit_head, load_head, save_head
+from catalog_intel.inference.heads import FEATURES_CLIP, Head, apply_heads, load_head, save_head
+from catalog_intel.errors import HeadError
+from catalog_intel.training.heads import fit_head
 from conftest import write_config
 
 # A shop's own taxonomy: a garment type the vocabulary lacks ("kimono") and an attribute
@@ -158,7 +160,7 @@ def test_facts_beat_head_beat_zero_shot():
 
 def test_fitted_probabilities_are_calibrated_on_held_out_rows():
     """Overlapping classes: the temperature-scaled probability of the top class matches its accuracy."""
-    from catalog_intel.inference.heads import expected_calibration_error
+    from catalog_intel.training.heads import expected_calibration_error
 
     rng = np.random.default_rng(0)
     centres = rng.normal(0, 1.0, (3, 40))
@@ -184,7 +186,8 @@ def test_head_files_load_without_pickles(tmp_path):
 
 
 def test_config_names_a_head_per_attribute(tmp_path):
-    from catalog_intel.config import ConfigError, load_config, resolve_config
+    from catalog_intel.errors import ConfigError
+    from catalog_intel.settings import load_config, resolve_settings
     from catalog_intel.inference.heads import published_attributes
 
     save_head(replace_attribute(toy_head(), "occasion"), tmp_path / "heads")
@@ -193,7 +196,7 @@ def test_config_names_a_head_per_attribute(tmp_path):
     config = load_config(user)
     assert config.attributes["occasion"].values == () and config.attributes["occasion"].min_confidence == 0.4
     assert published_attributes(config)["occasion"].values == toy_head().classes
-    assert resolve_config(None, heads=str(tmp_path / "heads")).attributes["occasion"].head.endswith("occasion.json")
+    assert resolve_settings(None, heads=str(tmp_path / "heads")).attributes["occasion"].head.endswith("occasion.json")
     user.write_text("[attributes.occasion]\nmin_confidence = 0.4\n")  # neither values nor a head
     with pytest.raises(ConfigError, match="attributes.occasion"):
         load_config(user)
@@ -206,7 +209,7 @@ def replace_attribute(head: Head, name: str) -> Head:
 
 
 def test_calibrate_judges_a_colour_head_by_its_own_confidence():
-    from catalog_intel.config import load_config
+    from catalog_intel.settings import load_config
     from catalog_intel.quality.evaluate import calibrate
 
     n = 40

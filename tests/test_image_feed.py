@@ -43,7 +43,7 @@ class Opens:
 
 @pytest.fixture(scope="module")
 def clip(tiny_clip):
-    from catalog_intel.config import load_config
+    from catalog_intel.settings import load_config
     from catalog_intel.inference.clip_model import load_clip
 
     config = load_config(None, tiny_clip)
@@ -102,8 +102,8 @@ def test_small_thumbnail_colour_of_synthetic_packshots(rgb, background, expected
 
 def test_a_rerun_decodes_nothing_and_the_report_uses_the_cached_thumbnails(prefect_server, tmp_path, config_file,
                                                                             monkeypatch):
-    from flows.catalog import catalog_flow
-    from catalog_intel.config import load_config
+    from catalog_intel.orchestration.flow import catalog_flow
+    from catalog_intel.settings import load_config
     from catalog_intel.io.thumbnails import cached_thumbnails, report_thumb_sizes, thumbnail_store
 
     src, cache = tmp_path / "src", tmp_path / "cache"
@@ -131,7 +131,7 @@ def test_a_rerun_decodes_nothing_and_the_report_uses_the_cached_thumbnails(prefe
 def test_run_colour_on_labelled_hm_tops_keeps_the_floor():
     """The colour a run computes (pixel_colors: the model-size decode, then v2) on the same 60 labelled
     H&M photos as test_pixel_color's v1 floor: no more than about a point below it."""
-    from catalog_intel.config import load_config
+    from catalog_intel.settings import load_config
     from catalog_intel.inference.color_fusion import pixel_colors
     from catalog_intel.inference.pixel_color import PALETTE
     from test_pixel_color import HM_SAMPLE_FLOOR, HM_TOPS, _hm_sample

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from catalog_intel.io.images import ImageRejected, load_rgb
+from catalog_intel.errors import ImageRejected
+from catalog_intel.io.images import load_rgb
 
 LIMIT = 89_478_485
 

@@ -4,8 +4,9 @@ import polars as pl
 import pytest
 from PIL import Image
 
-from catalog_intel.io.ingest import SourceError, build_inventory
-from catalog_intel.io.storage import sha256_file
+from catalog_intel.errors import SourceError
+from catalog_intel.io.filesystem import sha256_file
+from catalog_intel.io.ingest import build_inventory
 
 EXTS = [".jpg", ".jpeg", ".png", ".webp"]
 
@@ -73,18 +74,18 @@ def test_parquet_manifest_and_unusable_sources(tmp_path):
 
 def test_folder_and_manifest_on_a_url_store(tmp_path):
     """memory:// stands for any fsspec store: the same code lists, hashes and checks containment."""
-    from catalog_intel.io import storage
+    from catalog_intel.io import filesystem
 
     root = "memory://shop/drop"
-    storage.atomic_write_bytes(f"{root}/img/a.jpg", _jpeg(tmp_path / "a.jpg", (255, 0, 0)).read_bytes())
-    storage.atomic_write_bytes(f"{root}/img/b.jpg", _jpeg(tmp_path / "b.jpg", (0, 255, 0)).read_bytes())
-    storage.atomic_write_bytes(f"{root}/.hidden.jpg", b"x")
-    storage.atomic_write_bytes("memory://shop/secret.jpg", b"x")
+    filesystem.atomic_write_bytes(f"{root}/img/a.jpg", _jpeg(tmp_path / "a.jpg", (255, 0, 0)).read_bytes())
+    filesystem.atomic_write_bytes(f"{root}/img/b.jpg", _jpeg(tmp_path / "b.jpg", (0, 255, 0)).read_bytes())
+    filesystem.atomic_write_bytes(f"{root}/.hidden.jpg", b"x")
+    filesystem.atomic_write_bytes("memory://shop/secret.jpg", b"x")
     inv, rejects, skipped = build_inventory(root, EXTS)
     assert inv["image"].to_list() == ["img/a.jpg", "img/b.jpg"] and rejects.height == 0 and len(skipped) == 1
-    assert inv["sha256"][0] == storage.sha256_file(inv["path"][0]) == sha256_file(str(tmp_path / "a.jpg"))
+    assert inv["sha256"][0] == filesystem.sha256_file(inv["path"][0]) == sha256_file(str(tmp_path / "a.jpg"))
 
-    storage.write_csv(pl.DataFrame({"image_path": ["img/a.jpg", "../secret.jpg", "memory://shop/secret.jpg",
+    filesystem.write_csv(pl.DataFrame({"image_path": ["img/a.jpg", "../secret.jpg", "memory://shop/secret.jpg",
                                                    "img/missing.jpg"]}), f"{root}/manifest.csv")
     inv, rejects, _ = build_inventory(f"{root}/manifest.csv", EXTS)
     assert inv["image"].to_list() == ["img/a.jpg"]

@@ -7,7 +7,8 @@ import polars as pl
 import pytest
 from conftest import make_source, run_catalog
 
-from catalog_intel.config import ConfigError, load_config
+from catalog_intel.errors import ConfigError
+from catalog_intel.settings import load_config
 from catalog_intel.copywriting.copywriter import build_messages, copy_key, describe, prompt_attributes
 from catalog_intel.copywriting.languages import (describe_languages, language_gate, language_llm, language_pass_rate,
                                      translate_attributes)
@@ -131,7 +132,8 @@ def test_language_config_is_checked():
 
 
 def test_catalog_lang_csv_has_the_languages_copy_in_the_usual_columns(config, tmp_path):
-    from catalog_intel.exports.tables import CSV_COLUMNS, write_outputs
+    from catalog_intel.schemas import CSV_COLUMNS
+    from catalog_intel.exports.tables import write_outputs
 
     table = pl.DataFrame([{"image": "a.jpg", "product_id": None, **ROW, "title": "Black tee",
                            "bullet_points": ["Black", "Tee"], "description": "A tee.", "style_summary": "Easy.",

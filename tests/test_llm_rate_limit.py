@@ -5,8 +5,8 @@ import time
 import polars as pl
 import pytest
 
-from catalog_intel.config import load_config
 from catalog_intel.copywriting.copywriter import describe
+from catalog_intel.settings import load_config
 from llm_server import FakeLLMServer, FaultPlan
 
 COLORS = ["black", "white", "grey", "beige", "brown", "red", "pink", "orange", "yellow", "green"]
@@ -17,7 +17,7 @@ def test_rate_limit_holds_while_retrying(prefect_server, tmp_path):
     from prefect import flow
     from prefect.concurrency.sync import rate_limit
 
-    from tasks.describe import ensure_rate_limit
+    from catalog_intel.orchestration.rate_limit import ensure_rate_limit
 
     cfg = load_config(None, {"llm.requests_per_second": 4.0, "llm.rate_limit_name": "test-llm-rate",
                              "llm.concurrency": 4, "llm.max_attempts": 8, "llm.backoff_initial_s": 0.01,

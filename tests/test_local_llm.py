@@ -18,16 +18,8 @@ from pathlib import Path
 import pytest
 
 from catalog_intel.copywriting import local_llm
-from catalog_intel.copywriting.local_llm import (
-    DEFAULT_GGUF,
-    EmbeddedLLMServer,
-    EmbeddedServerError,
-    GGUFSpec,
-    ModelIntegrityError,
-    ModelUnavailableError,
-    ensure_gguf,
-    find_part_files,
-)
+from catalog_intel.copywriting.local_llm import (DEFAULT_GGUF, EmbeddedLLMServer, GGUFSpec, ModelUnavailableError, ensure_gguf, find_part_files)
+from catalog_intel.errors import EmbeddedServerError, ModelIntegrityError
 
 # --------------------------------------------------------------------------- helpers
 
@@ -330,7 +322,7 @@ def test_embedded_server_uses_every_core_at_a_lower_priority(monkeypatch):
 
     from catalog_intel.copywriting import llm_service
     from catalog_intel.copywriting import local_llm
-    from catalog_intel.config import load_config
+    from catalog_intel.settings import load_config
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(2)))
     assert local_llm._default_threads() == 2
@@ -384,7 +376,7 @@ def test_configured_model_path_is_served_without_the_default_parts(tmp_path: Pat
 
 def test_configured_model_path_that_is_not_a_file_names_the_key(tmp_path: Path) -> None:
     pytest.importorskip("xllamacpp")
-    from catalog_intel.config import load_config
+    from catalog_intel.settings import load_config
     from catalog_intel.copywriting import llm_service
 
     config = load_config(overrides={"llm.embedded_model_path": str(tmp_path / "missing.gguf")})
@@ -397,7 +389,7 @@ def test_configured_model_path_that_is_not_a_file_names_the_key(tmp_path: Path) 
 def test_run_serves_the_configured_gguf_under_its_own_name(real_gguf: Path, tmp_path: Path) -> None:
     """The endpoint a run gets serves the configured file, named after it: the copy cache
     (keyed by llm.model) never mixes its answers with another model's."""
-    from catalog_intel.config import load_config
+    from catalog_intel.settings import load_config
     from catalog_intel.copywriting import llm_service
     from catalog_intel.copywriting.copywriter import copy_key
 

@@ -10,8 +10,9 @@ import urllib.request
 
 import pytest
 
-from catalog_intel.pipeline import prefect_api
-from catalog_intel.pipeline.prefect_api import ServerStartError, TemporaryServer, start_api, using_api
+from catalog_intel.errors import ServerStartError
+from catalog_intel.orchestration.prefect_api import TemporaryServer, start_api, using_api
+from catalog_intel.orchestration import prefect_api
 
 
 @pytest.fixture()

@@ -152,18 +152,21 @@ def test_kill_9_of_the_run_takes_the_embedded_llm_with_it(tmp_path, tiny_clip, r
 
 
 def test_a_worker_process_gets_storage_options_with_the_config_not_the_environment(tmp_path):
-    """What a Dask worker sees: a fresh process, this process's environment, the task's config pickled."""
+    """What a Dask worker sees: a fresh process, this process's environment, the task's config pickled;
+    the task sets the options up there (building or unpickling settings has no side effect)."""
     import cloudpickle
 
-    from catalog_intel.config import load_config
-    from catalog_intel.io import storage
+    from catalog_intel.io import filesystem as storage
+    from catalog_intel.settings import load_config
 
     config = load_config(None, {"paths.storage_options": {"s3": {"key": SECRET}}})
+    storage.configure(config.paths.storage_options)
     try:
         assert all(SECRET not in v for v in os.environ.values())  # nothing for children to inherit
-        worker = ("import pickle, sys, os; from catalog_intel.io import storage; "
-                  "assert storage._protocol_options('s3') == {}; "
-                  "pickle.loads(sys.stdin.buffer.read()); print(storage._protocol_options('s3')['key'])")
+        worker = ("import pickle, sys, os; from catalog_intel.io import filesystem as storage; "
+                  "from catalog_intel.orchestration.tasks import on_worker; "
+                  "config = pickle.loads(sys.stdin.buffer.read()); assert storage._protocol_options('s3') == {}; "
+                  "on_worker(config); print(storage._protocol_options('s3')['key'])")
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         got = subprocess.run([sys.executable, "-c", worker], input=cloudpickle.dumps(config), env=env,
                              capture_output=True, check=True, timeout=120)

@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 from PIL import Image
 
-from catalog_intel.io.storage import publish_tree
+from catalog_intel.io.filesystem import publish_tree
 from conftest import run_catalog, write_config
 
 
@@ -77,7 +77,7 @@ def test_publish_tree_into_an_empty_place(tmp_path):
 @pytest.mark.slow
 def test_success_file_is_withdrawn_while_tables_are_replaced_and_names_the_tables_run(
         prefect_server, tiny_clip, tmp_path, monkeypatch):
-    import tasks.export
+    from catalog_intel.orchestration import tasks
     src, out = tmp_path / "src", tmp_path / "out"
     src.mkdir()
     for k in range(4):
@@ -95,20 +95,20 @@ def test_success_file_is_withdrawn_while_tables_are_replaced_and_names_the_table
     assert first["outputs"]["catalog_parquet"] == str(out / "catalog.parquet")
 
     seen = {}
-    write_outputs = tasks.export.write_outputs
+    write_outputs = tasks.write_outputs
 
     def fail_after_the_parquet(table, rejects, out_dir):
         seen["success_during_export"] = (out / "_SUCCESS.json").exists()
         write_outputs(table, rejects, out_dir)
         raise OSError("disk full (injected between the tables and the commit file)")
 
-    monkeypatch.setattr(tasks.export, "write_outputs", fail_after_the_parquet)
+    monkeypatch.setattr(tasks, "write_outputs", fail_after_the_parquet)
     with pytest.raises(OSError, match="injected"):
         run()
     assert seen == {"success_during_export": False}
     assert not (out / "_SUCCESS.json").exists()  # the tables were replaced, but no reader takes them as complete
 
-    monkeypatch.setattr(tasks.export, "write_outputs", write_outputs)
+    monkeypatch.setattr(tasks, "write_outputs", write_outputs)
     run()
     last = json.loads((out / "_SUCCESS.json").read_text())
     assert last["run_id"] != first["run_id"]

@@ -121,3 +121,20 @@ def test_relative_links_resolve(path):
         elif anchor and resolved.suffix == ".md" and anchor not in _anchors(resolved):
             broken.append(f"{target}: no heading #{anchor} in {resolved.name}")
     assert not broken, f"{path.name}:\n" + "\n".join(broken)
+
+
+def test_architecture_names_every_module_and_only_those():
+    """docs/architecture.md's layout names every module of catalog_intel/ (by file or folder name), and every module
+    file it names exists: the layout cannot drift from the code."""
+    text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    layout = re.search(r"```text\n(.*?)```", text, flags=re.S)[1]
+    package = ROOT / "catalog_intel"
+    modules = {p for p in package.rglob("*.py") if p.name != "__init__.py" and "vendor" not in p.parts}
+    unnamed = [str(p.relative_to(ROOT)) for p in sorted(modules)
+               if not re.search(rf"(?<![\w.]){re.escape(p.name)}", layout)
+               and not re.search(rf"(?<![\w.]){re.escape(p.parent.name)}/ \([^)]*\b{p.stem}\b", layout)]
+    assert not unnamed, "modules docs/architecture.md does not name:\n" + "\n".join(unnamed)
+    known = {p.name for p in modules}
+    known |= {p.name for folder in ("bench", "tests", "flows") for p in (ROOT / folder).glob("*.py")}
+    stale = sorted(set(re.findall(r"\b(\w+\.py)\b", layout)) - known)
+    assert not stale, f"docs/architecture.md names modules that do not exist: {stale}"

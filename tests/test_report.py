@@ -13,8 +13,9 @@ from html.parser import HTMLParser
 import polars as pl
 import pytest
 
-from catalog_intel.config import ATTRIBUTE_ORDER, load_config
 from catalog_intel.report.render import render_report, review_rows
+from catalog_intel.schemas import ATTRIBUTE_ORDER
+from catalog_intel.settings import load_config
 from cdp import CHROMIUM, Browser, chromium_cli
 
 
@@ -171,7 +172,7 @@ def test_report_filters_hide_non_matching_cards(catalog_run, tmp_path):
 
 
 def test_a_run_with_no_usable_images_still_gets_a_report(tmp_path):
-    from catalog_intel.exports.tables import CSV_COLUMNS
+    from catalog_intel.schemas import CSV_COLUMNS
     from catalog_intel.report.render import write_report
 
     config = load_config()

@@ -6,10 +6,11 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from catalog_intel.config import ATTRIBUTE_ORDER, load_config
-from catalog_intel.pipeline.facts import FactsError
-from catalog_intel.report.review_edits import (ReviewPlan, apply_review, frozen_shas, load_plan, lock_attributes,
-                                        needs_copy, read_edits)
+from catalog_intel.errors import FactsError
+from catalog_intel.pipeline.review_edits import (ReviewPlan, apply_review, frozen_shas, load_plan, lock_attributes,
+                                                 needs_copy, read_edits)
+from catalog_intel.schemas import ATTRIBUTE_ORDER
+from catalog_intel.settings import load_config
 
 CONFIG = load_config()
 IMAGES = ["a.jpg", "b.jpg", "c.jpg", "d.jpg", "e.jpg"]

@@ -6,7 +6,8 @@ import time
 
 import pytest
 
-from catalog_intel.io.runlock import OutputLocked, RunLock
+from catalog_intel.errors import OutputLocked
+from catalog_intel.io.runlock import RunLock
 
 HOLD = "import sys, time; from pathlib import Path; from catalog_intel.io.runlock import RunLock\n" \
        "with RunLock(Path(sys.argv[1])):\n    print('locked', flush=True); time.sleep(60)\n"

@@ -16,7 +16,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from catalog_intel.io import storage
+from catalog_intel.io import filesystem
+from catalog_intel.io.parquet_store import ParquetStore
 from catalog_intel.io.synthetic import jpeg_with_comment
 from conftest import run_catalog
 from s3_server import ENV
@@ -27,11 +28,11 @@ VOLATILE = ("run_id", "processed_at")
 
 def _upload(files: dict[str, bytes], url: str) -> None:
     for name, data in files.items():
-        storage.atomic_write_bytes(f"{url}/{name}", data)
+        filesystem.atomic_write_bytes(f"{url}/{name}", data)
 
 
 def _parquet(url: str) -> pl.DataFrame:
-    return pl.read_parquet(io.BytesIO(storage.read_bytes(url)))
+    return pl.read_parquet(io.BytesIO(filesystem.read_bytes(url)))
 
 
 @pytest.mark.slow
@@ -53,16 +54,16 @@ def test_images_in_a_bucket_give_outputs_in_the_bucket_and_a_rerun_computes_noth
     table = _parquet(f"{bucket}/out/catalog.parquet")
     assert sorted(table["image"]) == sorted(photos)
     assert table["path"].str.starts_with(f"{bucket}/drop/").all()
-    csv = pl.read_csv(io.BytesIO(storage.read_bytes(f"{bucket}/out/catalog.csv")))
+    csv = pl.read_csv(io.BytesIO(filesystem.read_bytes(f"{bucket}/out/catalog.csv")))
     assert sorted(csv["image"]) == sorted(photos)
-    rejects = pl.read_csv(io.BytesIO(storage.read_bytes(f"{bucket}/out/rejects.csv")))
+    rejects = pl.read_csv(io.BytesIO(filesystem.read_bytes(f"{bucket}/out/rejects.csv")))
     assert rejects["image"].to_list() == ["notes.txt"] and rejects["reason"][0].startswith("not an image")
     for name in ("_SUCCESS.json", "report/index.html", "search/index.json", "data_docs/index.html",
                  "validation_result.json", "run_config.json"):
-        assert storage.isfile(f"{bucket}/out/{name}"), name
-    thumbs = storage.list_dir(f"{bucket}/out/report/thumbs", suffix=".jpg")
+        assert filesystem.isfile(f"{bucket}/out/{name}"), name
+    thumbs = filesystem.list_dir(f"{bucket}/out/report/thumbs", suffix=".jpg")
     assert len(thumbs) == 12
-    assert storage.walk_files(f"{bucket}/cache/embeddings")[0]  # the cache lives in the bucket too
+    assert filesystem.walk_files(f"{bucket}/cache/embeddings")[0]  # the cache lives in the bucket too
     assert list(cwd.iterdir()) == []  # no local folder named after the URL, no lock file, no cache part
 
     hashed = []
@@ -104,16 +105,16 @@ def test_a_run_killed_mid_way_resumes_to_the_rows_of_a_clean_run(s3, seed_images
 
     victim = _cli(cli_env, src, f"{bucket}/out", f"{bucket}/cache", config_file, start_new_session=True)
     deadline = time.monotonic() + 420
-    while not [f for f, _ in storage.walk_files(embeddings)[0] if "/part-" in f]:
+    while not [f for f, _ in filesystem.walk_files(embeddings)[0] if "/part-" in f]:
         assert victim.poll() is None, "the run finished before it could be killed: " + victim.stdout.read()[-2000:]
         assert time.monotonic() < deadline, "no embedding part appeared in time"
         time.sleep(0.2)
     os.killpg(victim.pid, signal.SIGKILL)  # the whole run: CLI and its decode workers
     victim.wait(timeout=30)
     victim.stdout.close()
-    done_before = sum(_parquet(f).height for f, _ in storage.walk_files(embeddings)[0] if "/part-" in f)
+    done_before = sum(_parquet(f).height for f, _ in filesystem.walk_files(embeddings)[0] if "/part-" in f)
     assert 0 < done_before < 128
-    assert not storage.isfile(f"{bucket}/out/catalog.parquet")  # nothing half-published
+    assert not filesystem.isfile(f"{bucket}/out/catalog.parquet")  # nothing half-published
 
     resumed = _finish(_cli(cli_env, src, f"{bucket}/out", f"{bucket}/cache", config_file))
     computed = int(re.search(r"embeddings (\d+) computed", resumed).group(1))
@@ -128,7 +129,7 @@ def test_a_run_killed_mid_way_resumes_to_the_rows_of_a_clean_run(s3, seed_images
 
 def test_storage_options_from_the_config_and_never_shown(s3, monkeypatch, tmp_path):
     """Without any AWS_* variable, [paths.storage_options.s3] alone reaches the server; the secret is in no repr."""
-    from catalog_intel.config import load_config
+    from catalog_intel.settings import load_config
 
     s3.bucket("catalog-options")
     for key in (*ENV, "AWS_ENDPOINT_URL"):
@@ -139,18 +140,19 @@ def test_storage_options_from_the_config_and_never_shown(s3, monkeypatch, tmp_pa
     try:
         config = load_config(None, {"paths.storage_options": {"s3": options},
                                     "paths.cache_dir": "s3://catalog-options/cache"})
-        store = storage.ParquetStore(config.paths.cache_path / "embeddings" / "m", key="sha256")
+        filesystem.configure(config.paths.storage_options)  # what a run does with its settings
+        store = ParquetStore(config.paths.cache_path / "embeddings" / "m", key="sha256")
         store.append(pl.DataFrame({"sha256": ["a", "b"]}))
         assert store.existing(["a", "b", "c"]) == {"a", "b"}
         assert secret not in repr(config) + str(config) + repr(config.paths)
     finally:
-        storage.configure({})
+        filesystem.configure({})
 
 
 def test_decode_workers_read_images_from_the_bucket(s3, seed_images, tiny_clip):
     """DataLoader worker processes read the bytes through fsspec; a missing object is a reject, not a crash."""
     from catalog_intel.inference.clip_model import load_clip
-    from catalog_intel.config import load_config
+    from catalog_intel.settings import load_config
     from catalog_intel.inference.embedding import compute_embeddings
 
     bucket = s3.bucket("catalog-workers")

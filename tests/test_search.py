@@ -12,12 +12,12 @@ import numpy as np
 import polars as pl
 import pytest
 
-from catalog_intel.config import load_config
+from catalog_intel.errors import SearchError
 from catalog_intel.inference.embedding import embedding_store, embeddings_frame
 from catalog_intel.search.groups import group_products, group_summary
-from catalog_intel.search.index import (APPROXIMATE, EXACT, SearchError, aligned_vectors, load_index, ranked_images,
-                                         save_index, similar_columns, update_index)
+from catalog_intel.search.index import (APPROXIMATE, EXACT, aligned_vectors, load_index, ranked_images, save_index, similar_columns, update_index)
 from catalog_intel.search.neighbours import load_neighbours, neighbours, save_neighbours, update_neighbours
+from catalog_intel.settings import load_config
 
 MODEL = "hand-built@test"
 

@@ -46,7 +46,7 @@ def assert_matches_brute_force(found: list[tuple[str, float]], expected: dict[st
 
 def load_run_model(run):
     from catalog_intel.inference.clip_model import load_clip
-    from catalog_intel.config import load_config
+    from catalog_intel.settings import load_config
 
     config = load_config(run.config)
     return load_clip(config.clip, run.cache)

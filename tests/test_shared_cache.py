@@ -13,8 +13,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from catalog_intel.io import storage
-from catalog_intel.io.storage import ParquetStore
+from catalog_intel.io import filesystem
+from catalog_intel.io.parquet_store import ParquetStore
 from catalog_intel.io.synthetic import jpeg_with_comment
 
 REPO = Path(__file__).resolve().parents[1]
@@ -69,7 +69,7 @@ def _variants(seed_images: Path, count: int) -> dict[str, bytes]:
 
 def _put(files: dict[str, bytes], folder: str) -> None:
     for name, data in files.items():
-        storage.atomic_write_bytes(storage.join(folder, name), data)
+        filesystem.atomic_write_bytes(filesystem.join(folder, name), data)
 
 
 def _run(env: dict, source: str, out: str, cache: str, config: Path) -> subprocess.Popen:
@@ -80,7 +80,7 @@ def _run(env: dict, source: str, out: str, cache: str, config: Path) -> subproce
 
 
 def _table(out: str) -> pl.DataFrame:
-    return pl.read_parquet(io.BytesIO(storage.read_bytes(storage.join(out, "catalog.parquet"))))
+    return pl.read_parquet(io.BytesIO(filesystem.read_bytes(filesystem.join(out, "catalog.parquet"))))
 
 
 ATTRIBUTES = ["color", "neckline", "sleeve", "pattern", "fabric", "fit", "garment_type"]
@@ -102,22 +102,22 @@ def test_two_runs_started_at_once_on_one_cache_both_give_correct_rows(shared_roo
                            + "[paths]\npurge_after_s = 0\n")
     files = _variants(seed_images, 48)
     names = sorted(files)
-    a_src, b_src = storage.join(shared_root, "a"), storage.join(shared_root, "b")
+    a_src, b_src = filesystem.join(shared_root, "a"), filesystem.join(shared_root, "b")
     _put({n: files[n] for n in names[:32]}, a_src)  # overlapping inputs: 16 images in both
     _put({n: files[n] for n in names[16:]}, b_src)
-    cache = storage.join(shared_root, "cache")
+    cache = filesystem.join(shared_root, "cache")
 
-    runs = [_run(cli_env, a_src, storage.join(shared_root, "out-a"), cache, config_file),
-            _run(cli_env, b_src, storage.join(shared_root, "out-b"), cache, config_file)]
+    runs = [_run(cli_env, a_src, filesystem.join(shared_root, "out-a"), cache, config_file),
+            _run(cli_env, b_src, filesystem.join(shared_root, "out-b"), cache, config_file)]
     logs = [p.communicate(timeout=900)[0] for p in runs]
     for proc, log in zip(runs, logs):
         assert proc.returncode == 0, log[-3000:]
-    reference = _run(cli_env, storage.join(shared_root, "a"), storage.join(shared_root, "out-ref-a"),
-                     storage.join(shared_root, "cache-ref"), config_file)
+    reference = _run(cli_env, filesystem.join(shared_root, "a"), filesystem.join(shared_root, "out-ref-a"),
+                     filesystem.join(shared_root, "cache-ref"), config_file)
     assert reference.wait(timeout=900) == 0, reference.stdout.read()[-3000:]
 
-    a, b = _table(storage.join(shared_root, "out-a")), _table(storage.join(shared_root, "out-b"))
-    ref = _table(storage.join(shared_root, "out-ref-a"))
+    a, b = _table(filesystem.join(shared_root, "out-a")), _table(filesystem.join(shared_root, "out-b"))
+    ref = _table(filesystem.join(shared_root, "out-ref-a"))
     assert sorted(a["image"]) == names[:32] and sorted(b["image"]) == names[16:]
     columns = ["image", "sha256", *ATTRIBUTES]
     assert a.sort("image").select(columns).equals(ref.sort("image").select(columns))  # as if it ran alone

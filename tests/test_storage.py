@@ -4,8 +4,9 @@ import numpy as np
 import polars as pl
 
 from catalog_intel.inference.embedding import embedding_store, embeddings_frame
-from catalog_intel.io import storage
-from catalog_intel.io.storage import ParquetStore, atomic_write_text, walk_files
+from catalog_intel.io import filesystem, hash_cache, parquet_store
+from catalog_intel.io.parquet_store import ParquetStore
+from catalog_intel.io.filesystem import atomic_write_text, walk_files
 
 
 def test_parquet_store_appends_parts_and_looks_up_by_key(tmp_path):
@@ -83,13 +84,13 @@ def test_lookup_reads_only_parts_holding_the_keys_and_existing_reads_keys(tmp_pa
     for start in range(0, 40, 10):  # four parts, as four shards would write them
         store.append(pl.DataFrame({"k": [f"{i:03d}" for i in range(start, start + 10)], "v": list(range(start, start + 10))}))
     read = []
-    real_read = storage._read_parts
+    real_read = parquet_store._read_parts
 
     def spying_read(parts, columns=None, with_part=False):
         read.append((list(parts), columns))
         return real_read(parts, columns, with_part)
 
-    monkeypatch.setattr(storage, "_read_parts", spying_read)
+    monkeypatch.setattr(parquet_store, "_read_parts", spying_read)
     found = store.lookup(["012", "015", "nope"]).sort("k")
     assert found["v"].to_list() == [12, 15]
     assert read[0] == (store._parts(), ["k"])  # first the key column of every part
@@ -100,9 +101,8 @@ def test_lookup_reads_only_parts_holding_the_keys_and_existing_reads_keys(tmp_pa
 
 def test_hash_cache_rehashes_changed_files_only(tmp_path, monkeypatch):
     from catalog_intel.io import ingest
-    from catalog_intel.io import storage
 
-    monkeypatch.setattr(storage, "RACY_WINDOW_S", 0.0)  # files written just now may be cached
+    monkeypatch.setattr(filesystem, "RACY_WINDOW_S", 0.0)  # files written just now may be cached
     folder = tmp_path / "imgs"
     folder.mkdir()
     for name in ("a.jpg", "b.jpg", "c.jpg"):
@@ -111,41 +111,39 @@ def test_hash_cache_rehashes_changed_files_only(tmp_path, monkeypatch):
     real_sha = ingest.sha256_file
     monkeypatch.setattr(ingest, "sha256_file", lambda p: reads.append(os.path.basename(p)) or real_sha(p))
 
-    cache = storage.FileHashCache(tmp_path / "cache" / "file_hashes")
+    cache = hash_cache.FileHashCache(tmp_path / "cache" / "file_hashes")
     first, _, _ = ingest.build_inventory(str(folder), [".jpg"], hash_cache=cache)
     assert sorted(reads) == ["a.jpg", "b.jpg", "c.jpg"] and cache.hits == 0
 
     reads.clear()
-    cache = storage.FileHashCache(tmp_path / "cache" / "file_hashes")
+    cache = hash_cache.FileHashCache(tmp_path / "cache" / "file_hashes")
     again, _, _ = ingest.build_inventory(str(folder), [".jpg"], hash_cache=cache)
     assert reads == [] and cache.hits == 3
     assert again["sha256"].to_list() == first["sha256"].to_list()
 
     (folder / "b.jpg").write_bytes(b"new content of b")  # new size and mtime
     reads.clear()
-    cache = storage.FileHashCache(tmp_path / "cache" / "file_hashes")
+    cache = hash_cache.FileHashCache(tmp_path / "cache" / "file_hashes")
     changed, _, _ = ingest.build_inventory(str(folder), [".jpg"], hash_cache=cache)
     assert reads == ["b.jpg"] and cache.hits == 2
     by_image = dict(zip(changed["image"], changed["sha256"]))
-    assert by_image["b.jpg"] == storage.sha256_file(str(folder / "b.jpg")) != dict(zip(first["image"], first["sha256"]))["b.jpg"]
+    assert by_image["b.jpg"] == filesystem.sha256_file(str(folder / "b.jpg")) != dict(zip(first["image"], first["sha256"]))["b.jpg"]
 
 
 def test_recently_modified_files_are_hashed_not_cached(tmp_path):
-    from catalog_intel.io import storage
 
     path = tmp_path / "fresh.jpg"
     path.write_bytes(b"x" * 10)
-    assert storage.stat_key(str(path)) is None  # may still change within the same timestamp tick
-    assert storage.stat_key(str(path), racy_window_s=0) is not None
-    assert storage.stat_key(str(tmp_path / "missing.jpg"), racy_window_s=0) is None
+    assert filesystem.stat_key(str(path)) is None  # may still change within the same timestamp tick
+    assert filesystem.stat_key(str(path), racy_window_s=0) is not None
+    assert filesystem.stat_key(str(tmp_path / "missing.jpg"), racy_window_s=0) is None
 
 
 def test_hash_cache_compacts_many_parts(tmp_path, monkeypatch):
-    from catalog_intel.io import storage
 
-    monkeypatch.setattr(storage.FileHashCache, "COMPACT_PARTS", 3)
-    cache = storage.FileHashCache(tmp_path / "h")
+    monkeypatch.setattr(hash_cache.FileHashCache, "COMPACT_PARTS", 3)
+    cache = hash_cache.FileHashCache(tmp_path / "h")
     for i in range(5):
         cache.put({f"key-{i}": f"sha-{i}", "key-0": "sha-0"})
-    assert len(storage.FileHashCache(tmp_path / "h").store._parts()) <= 3
-    assert storage.FileHashCache(tmp_path / "h").get([f"key-{i}" for i in range(5)]) == {f"key-{i}": f"sha-{i}" for i in range(5)}
+    assert len(hash_cache.FileHashCache(tmp_path / "h").store._parts()) <= 3
+    assert hash_cache.FileHashCache(tmp_path / "h").get([f"key-{i}" for i in range(5)]) == {f"key-{i}": f"sha-{i}" for i in range(5)}

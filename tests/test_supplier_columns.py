@@ -11,8 +11,9 @@ import polars as pl
 import pytest
 from PIL import Image
 
-from catalog_intel.config import load_config
-from catalog_intel.pipeline.facts import FactsError, is_generated_column, split_facts
+from catalog_intel.settings import load_config
+from catalog_intel.errors import FactsError
+from catalog_intel.pipeline.facts import is_generated_column, split_facts
 from conftest import run_catalog
 
 SUPPLIER_TITLE = "SUPPLIER TITLE 123 do not publish"

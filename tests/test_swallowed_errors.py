@@ -30,7 +30,7 @@ def test_background_import_failure_is_logged(caplog):
 
 
 def test_clip_preload_failure_is_logged(caplog, monkeypatch):
-    from catalog_intel.config import load_config
+    from catalog_intel.settings import load_config
     from catalog_intel.inference import zeroshot
 
     def broken(*args, **kwargs):
@@ -57,16 +57,16 @@ def test_unreadable_kept_neighbours_are_logged(tmp_path, caplog):
 def test_phase_times_failure_is_logged(caplog, monkeypatch):
     from prefect.events.worker import EventsWorker
 
-    from catalog_intel.pipeline.summary import current_phase_times
+    from catalog_intel.orchestration.phases import current_phase_times
 
     def broken(*args, **kwargs):
         raise ConnectionError("API gone")
 
     monkeypatch.setenv("PREFECT__FLOW_RUN_ID", "00000000-0000-0000-0000-000000000001")
     monkeypatch.setattr(EventsWorker, "drain_all", broken)
-    with caplog.at_level(logging.DEBUG, logger="catalog_intel.pipeline.summary"):
+    with caplog.at_level(logging.DEBUG, logger="catalog_intel.orchestration.phases"):
         assert current_phase_times() == {}
-    assert str(_traceback_of(caplog, "catalog_intel.pipeline.summary")) == "API gone"
+    assert str(_traceback_of(caplog, "catalog_intel.orchestration.phases")) == "API gone"
 
 
 @pytest.fixture(autouse=True)

@@ -1,9 +1,9 @@
 import numpy as np
 import polars as pl
 
-from catalog_intel.config import load_config
 from catalog_intel.inference.embedding import embeddings_frame
 from catalog_intel.inference.zeroshot import classify, label_prompts
+from catalog_intel.settings import load_config
 
 
 def _one_hot_index(attributes, dim=64):

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import polars as pl
 
-from catalog_intel.config import LLMConfig
-from catalog_intel.copywriting.copywriter import COPY_FRAME_SCHEMA, prompts_and_keys
+from catalog_intel.copywriting.copywriter import prompts_and_keys
+from catalog_intel.copywriting.grounding.phrases import stock_figures
+from catalog_intel.schemas import COPY_FRAME_SCHEMA
+from catalog_intel.settings import LLMConfig
 
 
 def keyed(attributes: pl.DataFrame, llm: LLMConfig) -> pl.DataFrame:
@@ -38,3 +40,10 @@ def sum_counts(counts: list[dict]) -> dict[str, float]:
         for key, value in c.items():
             total[key] = total.get(key, 0) + (value if isinstance(value, float) else int(value))
     return total
+
+
+def copy_style_counts(copy: pl.DataFrame) -> dict:
+    """Prose sentences, and those with a stock phrase (a 6-word run with no product word that 3
+    or more of the batch's products share)."""
+    figures = stock_figures(copy.filter(pl.col("copy_error").is_null()).to_dicts())
+    return {"llm_sentences": figures["sentences"], "llm_stock_sentences": figures["stock_sentences"]}

@@ -23,12 +23,14 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
-from catalog_intel.config import ATTRIBUTE_ORDER, UNKNOWN, LLMConfig, ValidationConfig
-from catalog_intel.copywriting.grounding.gate import feedback as grounding_feedback
 from catalog_intel.copywriting.grounding.form import norm_text
+from catalog_intel.copywriting.grounding.gate import feedback as grounding_feedback
 from catalog_intel.copywriting.grounding.notes import NOTE_FACT
 from catalog_intel.copywriting.grounding.phrases import STOCK_PRODUCTS, StockPhrases
-from catalog_intel.io.storage import ParquetStore
+from catalog_intel.io.layout import CacheLayout
+from catalog_intel.io.parquet_store import ParquetStore
+from catalog_intel.schemas import ATTRIBUTE_ORDER, COPY_COLUMNS, COPY_FRAME_SCHEMA, UNKNOWN
+from catalog_intel.settings import LLMConfig, ValidationConfig
 
 if TYPE_CHECKING:
     import openai
@@ -44,11 +46,11 @@ MAX_RETRY_AFTER_S = 120.0
 #: servers (base_url, model) that refused response_format json_schema in this process: asked
 #: without it from then on (the prompt asks for the JSON, pydantic validates it)
 _SCHEMA_REFUSED: dict[tuple[str, str], str] = {}
+FEATURE_WORDS = 12  # at most 10 asked for
 AVOID_MOST = 5  # stock phrases named in a prompt to say otherwise
 FLUSH_EVERY = 1  # answers take seconds; one small part each costs nothing and a kill loses none
 _STORE_SCHEMA = {"copy_key": pl.Utf8, "copy_json": pl.Utf8, "model": pl.Utf8, "prompt_version": pl.Utf8,
                  "created_at": pl.Float64}
-COPY_COLUMNS = ("title", "bullet_points", "description", "style_summary", "seo_tags")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b-\u200f\u2028-\u202e\u2066-\u2069]")
 
 
@@ -224,7 +226,8 @@ def with_structured(data: dict, attributes: dict, llm: LLMConfig, limits: Valida
     from catalog_intel.copywriting import templates
 
     fixed = templates.structured(attributes, llm.templates, limits.seo_tags_max if limits else 5)
-    features = [x for x in data.pop("features", None) or [] if isinstance(x, str)][:2]
+    # a feature is a short point: a whole sentence (the model copies the description) is left out
+    features = [x for x in data.pop("features", None) or [] if isinstance(x, str) and len(x.split()) <= FEATURE_WORDS][:2]
     most = limits.bullets_max if limits else 6
     fixed["bullet_points"] = (features + fixed["bullet_points"])[:most]
     if len(fixed["bullet_points"]) < (limits.bullets_min if limits else 2):
@@ -324,21 +327,16 @@ def _wait_strategy(llm: LLMConfig):
 
 
 def api_key(llm: LLMConfig) -> str:
-    """The key from the environment, else from a Prefect Secret block; local servers need none."""
-    if os.environ.get(llm.api_key_env):
-        return os.environ[llm.api_key_env]
-    if llm.api_key_secret_block:
-        from prefect.blocks.system import Secret
-
-        return Secret.load(llm.api_key_secret_block).get()
-    return "not-needed"
+    """The key from the environment; local servers need none. (A Prefect Secret block,
+    llm.api_key_secret_block, is read by the orchestration, which passes its client in.)"""
+    return os.environ.get(llm.api_key_env) or "not-needed"
 
 
-def make_client(llm: LLMConfig) -> openai.OpenAI:
+def make_client(llm: LLMConfig, key: str | None = None) -> openai.OpenAI:
     # Our own retry loop (not the SDK's) so every attempt passes the rate limit.
     return _openai().OpenAI(
         base_url=llm.base_url,
-        api_key=api_key(llm),
+        api_key=key or api_key(llm),
         timeout=llm.timeout_s,
         max_retries=0,
     )
@@ -453,7 +451,7 @@ def schema_refusals() -> dict[tuple[str, str], str]:
 
 
 def copy_store(cache_root: Path) -> ParquetStore:
-    return ParquetStore(cache_root / "llm_copy", key="copy_key")
+    return ParquetStore(CacheLayout(cache_root).llm_copy, key="copy_key")
 
 
 def _error_text(exc: BaseException) -> str:
@@ -547,8 +545,3 @@ def describe(
     return pl.DataFrame(out, schema=COPY_FRAME_SCHEMA), stats
 
 
-COPY_FRAME_SCHEMA = {
-    "sha256": pl.Utf8, "copy_key": pl.Utf8, "title": pl.Utf8, "bullet_points": pl.List(pl.Utf8),
-    "description": pl.Utf8, "style_summary": pl.Utf8, "seo_tags": pl.List(pl.Utf8), "copy_warnings": pl.List(pl.Utf8),
-    "copy_error": pl.Utf8,
-}

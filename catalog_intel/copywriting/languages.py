@@ -19,11 +19,12 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from catalog_intel.config import ATTRIBUTE_ORDER, UNKNOWN, Config, LanguageConfig, LLMConfig, LLMExample, ValidationConfig
-from catalog_intel.copywriting.copywriter import COPY_COLUMNS, CopyCheck
+from catalog_intel.copywriting.copywriter import CopyCheck
+from catalog_intel.copywriting.grounding import (Claim, TermSet, Terms, build_terms, claims, copy_check, facts_text,
+                                                 form_problems, repair)
 from catalog_intel.copywriting.grounding.claims import _units
-from catalog_intel.copywriting.grounding import (Claim, Terms, TermSet, build_terms, claims, copy_check, facts_text, form_problems,
-                        repair)
+from catalog_intel.schemas import ATTRIBUTE_ORDER, COPY_COLUMNS, UNKNOWN
+from catalog_intel.settings import Config, LLMConfig, LLMExample, LanguageConfig, ValidationConfig
 
 BASE = "en"
 # English words that no German or French copy needs: a small model often answers in English.

@@ -8,8 +8,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from catalog_intel.inference.clip_model import ModelUnavailableError
-from catalog_intel.config import Config
+from catalog_intel.errors import ModelUnavailableError
+from catalog_intel.settings import Config
 
 
 def uses_embedded(config: Config) -> bool:

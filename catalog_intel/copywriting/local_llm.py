@@ -37,7 +37,9 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from catalog_intel import processes
+from catalog_intel.errors import EmbeddedServerError, ModelIntegrityError, ModelUnavailableError
 from catalog_intel.io import leftovers
+from catalog_intel.progress import progress_bar
 
 __all__ = [
     "DEFAULT_GGUF",
@@ -85,19 +87,6 @@ DEFAULT_GGUF = GGUFSpec(
     parts=22,
     parts_version="0.2.0",
 )
-
-
-# One error type for every model the run cannot get (CLIP weights, the local LLM):
-# the CLI reports it in one line, naming the model and the fix.
-from catalog_intel.inference.clip_model import ModelUnavailableError  # noqa: E402
-
-
-class ModelIntegrityError(ModelUnavailableError):
-    """The assembled model does not have the expected size or sha256."""
-
-
-class EmbeddedServerError(RuntimeError):
-    """The embedded llama.cpp server failed to start or died."""
 
 
 def install_hint(spec: GGUFSpec = DEFAULT_GGUF) -> str:
@@ -157,20 +146,13 @@ def _read_sidecar(target: Path) -> str | None:
 
 
 def _write_sidecar(target: Path, digest: str) -> None:
-    from catalog_intel.io.storage import atomic_write_text
+    from catalog_intel.io.filesystem import atomic_write_text
 
     atomic_write_text(_sidecar(target), f"{digest}  {target.name}\n")
 
 
 def _progress_bar(total: int, desc: str, enabled: bool):
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # tqdm is a core dependency, but never fail over a progress bar
-        enabled = False
-        tqdm = None
-    if not enabled or tqdm is None:
-        return _NoBar()
-    return tqdm(total=total, desc=desc, unit="B", unit_scale=True, unit_divisor=1024, leave=False)
+    return progress_bar(total, desc, unit="B", unit_scale=True, unit_divisor=1024) if enabled else _NoBar()
 
 
 class _NoBar:
@@ -182,7 +164,7 @@ class _NoBar:
 
 
 def _sha256_file(path: Path, progress: bool, desc: str) -> str:
-    from catalog_intel.io.storage import sha256_file
+    from catalog_intel.io.filesystem import sha256_file
 
     bar = _progress_bar(path.stat().st_size, desc, progress)
     try:
@@ -214,7 +196,7 @@ def ensure_gguf(
     :class:`ModelIntegrityError` if the assembled bytes are not the expected model."""
     sha = (expected_sha256 or spec.sha256).lower()
     size = spec.size if expected_size is None else expected_size
-    from catalog_intel.io.storage import local_model_root
+    from catalog_intel.io.filesystem import local_model_root
 
     models_dir = local_model_root(cache_dir) / "models"  # a model must be a local file to load
     target = models_dir / spec.filename

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import string
 
-from catalog_intel.config import CopyTemplates
+from catalog_intel.settings import CopyTemplates
 
 #: template placeholder -> prompt attribute
 _ATTRIBUTE = {"color": "color", "garment": "garment_type", "sleeve": "sleeve", "neckline": "neckline",

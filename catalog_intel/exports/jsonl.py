@@ -9,9 +9,9 @@ from pathlib import Path
 
 import polars as pl
 
-from catalog_intel.config import Config
-from catalog_intel.io.storage import atomic_write_text
 from catalog_intel.exports.fields import Missing
+from catalog_intel.io.filesystem import atomic_write_text
+from catalog_intel.settings import Config
 
 FILENAME = "catalog.jsonl"
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import polars as pl
 
-from catalog_intel.config import Config, ExportsConfig
-from catalog_intel.exports.tables import neutralise_formulas
-from catalog_intel.io.storage import atomic_write_text
 from catalog_intel.exports.fields import Missing, attribute, handles, image_url, one_line, prices, product_url
+from catalog_intel.io.csv_cells import neutralise_formulas
+from catalog_intel.io.filesystem import atomic_write_text
+from catalog_intel.settings import Config, ExportsConfig
 
 COLUMNS = ("id", "title", "description", "link", "image_link", "price", "availability", "condition", "brand",
            "color", "pattern", "material", "gender", "age_group", "structured_title", "structured_description")

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import polars as pl
 
-from catalog_intel.config import Config
-from catalog_intel.report.render import write_product_pages
 from catalog_intel.exports.fields import Missing
+from catalog_intel.report.render import write_product_pages
+from catalog_intel.settings import Config
 
 
 def write(table: pl.DataFrame, folder, config: Config, missing: Missing):

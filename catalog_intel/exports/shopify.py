@@ -9,10 +9,10 @@ from pathlib import Path
 import jinja2
 import polars as pl
 
-from catalog_intel.config import Config, ExportsConfig
-from catalog_intel.exports.tables import neutralise_formulas
-from catalog_intel.io.storage import write_csv
 from catalog_intel.exports.fields import Missing, attribute, handles, image_url, one_line, prices, text_list
+from catalog_intel.io.csv_cells import neutralise_formulas
+from catalog_intel.io.filesystem import write_csv
+from catalog_intel.settings import Config, ExportsConfig
 
 COLUMNS = ("Handle", "Title", "Body (HTML)", "Vendor", "Product Category", "Type", "Tags", "Published",
            "Option1 Name", "Option1 Value", "Variant Price", "Image Src", "Image Position", "Image Alt Text",

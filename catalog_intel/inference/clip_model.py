@@ -19,15 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from catalog_intel.config import ClipConfig
-
-
-class ModelUnavailableError(RuntimeError):
-    """The configured model cannot be loaded here; the message says how to fix it."""
-
-
-class WeightsNotCached(ModelUnavailableError):
-    """Pretrained weights that a download could supply are not in the cache."""
+from catalog_intel.errors import ModelUnavailableError, WeightsNotCached
+from catalog_intel.settings import ClipConfig
 
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -50,14 +43,14 @@ class LoadedClip:
 
 def clip_cache_dir(cache_root: Path) -> Path:
     """Local folder of the CLIP weights (weights stay local when the cache is a URL)."""
-    from catalog_intel.io.storage import local_model_root
+    from catalog_intel.io.filesystem import local_model_root
 
     return local_model_root(cache_root) / "models" / "clip"
 
 
 @functools.lru_cache(maxsize=8)
 def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
-    from catalog_intel.io.storage import sha256_file
+    from catalog_intel.io.filesystem import sha256_file
 
     return sha256_file(path)
 
@@ -68,7 +61,8 @@ def checkpoint_digest(path: str, cache_root: Path | None = None) -> str:
     st = os.stat(path)
     if cache_root is None:
         return _file_sha256(os.path.abspath(path), st.st_size, st.st_mtime_ns)
-    from catalog_intel.io.storage import FileHashCache, local_model_root, stat_key
+    from catalog_intel.io.hash_cache import FileHashCache
+    from catalog_intel.io.filesystem import local_model_root, stat_key
 
     cache = FileHashCache(local_model_root(cache_root) / "file_hashes")
     key = stat_key(path)
@@ -208,7 +202,7 @@ def _memo_lookup(cfg: ClipConfig, cache_root: Path) -> Path | None:
 
 
 def _memo_store(cfg: ClipConfig, cache_root: Path, path: Path) -> None:
-    from catalog_intel.io.storage import atomic_write_text
+    from catalog_intel.io.filesystem import atomic_write_text
 
     try:
         memo = json.loads(_resolved_memo(cache_root).read_text())

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from catalog_intel.io.images import ImageRejected, load_rgb
+from catalog_intel.errors import ImageRejected
+from catalog_intel.io.images import load_rgb
 
 STAGES = ("decode", "color", "thumbnails")
 # A source image at most this much longer than a thumbnail is stored as it is: the resize

@@ -9,7 +9,8 @@ import warnings
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from catalog_intel.io.storage import read_bytes
+from catalog_intel.errors import ImageRejected
+from catalog_intel.io.filesystem import read_bytes
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +34,6 @@ def _enable_heif() -> bool:
 
 def _is_heif(data: bytes) -> bool:
     return data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS
-
-
-class ImageRejected(Exception):
-    """The file cannot be used as a product image; str(exc) is the reason."""
 
 
 def _flatten(img: Image.Image) -> Image.Image:

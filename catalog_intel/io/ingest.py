@@ -14,17 +14,15 @@ from concurrent.futures import ThreadPoolExecutor
 
 import polars as pl
 
-from catalog_intel.pipeline.assemble import REJECTS_SCHEMA
-from catalog_intel.io.storage import (FileHashCache, isdir, isfile, is_local, join, parent, read_table, relpaths, resolve,
-                      sha256_file, stat_key, walk_files)
+from catalog_intel.errors import SourceError
+from catalog_intel.io.filesystem import (is_local, isdir, isfile, join, parent, read_table, relpaths, resolve,
+                                         sha256_file, stat_key, walk_files)
+from catalog_intel.io.hash_cache import FileHashCache
+from catalog_intel.schemas import REJECTS_SCHEMA
 
 MANIFEST_PATH_COLUMNS = ("image_path", "path", "image", "file")
 INVENTORY_SCHEMA = {"image": pl.Utf8, "path": pl.Utf8, "product_id": pl.Utf8, "sha256": pl.Utf8}
 HEIF_EXTENSIONS = (".heic", ".heif")
-
-
-class SourceError(ValueError):
-    """The run's input (folder or manifest) cannot be used at all."""
 
 
 def _hash_or_reason(path: str) -> tuple[str | None, str | None]:

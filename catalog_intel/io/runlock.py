@@ -9,12 +9,9 @@ import time
 
 from filelock import FileLock, Timeout
 
+from catalog_intel.errors import OutputLocked
 from catalog_intel.io import leftovers
-from catalog_intel.io.storage import ensure_dir, is_local, join
-
-
-class OutputLocked(RuntimeError):
-    pass
+from catalog_intel.io.filesystem import ensure_dir, is_local, join
 
 
 def lock_file(out_dir) -> str:

@@ -27,13 +27,13 @@ from pathlib import Path
 
 import polars as pl
 
-from catalog_intel.config import ATTRIBUTE_ORDER, UNKNOWN, Config
-from catalog_intel.copywriting.copywriter import COPY_COLUMNS, COPY_FRAME_SCHEMA
 from catalog_intel.copywriting.grounding.notes import NOTE_FACT, note_values
 from catalog_intel.copywriting.grounding.terms import build_terms
-from catalog_intel.exports.tables import restore_formulas
-from catalog_intel.io.ingest import SourceError
-from catalog_intel.io.storage import read_table
+from catalog_intel.errors import FactsError
+from catalog_intel.io.csv_cells import restore_formulas
+from catalog_intel.io.filesystem import read_table
+from catalog_intel.schemas import ATTRIBUTE_ORDER, COPY_COLUMNS, COPY_FRAME_SCHEMA, UNKNOWN
+from catalog_intel.settings import Config
 
 SOURCES = ("facts", "note", "clip", "pixels", "ensemble", "head")
 SUPPLIER_PREFIX = "supplier_"
@@ -63,10 +63,6 @@ def keep_apart(frame: pl.DataFrame, keep: tuple[str, ...] = ()) -> tuple[pl.Data
         raise FactsError(f"columns {', '.join(taken)} and the output columns they would be renamed from are both "
                          "in the input; rename one of them")
     return frame.rename({c: f"{SUPPLIER_PREFIX}{c}" for c in clash}), clash
-
-
-class FactsError(SourceError):
-    """A facts file cannot be used; the message names the file and what to do."""
 
 
 def _norm(value) -> str:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import asdict, dataclass, field
 
 import polars as pl
+
+from catalog_intel.errors import RunFailed
+from catalog_intel.pipeline.assemble import abstention_counts
+from catalog_intel.pipeline.facts import completeness, unmapped_facts
+from catalog_intel.settings import Config
 
 
 def _pct(x) -> str:
@@ -24,10 +28,6 @@ def process_started() -> float:
 
 
 _IMPORTED = time.time()
-
-
-class RunFailed(RuntimeError):
-    """The run finished its outputs but must be reported as failed."""
 
 
 @dataclass
@@ -91,8 +91,6 @@ class RunSummary:
     def finish(self, **values) -> None:
         for key, value in values.items():
             setattr(self, key, value)
-        if not self.phases:
-            self.phases = current_phase_times()
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -196,47 +194,18 @@ class RunSummary:
             )
 
 
-def phase_times(flow_run_id, settle_s: float = 3.0) -> dict[str, float]:
-    """Seconds per task name (shards summed) of a flow run, longest first, from the Prefect API.
-    The server records task runs from events the client sends in the background, so the run's last
-    tasks can be missing or unfinished there for a moment: read until every task run read is final
-    and a read 0.1 s later finds the same runs (at most `settle_s`)."""
-    import time
-    from collections import defaultdict
-
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-
-    deadline = time.monotonic() + settle_s
-    seen: dict | None = None
-    with get_client(sync_client=True) as client:
-        while True:
-            runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
-            now = {run.id: (run.state_type, run.total_run_time) for run in runs}
-            final = all(run.state is not None and run.state.is_final() for run in runs)
-            if (final and now == seen) or time.monotonic() >= deadline:
-                break
-            seen = now
-            time.sleep(0.1)
-    totals: dict[str, float] = defaultdict(float)
-    for run in runs:
-        name = (run.name or "?").rsplit("-", 1)[0]  # Prefect names task runs "<task name>-<suffix>"
-        totals[name] += run.total_run_time.total_seconds()
-    return {k: round(v, 2) for k, v in sorted(totals.items(), key=lambda kv: -kv[1])}
-
-
-def current_phase_times() -> dict[str, float]:
-    """phase_times of the flow run this code runs in; {} outside one or if the API does not answer.
-    Prefect's event queue is handed to the server first, so the task runs that just finished are on
-    their way there (the queue starts again with the next event)."""
-    try:
-        from prefect.events.worker import EventsWorker
-        from prefect.runtime import flow_run
-
-        if not flow_run.id:
-            return {}
-        EventsWorker.drain_all(timeout=5, at_exit=False)
-        return phase_times(flow_run.id)
-    except Exception:  # noqa: BLE001 - a summary line is never worth failing a run
-        logging.getLogger(__name__).debug("phase times unavailable", exc_info=True)
-        return {}
+def summarise(inventory: pl.DataFrame, rejected_at_ingest: pl.DataFrame, skipped: list[str],
+              facts_inventory: pl.DataFrame, enriched, llm_counts: dict, final: pl.DataFrame, rejects: pl.DataFrame,
+              validation: dict, search: dict, outputs: dict, export_warnings: list[str], settings: Config, *,
+              task_runner: str, seconds: float, phases: dict) -> RunSummary:
+    """The run's accounting from what its steps returned (`enriched`: the shards reduced)."""
+    summary = RunSummary(inputs=inventory.height + rejected_at_ingest.height + len(skipped), skipped=len(skipped),
+                         **llm_counts, task_runner=task_runner, workers=enriched.shards_by_worker,
+                         export_warnings=export_warnings, shards_span=(enriched.first_started, enriched.last_ended))
+    summary.count_embeddings(enriched.status)
+    summary.count_cpu(enriched.cpu, enriched.images_decoded)
+    summary.finish(rows=final.height, rejects=rejects.height, abstentions=abstention_counts(final),
+                   validation=validation, search=search, outputs=outputs, seconds=seconds, phases=phases,
+                   completeness=completeness(facts_inventory, final, settings),
+                   facts_unmapped=unmapped_facts(facts_inventory, settings))
+    return summary

@@ -17,18 +17,16 @@ from pathlib import Path
 import polars as pl
 from pydantic import ValidationError
 
-from catalog_intel.config import ATTRIBUTE_ORDER, Config
-from catalog_intel.copywriting.copywriter import COPY_COLUMNS, CatalogCopy
-from catalog_intel.copywriting.grounding import (CLAIM_KINDS, FORM_KINDS, Terms, build_terms, claims, contradictions, facts_text,
-                        form_problems, instruction_runs, norm_text)
+from catalog_intel.copywriting.copywriter import CatalogCopy
+from catalog_intel.copywriting.grounding import (CLAIM_KINDS, FORM_KINDS, Terms, build_terms, claims, contradictions,
+                                                 facts_text, form_problems, instruction_runs, norm_text)
 from catalog_intel.copywriting.grounding.phrases import borrowed, stock_figures
-from catalog_intel.io.storage import read_table
+from catalog_intel.errors import CopyQualityError
+from catalog_intel.io.filesystem import read_table
+from catalog_intel.schemas import ATTRIBUTE_ORDER, COPY_COLUMNS
+from catalog_intel.settings import Config
 
 # --------------------------------------------------------------------------- reading outputs
-
-
-class CopyQualityError(ValueError):
-    """An output file cannot be assessed; the message names the file and what to do."""
 
 
 _FORMULA_QUOTE = r"^'([=+\-@\t\r])"

@@ -29,9 +29,11 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from catalog_intel.config import UNKNOWN, AttributeConfig
-from catalog_intel.exports.tables import restore_formulas
-from catalog_intel.io.storage import read_table
+from catalog_intel.errors import EvaluationError
+from catalog_intel.io.csv_cells import restore_formulas
+from catalog_intel.io.filesystem import read_table
+from catalog_intel.schemas import UNKNOWN
+from catalog_intel.settings import AttributeConfig
 
 #: our attribute -> the label column that scores it
 LABEL_COLUMNS: dict[str, str] = {
@@ -65,11 +67,6 @@ LABEL_VALUE_MAP: dict[str, dict[str, str]] = {
 HEDGED: dict[str, frozenset[str]] = {
     "sleeve": frozenset({"sleeveless (usually)", "short sleeve (usually)", "long sleeve (usually)"}),
 }
-
-
-
-class EvaluationError(ValueError):
-    """Predictions or labels cannot be scored; the message names the file and what to do."""
 
 
 # --------------------------------------------------------------------------- IO

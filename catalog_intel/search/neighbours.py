@@ -22,8 +22,10 @@ import uuid
 import numpy as np
 import polars as pl
 
-from catalog_intel.io.storage import atomic_write_text, isfile, list_dir, read_bytes, read_parquet, remove_files, write_parquet
-from catalog_intel.search.index import EXACT, SearchError, SearchIndex, index_dir, search_vectors
+from catalog_intel.errors import SearchError
+from catalog_intel.io.filesystem import (atomic_write_text, isfile, list_dir, read_bytes, read_parquet, remove_files,
+                                         write_parquet)
+from catalog_intel.search.index import EXACT, SearchIndex, index_dir, search_vectors
 
 NEAR_MANIFEST = "neighbours.json"
 NEAR_SCHEMA = {"sha256": pl.Utf8, "neighbour": pl.Utf8, "score": pl.Float32}

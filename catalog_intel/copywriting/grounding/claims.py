@@ -33,11 +33,11 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from catalog_intel.config import UNKNOWN
 from catalog_intel.copywriting.grounding.notes import is_part, without_parts
 from catalog_intel.copywriting.grounding.terms import (COMPATIBLE_GARMENTS, COMPATIBLE_PATTERNS, GARMENT_FIELDS,
-                                                      GENERIC_GARMENTS, NEAR_COLOURS, SENTENCE, TEXT_FIELDS, Terms,
-                                                      _term_regex)
+                                                       GENERIC_GARMENTS, NEAR_COLOURS, SENTENCE, TEXT_FIELDS, Terms,
+                                                       _term_regex)
+from catalog_intel.schemas import UNKNOWN
 
 # --------------------------------------------------------------------------- contradictions
 
@@ -270,7 +270,7 @@ def claims(row: dict, terms: Terms, facts: str = "") -> list[Claim]:
             _vocabulary_claims(kind, sentence, known.get(attribute), attribute, termset, compatible,
                                garment_facts if kind == "fabric" else facts, add,
                                terms.styling_after if kind in ("pattern", "fabric", "fit") else None,
-                               facts if kind == "fabric" else None)
+                               facts if kind in ("fabric", "pattern") else None)
         _garment_claims(field, sentence, known["garment_type"], "garment_type" in row, terms, facts, add)
         for kind, rx in (("colour", _COLOURWAYS), ("size", _SIZE), ("size", _SIZE_LIST), ("season", _SEASON),
                          ("care", _CARE), ("brand", _BRAND), ("price", _PRICE)):

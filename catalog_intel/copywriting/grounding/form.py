@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import re
 
-from catalog_intel.config import ValidationConfig
 from catalog_intel.copywriting.grounding.claims import Claim
 from catalog_intel.copywriting.grounding.terms import SENTENCE
+from catalog_intel.settings import ValidationConfig
 
 _FUNCTION_WORDS = frozenset("a an the to and or of with for in on at your its their this that as by from into "
                             "is are be but so than".split())

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from catalog_intel.config import Config, ValidationConfig
 from catalog_intel.copywriting.grounding.claims import Claim, _known_with_implied, claims, facts_text
-from catalog_intel.copywriting.grounding.form import form_problems, instruction_runs, norm_text, summary_repeats, truncated
+from catalog_intel.copywriting.grounding.form import (form_problems, instruction_runs, norm_text, summary_repeats,
+                                                      truncated)
 from catalog_intel.copywriting.grounding.phrases import borrowed, sentences
 from catalog_intel.copywriting.grounding.terms import SENTENCE, Terms, build_terms
+from catalog_intel.settings import Config, ValidationConfig
 
 
 # --------------------------------------------------------------------------- repair
@@ -36,9 +37,14 @@ def attribute_bullets(known: dict) -> list[str]:
 
 
 def attribute_summary(known: dict) -> str:
-    g = known.get("garment_type") or "top"
-    colour = known.get("color")
-    return f"A {colour + ' ' if colour and colour != 'multicolor' else ''}{g} that is easy to style every day."
+    """A summary from the attribute values alone ("Pink striped t-shirt: v-neck, short sleeve."):
+    every run of it names the product, so it is never a stock phrase (the old "... that is easy to
+    style every day" was in 1 of 3 rebuilt rows, #20)."""
+    words = [known.get("color") if known.get("color") != "multicolor" else None,
+             known.get("pattern") if known.get("pattern") != "solid" else None, known.get("garment_type") or "top"]
+    head = " ".join(w for w in words if w)
+    tail = ", ".join(known[a] for a in ("neckline", "sleeve", "fabric", "fit") if known.get(a))
+    return head[:1].upper() + head[1:] + (f": {tail}" if tail else "") + "."
 
 
 def _without(text: str, sentences: set[str]) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from catalog_intel.config import Config
+from catalog_intel.settings import Config
 
 #: extra words for colour values (only those whose value is in the configured vocabulary are used)
 COLOUR_SYNONYMS: dict[str, tuple[str, ...]] = {

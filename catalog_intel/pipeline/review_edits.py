@@ -24,10 +24,12 @@ from pathlib import Path
 
 import polars as pl
 
-from catalog_intel.config import ATTRIBUTE_ORDER, Config
-from catalog_intel.copywriting.copywriter import COPY_COLUMNS
-from catalog_intel.io.storage import isfile, location, read_parquet
-from catalog_intel.pipeline.facts import FactsError, merge_facts, normalise, read_facts_file, split_facts
+from catalog_intel.errors import EditsError
+from catalog_intel.io.filesystem import isfile, read_parquet
+from catalog_intel.io.layout import OutputLayout
+from catalog_intel.pipeline.facts import merge_facts, normalise, read_facts_file, split_facts
+from catalog_intel.schemas import ATTRIBUTE_ORDER, COPY_COLUMNS
+from catalog_intel.settings import Config
 
 REVIEW_STATUSES = ("approved", "edited", "rejected")
 LIST_COPY = ("bullet_points", "seo_tags")
@@ -35,10 +37,6 @@ LIST_SEPARATOR = ";"
 
 
 REVIEW_COLUMNS = (*COPY_COLUMNS, "review_status", "review_reason")
-
-
-class EditsError(FactsError):
-    """The edits file cannot be used; the message names the file, row and fix."""
 
 
 def is_review_file(columns: list[str]) -> bool:
@@ -99,7 +97,7 @@ def load_plan(facts_path: str | Path, out_dir: str | Path) -> ReviewPlan | None:
     if not is_review_file(frame.columns):
         return None
     edits = read_edits(facts_path, frame)
-    previous_path = location(out_dir) / "catalog.parquet"  # a local folder or a URL
+    previous_path = OutputLayout(out_dir).catalog_parquet  # a local folder or a URL
     previous = read_parquet(previous_path) if isfile(previous_path) else None
     return ReviewPlan(edits, previous)
 

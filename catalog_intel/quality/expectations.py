@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import great_expectations as gx
 
-from catalog_intel.config import UNKNOWN, Config
 from catalog_intel.inference.heads import published_values
+from catalog_intel.schemas import UNKNOWN
+from catalog_intel.settings import Config
 
 SUITE_NAME = "catalog_rows"
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Any, Iterator
 
-from catalog_intel.config import Config, ConfigError
+from catalog_intel.errors import ConfigError
+from catalog_intel.settings import Config
 
 
 def describe_runner(config: Config) -> str:

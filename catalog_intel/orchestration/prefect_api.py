@@ -26,16 +26,13 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from catalog_intel.errors import ServerStartError
 
 from catalog_intel import processes
 
 # Prefect's own temporary server sets these: no UI, no background services.
 _SERVER_ENV = {"PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
 _PORT_IN_USE = 3  # uvicorn's exit status when it cannot bind
-
-
-class ServerStartError(RuntimeError):
-    pass
 
 
 class TemporaryServer:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 
 from catalog_intel.inference.clip_model import clip_cache_dir, pull_pretrained
-from catalog_intel.config import Config
-from catalog_intel.io.storage import local_model_root, sha256_file
+from catalog_intel.io.filesystem import local_model_root, sha256_file
+from catalog_intel.settings import Config
 
 MODEL_SUFFIXES = {".bin", ".pt", ".pth", ".safetensors", ".gguf"}
 

@@ -1,1 +1,0 @@
-"""Great Expectations suites for catalog-intel outputs."""
