@@ -2,6 +2,7 @@
 
     python bench/feed.py [--sizes 400,2000] [--json bench/results/feed.json]   the runs (minutes)
     python bench/feed.py stages [--images 200]                                 CPU per image, old and new paths
+    python bench/feed.py fixed [--images 400]                                  fixed costs, both Prefect servers
 
 `runs`: synthetic 800x1000 catalog JPEGs, attributes only (no LLM), the real CLI, fresh caches:
   forward_s   the bare forward over N images (400 distinct images preprocessed beforehand, not timed, cycled:
@@ -14,6 +15,9 @@
   rerun_s     the big run again, same cache and output (nothing new): target <= 15 s;
   cpu_ms      CPU per decoded image of each stage, from the big run's summary; target: decode + colour +
               thumbnails ("outside") <= 3 ms.
+`fixed`: one run over N images with the CLI's temporary Prefect server (target <= 12 s), one reporting to a server
+already up (PREFECT_API_URL, as deployments do; target <= 6 s): the summary's time before the first shard and after
+the last, and their sum.
 `stages`: the same images through the old three decodes (model preprocess; pixel colour v1 at 256 px; report
 thumbnails at 384 px) and through image_feed's one decode, CPU time per image of each, in this process.
 Every figure carries the load (`foreign_cores`: cores other processes kept busy meanwhile): this machine is shared.
@@ -30,7 +34,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.harness import Timer, add_report_args, load_settings, random_checkpoint, report, run_pipeline  # noqa: E402
+from bench.harness import (Timer, add_report_args, load_settings, prefect_server, random_checkpoint,  # noqa: E402
+                           report, run_pipeline)
 
 CHECKPOINT = Path(tempfile.gettempdir()) / "vitb32-random.pt"
 
@@ -84,10 +89,10 @@ def feed_fields(output: str) -> dict:
     return out
 
 
-def timed(source: Path, out: Path, cache: Path, repo: Path) -> dict:
+def timed(source: Path, out: Path, cache: Path, repo: Path, env: dict | None = None) -> dict:
     load = round(os.getloadavg()[0], 2)
     run = run_pipeline(source, out, cache=cache, settings={"clip.checkpoint": str(CHECKPOINT)}, repo=repo,
-                       label=out.name)
+                       label=out.name, env=env)
     return {"run_s": round(run.wall_s, 2), "cpu_s": round(run.cpu_s, 2), "flow_s": run.summary["seconds"],
             "load_avg": [load, round(os.getloadavg()[0], 2)], **feed_fields(run.output)}
 
@@ -106,6 +111,23 @@ def runs(args) -> dict:
             "marginal": round((f[big]["forward_s"] - f[small]["forward_s"]) / d_run, 3),
             "fixed_s": round(r[small]["run_s"] - small * d_run / (big - small), 2),
             "rerun_s": rerun["run_s"], "cpu_ms_per_image": r[big].get("cpu_ms_per_image")}
+
+
+def fixed(args) -> dict:
+    """Fixed costs of one N-image run, with the temporary server and with a server already up."""
+    random_checkpoint(CHECKPOINT)
+    work = Path(args.work)
+    folder = catalog(work, args.images)
+    tmp = Path(tempfile.mkdtemp(prefix="feed-fixed-", dir=work))
+    out = {"images": args.images,
+           "temporary_server": timed(folder, tmp / "out-temporary", tmp / "cache-temporary", args.repo)}
+    with prefect_server() as url:
+        out["running_server"] = timed(folder, tmp / "out-running", tmp / "cache-running", args.repo,
+                                      env={"PREFECT_API_URL": url})
+    for kind in ("temporary_server", "running_server"):
+        split = out[kind].get("fixed_s") or {}
+        out[kind]["fixed_total_s"] = round(sum(split.values()), 2) if split else None
+    return out
 
 
 def stages(args) -> dict:
@@ -155,16 +177,17 @@ def stages(args) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", nargs="?", choices=("runs", "stages"), default="runs")
+    parser.add_argument("what", nargs="?", choices=("runs", "stages", "fixed"), default="runs")
     parser.add_argument("--sizes", default="400,2000")
-    parser.add_argument("--images", type=int, default=200, help="stages: images to time")
+    parser.add_argument("--images", type=int, default=None, help="stages: images to time (200); fixed: run size (400)")
     parser.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "catalog-intel-feed"))
     parser.add_argument("--repo", type=Path, default=Path(__file__).resolve().parents[1],
                         help="runs: the checkout whose code runs (e.g. a worktree of an older commit)")
     add_report_args(parser, "feed")
     args = parser.parse_args()
     started = time.monotonic()
-    figures = runs(args) if args.what == "runs" else stages(args)
+    args.images = args.images or {"stages": 200, "fixed": 400}.get(args.what)
+    figures = {"runs": runs, "stages": stages, "fixed": fixed}[args.what](args)
     figures["bench_s"] = round(time.monotonic() - started, 1)
     report("feed", figures, args.json, section=args.what)
 

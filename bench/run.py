@@ -149,9 +149,11 @@ def bench_decode(report: Report, clip, files: list[str], args, max_pixels: int) 
         import torch
         from torch.utils.data import DataLoader
 
+        from catalog_intel.inference.image_feed import FeedSpec
+
         loader_kwargs = dict(batch_size=args.batch_size, num_workers=args.decode_workers, collate_fn=_collate)
-        with Timer() as w:
-            for _ in DataLoader(_DecodedImages(files, clip.preprocess, max_pixels, size), **loader_kwargs):
+        with Timer() as w:  # the model's pixels only (the embed stage's CPU row adds colour and thumbnails)
+            for _ in DataLoader(_DecodedImages(files, clip.preprocess, size, FeedSpec(max_pixels)), **loader_kwargs):
                 pass
         cores = min(args.decode_workers, os.cpu_count() or 1)
         report.add(f"decode+preprocess, {args.decode_workers} workers", len(files) / w.wall, "img/s",
@@ -161,9 +163,9 @@ def bench_decode(report: Report, clip, files: list[str], args, max_pixels: int) 
 
             if resolve_gpu_decode("on", clip.device, clip.preprocess):
                 reasons = [""] * len(files)
-                ds = _DecodedImages(files, clip.preprocess, max_pixels, size, raw_jpeg=True)
+                ds = _DecodedImages(files, clip.preprocess, size, FeedSpec(max_pixels), raw_jpeg=True)
                 with Timer() as w:
-                    for _, _, _, _, raw in DataLoader(ds, pin_memory=True, **loader_kwargs):
+                    for _, _, _, _, raw, _ in DataLoader(ds, pin_memory=True, **loader_kwargs):
                         if raw is not None:
                             _decode_raw_batch(raw, clip, max_pixels, reasons)
                     torch.cuda.synchronize()

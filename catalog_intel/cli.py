@@ -164,21 +164,15 @@ def _cache(args) -> int:
 
 
 def _run(args) -> int:
-    from catalog_intel.inference.clip_model import ensure_weights
     from catalog_intel.copywriting.llm_service import prepare_embedded, uses_embedded
+    from catalog_intel.orchestration.preflight import preflight
     from catalog_intel.orchestration.prefect_api import start_api, using_api
-    from catalog_intel.orchestration.runners import check_runner
     from catalog_intel.settings import overrides_from_args
 
     overrides = overrides_from_args(args)
     config = _settings(args.config, **overrides)
-    ensure_weights(config.clip, config.paths.cache_path, args.offline)  # fetch or fail before starting Prefect
-    check_runner(config, uses_embedded(config))
-    _check_heads(config)
-    if config.facts.file:
-        from catalog_intel.pipeline.review_edits import load_plan
-
-        load_plan(config.facts.file, args.out)  # a bad facts or edits file fails before any work
+    # fetch the weights or fail before starting Prefect; the flow finds this result (its runner note is logged there)
+    preflight(config, args.out, download=True, offline=args.offline, warn=lambda note: None)
     if uses_embedded(config):
         prepare_embedded(config)
     server = start_api()  # Prefect's temporary server comes up in its own process meanwhile
@@ -224,10 +218,10 @@ def _first_local_run(config, out: str) -> bool:
     process, and nothing was published into OUT yet, so the images need the model. A
     re-run into an earlier output mostly finds its images cached, and a fully cached run
     never imports torch at all."""
-    from catalog_intel.exports.tables import COMMIT_FILE
+    from catalog_intel.io.layout import OutputLayout
     from catalog_intel.io.filesystem import isfile, location
 
-    return config.runner.task_runner == "local" and not isfile(location(out) / COMMIT_FILE)
+    return config.runner.task_runner == "local" and not isfile(OutputLayout(out).commit_file)
 
 
 def _demo(args) -> int:
@@ -256,15 +250,6 @@ def _demo(args) -> int:
     code = _run(run_args)
     print(f"\ndemo done. Open the review report: {(out / 'report' / 'index.html').resolve().as_uri()}")
     return code
-
-
-def _check_heads(config) -> None:
-    """Refuse heads trained on another CLIP model before any work."""
-    from catalog_intel.inference.clip_model import model_id
-    from catalog_intel.inference.heads import configured_heads
-
-    if any(spec.head for spec in config.attributes.values()):
-        configured_heads(config.attributes, model_id(config.clip, config.paths.cache_path))
 
 
 def _train_heads(args) -> int:

@@ -57,8 +57,9 @@ def test_embedded_llm_writes_schema_valid_copy(prefect_server, three_products, t
         llm=None)
     out = tmp_path / "out"
     summary = run_catalog(three_products, out, config_file, cache_dir, color_policy="ensemble")
-    assert asked == [(model, {"n_ctx": 4096, "n_parallel": 2, "threads": 1, "nice": 0,
-                                                "isolate": True})]
+    [(gguf, kw)] = asked  # one server, for the model in the run's cache, with the config's threads and priority
+    assert gguf == model and (kw["threads"], kw["nice"], kw["isolate"]) == (1, 0, True)
+    assert {k: getattr(embedded_llm, k) for k in kw} == kw  # the session's server was started as the run asked
     table = pl.read_parquet(out / "catalog.parquet").sort("image")
     rejects = pl.read_csv(out / "rejects.csv")
     # Copy the rules still object to at the last attempt is repaired; only copy with too little

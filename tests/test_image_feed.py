@@ -13,6 +13,7 @@ from PIL import Image
 from catalog_intel.inference.image_feed import FeedSpec, fast_preprocess_size, feed_image, normalize_batch
 from catalog_intel.inference.pixel_color import COLOR_NAMES, dominant_color_small, name_lab, name_lab_array
 from catalog_intel.io.synthetic import write_catalog
+from conftest import run_catalog
 from test_pixel_color import SYNTHETIC, packshot
 
 LIMIT = 10**8
@@ -102,22 +103,19 @@ def test_small_thumbnail_colour_of_synthetic_packshots(rgb, background, expected
 
 def test_a_rerun_decodes_nothing_and_the_report_uses_the_cached_thumbnails(prefect_server, tmp_path, config_file,
                                                                             monkeypatch):
-    from catalog_intel.orchestration.flow import catalog_flow
     from catalog_intel.settings import load_config
     from catalog_intel.io.thumbnails import cached_thumbnails, report_thumb_sizes, thumbnail_store
 
     src, cache = tmp_path / "src", tmp_path / "cache"
     write_catalog(src, 4, size=(400, 500))
-    first = catalog_flow(source=str(src), out_dir=str(tmp_path / "out1"), config_path=str(config_file),
-                         cache_dir=str(cache), no_llm=True)
+    first = run_catalog(src, tmp_path / "out1", config_file, cache, no_llm=True)
     cpu = first["cpu_ms_per_image"]
     assert all(cpu[stage] > 0 for stage in ("decode", "color", "thumbnails", "model"))
     assert cpu["outside"] == pytest.approx(cpu["decode"] + cpu["color"] + cpu["thumbnails"], abs=0.02)
     assert first["fixed_s"]["before_first_shard"] > 0 and first["fixed_s"]["after_last_shard"] > 0
 
     opens = Opens(monkeypatch)
-    second = catalog_flow(source=str(src), out_dir=str(tmp_path / "out2"), config_path=str(config_file),
-                          cache_dir=str(cache), no_llm=True)
+    second = run_catalog(src, tmp_path / "out2", config_file, cache, no_llm=True)
     assert second["embeddings_cached"] == 4 and second["rows"] == 4
     assert opens.opened == 0
     assert second["cpu_ms_per_image"] == {}  # nothing decoded: no per-image figures

@@ -14,9 +14,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # Lowest first. A module belongs to the layer of the longest entry that is its dotted name or a prefix of it.
 LAYERS: list[tuple[str, ...]] = [
-    ("catalog_intel", "catalog_intel.errors", "catalog_intel.schemas", "catalog_intel.progress"),  # ground
-    ("catalog_intel.io",),  # files, object stores, the Parquet stores, images
-    ("catalog_intel.settings", "catalog_intel.layout"),  # the run context
+    ("catalog_intel", "catalog_intel.errors", "catalog_intel.schemas", "catalog_intel.progress", "catalog_intel.text"),  # ground
+    ("catalog_intel.io",),  # files, object stores, the stores, images; where each file lives (io/layout.py)
+    ("catalog_intel.settings",),  # the run's settings
     ("catalog_intel.inference", "catalog_intel.copywriting"),  # the models
     ("catalog_intel.search", "catalog_intel.quality", "catalog_intel.training", "catalog_intel.report"),
     ("catalog_intel.exports",),  # shop files (product pages come from report)

@@ -27,6 +27,7 @@ from catalog_intel.copywriting.grounding.form import norm_text
 from catalog_intel.copywriting.grounding.gate import feedback as grounding_feedback
 from catalog_intel.copywriting.grounding.notes import NOTE_FACT
 from catalog_intel.copywriting.grounding.phrases import STOCK_PRODUCTS, StockPhrases
+from catalog_intel.io.layout import CacheLayout
 from catalog_intel.io.parquet_store import ParquetStore
 from catalog_intel.schemas import ATTRIBUTE_ORDER, COPY_COLUMNS, COPY_FRAME_SCHEMA, UNKNOWN
 from catalog_intel.settings import LLMConfig, ValidationConfig
@@ -450,7 +451,7 @@ def schema_refusals() -> dict[tuple[str, str], str]:
 
 
 def copy_store(cache_root: Path) -> ParquetStore:
-    return ParquetStore(cache_root / "llm_copy", key="copy_key")
+    return ParquetStore(CacheLayout(cache_root).llm_copy, key="copy_key")
 
 
 def _error_text(exc: BaseException) -> str:

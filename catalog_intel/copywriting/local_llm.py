@@ -37,7 +37,9 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from catalog_intel import processes
+from catalog_intel.errors import EmbeddedServerError, ModelIntegrityError, ModelUnavailableError
 from catalog_intel.io import leftovers
+from catalog_intel.progress import progress_bar
 
 __all__ = [
     "DEFAULT_GGUF",
@@ -85,12 +87,6 @@ DEFAULT_GGUF = GGUFSpec(
     parts=22,
     parts_version="0.2.0",
 )
-
-
-# One error type for every model the run cannot get (CLIP weights, the local LLM):
-# the CLI reports it in one line, naming the model and the fix.
-from catalog_intel.errors import ModelUnavailableError  # noqa: E402
-from catalog_intel.errors import EmbeddedServerError, ModelIntegrityError
 
 
 def install_hint(spec: GGUFSpec = DEFAULT_GGUF) -> str:
@@ -156,14 +152,7 @@ def _write_sidecar(target: Path, digest: str) -> None:
 
 
 def _progress_bar(total: int, desc: str, enabled: bool):
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # tqdm is a core dependency, but never fail over a progress bar
-        enabled = False
-        tqdm = None
-    if not enabled or tqdm is None:
-        return _NoBar()
-    return tqdm(total=total, desc=desc, unit="B", unit_scale=True, unit_divisor=1024, leave=False)
+    return progress_bar(total, desc, unit="B", unit_scale=True, unit_divisor=1024) if enabled else _NoBar()
 
 
 class _NoBar:

@@ -13,8 +13,8 @@ import polars as pl
 
 from catalog_intel.schemas import UNKNOWN
 from catalog_intel.settings import ExportsConfig
+from catalog_intel.text import slug
 
-_NOT_SLUG = re.compile(r"[^a-z0-9]+")
 _LINE_BREAKS = re.compile(r"[\t\r\n\v\f\x85\u2028\u2029]+")
 
 
@@ -35,10 +35,6 @@ class Missing:
         return [f"exports: {what} left empty: set {key} in the config's [exports] section"
                 for key, what in self._seen.items()] + [f"exports: {name} skipped: {why}"
                                                         for name, why in self._skipped.items()]
-
-
-def slug(text: str) -> str:
-    return _NOT_SLUG.sub("-", text.lower()).strip("-")
 
 
 def handles(table: pl.DataFrame) -> list[str]:

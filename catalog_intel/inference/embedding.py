@@ -20,7 +20,6 @@ import functools
 import io
 import itertools
 import multiprocessing
-import re
 import threading
 import time
 import warnings
@@ -35,14 +34,14 @@ from catalog_intel.inference.image_feed import (Fed, FeedSpec, STAGES, fast_prep
                                                 normalize_batch)
 from catalog_intel.io.filesystem import read_bytes
 from catalog_intel.io.images import decode_rgb
+from catalog_intel.io.layout import CacheLayout
 from catalog_intel.io.parquet_store import ParquetStore
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 def embedding_store(cache_root: Path, model_id: str) -> ParquetStore:
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", model_id)
-    return ParquetStore(cache_root / "embeddings" / slug, key="sha256")
+    return ParquetStore(CacheLayout(cache_root).embeddings(model_id), key="sha256")
 
 
 def embeddings_frame(shas: list[str], vectors: np.ndarray, model_id: str) -> pl.DataFrame:

@@ -22,6 +22,7 @@ import numpy as np
 import polars as pl
 
 from catalog_intel.errors import HeadError
+from catalog_intel.io.layout import CacheLayout
 from catalog_intel.schemas import HEAD_FORMAT, UNKNOWN
 from catalog_intel.settings import AttributeConfig, Config
 
@@ -219,7 +220,7 @@ def color_feature_store(config: Config):
     from catalog_intel.inference.pixel_color import COLOR_FEATURES_VERSION
     from catalog_intel.io.parquet_store import ParquetStore
 
-    return ParquetStore(config.paths.cache_path / "color_features" / COLOR_FEATURES_VERSION, key="sha256")
+    return ParquetStore(CacheLayout(config.paths.cache_dir).color_features(COLOR_FEATURES_VERSION), key="sha256")
 
 
 def color_feature_frame(items: pl.DataFrame, config: Config, progress=None) -> pl.DataFrame:

@@ -216,17 +216,17 @@ def _garment_mask(lab: np.ndarray) -> tuple[np.ndarray, float]:
     thr = max(_BG_DE, 1.5 * noise)
     like_bg = resid < thr
     # background = background-like pixels connected to the frame
-    lbl, n = ndimage.label(like_bg)
+    lbl, n = ndimage.label(like_bg, structure=_CROSS)
     touching = np.unique(lbl[border & like_bg])
     touching = touching[touching > 0]
     fg = ~np.isin(lbl, touching)
     fg = ndimage.binary_opening(fg, structure=_CROSS, iterations=1)
-    lbl, n = ndimage.label(fg)
+    lbl, n = ndimage.label(fg, structure=_CROSS)
     if n == 0 or border_fit < 0.3:  # no clean background (close-up crop, busy scene)
         return _central(h, w), _DEFAULT_BG_L
-    sizes = ndimage.sum_labels(fg, lbl, index=np.arange(1, n + 1))
+    sizes = np.bincount(lbl.ravel(), minlength=n + 1)[1:]  # pixels per blob
     keep = int(np.argmax(sizes)) + 1
-    fg = ndimage.binary_fill_holes(lbl == keep)
+    fg = ndimage.binary_fill_holes(lbl == keep, structure=_CROSS)
     if fg.sum() < _MIN_FG * h * w:  # e.g. a white garment lost in a white sweep
         return _central(h, w), float(np.median(model[..., 0]))
     return fg, float(np.median(model[..., 0][fg]))

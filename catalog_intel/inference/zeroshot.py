@@ -8,7 +8,6 @@ margin columns, abstaining ("unknown") under each attribute's threshold."""
 from __future__ import annotations
 
 import logging
-import re
 import threading
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import polars as pl
 
 from catalog_intel.inference.clip_model import LoadedClip, encode_texts, load_clip, model_id
 from catalog_intel.io.filesystem import isfile, write_parquet
+from catalog_intel.io.layout import CacheLayout
 from catalog_intel.schemas import ATTRIBUTE_ORDER, UNKNOWN
 from catalog_intel.settings import AttributeConfig, Config
 
@@ -53,8 +53,7 @@ def encode_label_texts(clip: LoadedClip, attributes: dict[str, AttributeConfig])
 
 
 def label_index_path(cache_root: Path, model_id: str, config: Config) -> Path:
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", model_id)
-    return cache_root / "label_text" / f"{slug}--{config.vocabulary_digest()}.parquet"
+    return CacheLayout(cache_root).label_texts(model_id, config.vocabulary_digest())
 
 
 _label_index_lock = threading.Lock()

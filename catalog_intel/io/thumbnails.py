@@ -7,6 +7,7 @@ from pathlib import Path
 
 import polars as pl
 
+from catalog_intel.io.layout import CacheLayout
 from catalog_intel.io.parquet_store import ParquetStore
 
 
@@ -17,7 +18,7 @@ def report_thumb_sizes(config) -> tuple[int, int]:
 
 def thumbnail_store(cache_root: Path, sizes: tuple[int, ...]) -> ParquetStore:
     """One store per set of sizes (a changed report.thumb_size starts a new one)."""
-    return ParquetStore(Path(cache_root) / "thumbnails" / ("jpeg-" + "-".join(str(s) for s in sorted(sizes))),
+    return ParquetStore(CacheLayout(cache_root).thumbnails(sizes),
                         key="sha256")
 
 

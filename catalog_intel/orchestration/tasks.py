@@ -27,6 +27,7 @@ from catalog_intel.inference.zeroshot import load_or_build_label_index
 from catalog_intel.io.filesystem import configure, read_parquet
 from catalog_intel.io.hash_cache import FileHashCache
 from catalog_intel.io.ingest import build_inventory
+from catalog_intel.io.layout import CacheLayout
 from catalog_intel.orchestration.rate_limit import llm_api_key, throttle_for
 from catalog_intel.pipeline.shard import ShardResult, ShardSpec, enrich, pixel_color_store
 from catalog_intel.progress import progress_bar
@@ -34,7 +35,7 @@ from catalog_intel.quality.history import record_run
 from catalog_intel.quality.validation import validate
 from catalog_intel.report.render import write_report
 from catalog_intel.search import update as search_update
-from catalog_intel.settings import Config
+from catalog_intel.settings import Config, LLMConfig
 
 TASK_DEFAULTS = dict(cache_policy=NO_CACHE, persist_result=False)
 
@@ -45,10 +46,21 @@ def on_worker(config: Config) -> None:
     configure(config.paths.storage_options)
 
 
+_clients: dict[tuple, object] = {}
+
+
+def llm_client(llm: LLMConfig):
+    """The LLM client of this worker process for an endpoint, built once (its key read once)."""
+    key = (llm.base_url, llm.api_key_env, llm.api_key_secret_block, llm.timeout_s)
+    if key not in _clients:
+        _clients[key] = make_client(llm, llm_api_key(llm))
+    return _clients[key]
+
+
 @task(name="ingest", **TASK_DEFAULTS)
 def ingest_images(source: str, config: Config) -> tuple[pl.DataFrame, pl.DataFrame, list[str]]:
     """Folder or manifest (path or URL) -> (inventory with sha256 per image, rejects, skipped dot files)."""
-    cache = FileHashCache(config.paths.cache_path / "file_hashes") if config.run.hash_cache else None
+    cache = FileHashCache(CacheLayout(config.paths.cache_dir).file_hashes) if config.run.hash_cache else None
     with progress_bar(None, "hash images") as bar:
         inventory, rejects, skipped = build_inventory(source, config.run.image_extensions, progress=bar,
                                                       hash_cache=cache)
@@ -80,7 +92,7 @@ def describe_batch(sets: pl.DataFrame, config: Config, batch_no: int) -> tuple[p
     on any worker, passes the run's global rate limit."""
     on_worker(config)
     throttle = throttle_for(config.llm)
-    client = make_client(config.llm, llm_api_key(config.llm))
+    client = llm_client(config.llm)
     started = time.monotonic()
     with progress_bar(sets.height, f"describe batch {batch_no}") as bar:
         copy, stats = describe(sets, config.llm, config.validation, config.paths.cache_path, throttle=throttle,

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import polars as pl
 
-from catalog_intel.schemas import ATTRIBUTE_ORDER, COPY_COLUMNS, COPY_FRAME_SCHEMA, REJECTS_SCHEMA, UNKNOWN
+from catalog_intel.schemas import (ATTRIBUTE_ORDER, COPY_COLUMNS, COPY_FRAME_SCHEMA, CSV_COLUMNS, REJECTS_SCHEMA,
+                                   UNKNOWN)
+from catalog_intel.settings import Config
 
 COLOR_OPINIONS = ("color_clip", "color_clip_confidence", "color_pixels", "color_pixels_confidence")
 
@@ -45,6 +49,37 @@ def assemble(inventory: pl.DataFrame, attributes: pl.DataFrame, copy: pl.DataFra
     )
     first = ["image", "product_id", *attr_cols, *COPY_COLUMNS]
     return table.select(first + [c for c in table.columns if c not in first])
+
+
+def assemble_catalog(inventory: pl.DataFrame, attributes: pl.DataFrame | None, copy: pl.DataFrame,
+                     meta: dict) -> pl.DataFrame:
+    """`assemble`, or the empty table of a run where no image decoded."""
+    if attributes is None:
+        return pl.DataFrame(schema={c: pl.Utf8 for c in (*CSV_COLUMNS, "sha256", "copy_error")})
+    return assemble(inventory, attributes, copy, meta)
+
+
+def run_meta(settings: Config, model_id: str, run_id: str) -> dict:
+    """The run's columns: model ids, prompt version, run id, timestamp."""
+    with_copy = settings.llm.enabled
+    return {
+        "clip_model_id": model_id,
+        "llm_model": settings.llm.model if with_copy else None,
+        "prompt_version": settings.llm.prompt_version if with_copy else None,
+        "run_id": run_id,
+        "processed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def not_rejected(table: pl.DataFrame, *rejects: pl.DataFrame) -> pl.DataFrame:
+    """The rows of `table` whose image none of `rejects` names."""
+    names = pl.concat([r.select("image") for r in rejects]) if rejects else pl.DataFrame(schema={"image": pl.Utf8})
+    return table.filter(~pl.col("image").is_in(names["image"].implode()))
+
+
+def accepted(table: pl.DataFrame, rejects: pl.DataFrame) -> pl.DataFrame:
+    """The catalog's final rows: every row not rejected, without the copy error column."""
+    return not_rejected(table, rejects).drop("copy_error", strict=False)
 
 
 def copy_failures(table: pl.DataFrame) -> pl.DataFrame:

@@ -25,7 +25,8 @@ from pathlib import Path
 import polars as pl
 
 from catalog_intel.errors import EditsError
-from catalog_intel.io.filesystem import isfile, location, read_parquet
+from catalog_intel.io.filesystem import isfile, read_parquet
+from catalog_intel.io.layout import OutputLayout
 from catalog_intel.pipeline.facts import merge_facts, normalise, read_facts_file, split_facts
 from catalog_intel.schemas import ATTRIBUTE_ORDER, COPY_COLUMNS
 from catalog_intel.settings import Config
@@ -96,7 +97,7 @@ def load_plan(facts_path: str | Path, out_dir: str | Path) -> ReviewPlan | None:
     if not is_review_file(frame.columns):
         return None
     edits = read_edits(facts_path, frame)
-    previous_path = location(out_dir) / "catalog.parquet"  # a local folder or a URL
+    previous_path = OutputLayout(out_dir).catalog_parquet  # a local folder or a URL
     previous = read_parquet(previous_path) if isfile(previous_path) else None
     return ReviewPlan(edits, previous)
 

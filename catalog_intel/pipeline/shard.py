@@ -21,6 +21,7 @@ from catalog_intel.inference.embedding import compute_embeddings, embedding_stor
 from catalog_intel.inference.heads import heads_for_shard
 from catalog_intel.inference.image_feed import Fed, FeedSpec
 from catalog_intel.inference.zeroshot import classify
+from catalog_intel.io.layout import CacheLayout
 from catalog_intel.io.parquet_store import ParquetStore
 from catalog_intel.io.thumbnails import report_thumb_sizes, thumbnail_store, thumbnails_frame
 from catalog_intel.pipeline.assemble import split_decoded
@@ -85,7 +86,7 @@ def worker_name() -> str:
 
 
 def pixel_color_store(config: Config) -> ParquetStore:
-    return ParquetStore(config.paths.cache_path / "pixel_color" / PIXEL_ALGORITHM, key="sha256")
+    return ParquetStore(CacheLayout(config.paths.cache_dir).pixel_color(PIXEL_ALGORITHM), key="sha256")
 
 
 def feed_spec(config: Config) -> FeedSpec:
@@ -115,13 +116,12 @@ def pixel_color_frame(shard: pl.DataFrame, config: Config, fresh: dict[str, tupl
     return pl.concat(parts)
 
 
-def embed_frame(shard: pl.DataFrame, config: Config, model_id: str, no: int, log: logging.Logger,
+def embed_frame(shard: pl.DataFrame, config: Config, model_id: str, no: int, log: logging.Logger, store: ParquetStore,
                 fed: dict[str, Fed] | None = None, timings: dict | None = None) -> pl.DataFrame:
     """Make sure every image of shard[sha256, path] has an embedding in the store ->
     [sha256, status, reason]. Content seen before (any run, any name) is not embedded again.
     `fed` gets sha256 -> the rest of each decode's work (colour, thumbnails), whose thumbnails are
     stored here; `timings` gets compute_embeddings' timings."""
-    store = embedding_store(config.paths.cache_path, model_id)
     unique = shard.unique(subset="sha256", keep="first", maintain_order=True)
     cached = store.existing(unique["sha256"])  # keys only: classify reads the vectors
     todo = unique.filter(~pl.col("sha256").is_in(list(cached)))
@@ -158,10 +158,10 @@ def embed_frame(shard: pl.DataFrame, config: Config, model_id: str, no: int, log
                          "reason": [r for _, r in statuses.values()]}, schema=STATUS_SCHEMA)
 
 
-def classify_frame(shas: list[str], config: Config, model_id: str, labels: pl.DataFrame,
+def classify_frame(shas: list[str], config: Config, model_id: str, labels: pl.DataFrame, store: ParquetStore,
                    pixels: pl.DataFrame | None, items: pl.DataFrame | None = None) -> pl.DataFrame:
     """Zero-shot attributes for embedded images, colour fused with the pixel colour by config.color.policy."""
-    embeddings = embedding_store(config.paths.cache_path, model_id).lookup(shas)
+    embeddings = store.lookup(shas)
     if embeddings is None or embeddings.height < len(set(shas)):
         found = 0 if embeddings is None else embeddings.height
         raise RuntimeError(f"{len(set(shas)) - found} of {len(set(shas))} embedded images are missing from the store "
@@ -179,7 +179,8 @@ def enrich(spec: ShardSpec, config: Config, model_id: str, labels: pl.DataFrame,
     shard = spec.frame()
     fed: dict[str, Fed] = {}
     timings: dict = {}
-    status = embed_frame(shard, config, model_id, spec.no, log, fed, timings)
+    store = embedding_store(config.paths.cache_path, model_id)  # the shard's one view of the embedding cache
+    status = embed_frame(shard, config, model_id, spec.no, log, store, fed, timings)
     ok = status.filter(pl.col("status") != "rejected")["sha256"].to_list()
     cpu = timings.get("cpu_s", {})
     attributes = None
@@ -190,7 +191,7 @@ def enrich(spec: ShardSpec, config: Config, model_id: str, labels: pl.DataFrame,
             pixels = pixel_color_frame(shard.filter(pl.col("sha256").is_in(ok)), config,
                                        {sha: f.color for sha, f in fed.items()})
             cpu = {**cpu, "color": cpu.get("color", 0.0) + time.process_time() - c0}
-        attributes = classify_frame(ok, config, model_id, labels, pixels, shard.filter(pl.col("sha256").is_in(ok)))
+        attributes = classify_frame(ok, config, model_id, labels, store, pixels, shard.filter(pl.col("sha256").is_in(ok)))
     return ShardResult(spec.no, status, attributes, worker_name(), time.monotonic() - started, cpu=cpu,
                        decoded=timings.get("images", 0), started=wall_started, ended=time.time())
 

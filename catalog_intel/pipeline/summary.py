@@ -8,6 +8,9 @@ from dataclasses import asdict, dataclass, field
 import polars as pl
 
 from catalog_intel.errors import RunFailed
+from catalog_intel.pipeline.assemble import abstention_counts
+from catalog_intel.pipeline.facts import completeness, unmapped_facts
+from catalog_intel.settings import Config
 
 
 def _pct(x) -> str:
@@ -191,3 +194,18 @@ class RunSummary:
             )
 
 
+def summarise(inventory: pl.DataFrame, rejected_at_ingest: pl.DataFrame, skipped: list[str],
+              facts_inventory: pl.DataFrame, enriched, llm_counts: dict, final: pl.DataFrame, rejects: pl.DataFrame,
+              validation: dict, search: dict, outputs: dict, export_warnings: list[str], settings: Config, *,
+              task_runner: str, seconds: float, phases: dict) -> RunSummary:
+    """The run's accounting from what its steps returned (`enriched`: the shards reduced)."""
+    summary = RunSummary(inputs=inventory.height + rejected_at_ingest.height + len(skipped), skipped=len(skipped),
+                         **llm_counts, task_runner=task_runner, workers=enriched.shards_by_worker,
+                         export_warnings=export_warnings, shards_span=(enriched.first_started, enriched.last_ended))
+    summary.count_embeddings(enriched.status)
+    summary.count_cpu(enriched.cpu, enriched.images_decoded)
+    summary.finish(rows=final.height, rejects=rejects.height, abstentions=abstention_counts(final),
+                   validation=validation, search=search, outputs=outputs, seconds=seconds, phases=phases,
+                   completeness=completeness(facts_inventory, final, settings),
+                   facts_unmapped=unmapped_facts(facts_inventory, settings))
+    return summary

@@ -14,10 +14,7 @@ from pathlib import Path
 import polars as pl
 
 from catalog_intel.io.filesystem import atomic_write_text, location, read_bytes, remove_files
-
-HISTORY_DIR = "history"
-RUNS_FILE = "runs.jsonl"
-VALIDATIONS_DIR = "validations"  # GX validation results of every run (quality.py), listed by Data Docs
+from catalog_intel.io.layout import OutputLayout
 
 
 def reject_category(reason: str) -> str:
@@ -99,7 +96,7 @@ def trend_table(history: list[dict], last: int) -> dict | None:
 # --- the store ------------------------------------------------------------------------------
 
 def read_history(out_dir: Path) -> list[dict]:
-    path = location(out_dir) / HISTORY_DIR / RUNS_FILE
+    path = OutputLayout(out_dir).history_runs
     try:
         text = read_bytes(str(path)).decode("utf-8")
     except (OSError, FileNotFoundError):
@@ -117,8 +114,7 @@ def read_history(out_dir: Path) -> list[dict]:
 def append_history(out_dir: Path, metrics: dict, keep: int) -> list[dict]:
     """Add this run's metrics; keep the last `keep` runs."""
     history = (read_history(out_dir) + [metrics])[-keep:]
-    folder = location(out_dir) / HISTORY_DIR
-    atomic_write_text(folder / RUNS_FILE, "".join(json.dumps(r) + "\n" for r in history))
+    atomic_write_text(OutputLayout(out_dir).history_runs, "".join(json.dumps(r) + "\n" for r in history))
     return history
 
 

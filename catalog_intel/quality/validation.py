@@ -12,12 +12,13 @@ from pathlib import Path
 
 import polars as pl
 
-from catalog_intel.io.filesystem import atomic_write_text, is_local, local_mirror, location, publish_tree
-from catalog_intel.quality.history import HISTORY_DIR, VALIDATIONS_DIR, prune_validations
+from catalog_intel.io.filesystem import atomic_write_text, is_local, local_mirror, publish_tree
+from catalog_intel.io.layout import OutputLayout
+from catalog_intel.quality.history import prune_validations
 from catalog_intel.settings import Config
 
 RESULT_FILE = "validation_result.json"
-DOCS_DIR = "data_docs"
+VALIDATIONS = "validations"  # the Data Docs' folder of validation pages (as in OUT/history/)
 
 
 def with_derived_columns(table: pl.DataFrame) -> pl.DataFrame:
@@ -52,13 +53,13 @@ def _reuse_pages(validations: Path, docs_dir: Path, staging: Path) -> bool:
     """Copy the earlier runs' Data Docs pages into the new site when every stored result has one
     (then only this run's page and the index are rendered); False: render them all again."""
     stored = [p.relative_to(validations).with_suffix(".html") for p in validations.glob("*/*/*/*.json")]
-    pages = [docs_dir / VALIDATIONS_DIR / rel for rel in stored]
+    pages = [docs_dir / VALIDATIONS / rel for rel in stored]
     if not stored or not all(p.is_file() for p in pages) or not (docs_dir / "static").is_dir():
         return False
     shutil.copytree(docs_dir / "static", staging / "static")
     for rel, page in zip(stored, pages):
-        (staging / VALIDATIONS_DIR / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(page, staging / VALIDATIONS_DIR / rel)
+        (staging / VALIDATIONS / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(page, staging / VALIDATIONS / rel)
     return True
 
 
@@ -74,14 +75,15 @@ def validate(table: pl.DataFrame, config: Config, with_copy: bool, out_dir: Path
 
     for name in ("great_expectations", "great_expectations.data_context.types.base"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    out_dir = location(out_dir)  # absolute when local: GX needs absolute store paths
+    layout = OutputLayout(out_dir)  # absolute when local: GX needs absolute store paths
+    out_dir = layout.out
     table = with_derived_columns(table)
     frame = _gx_frame(table)
-    docs_dir = out_dir / DOCS_DIR
+    docs_dir = layout.data_docs
     staging = Path(tempfile.mkdtemp(prefix=".data_docs."))  # absolute, local: GX writes files itself
     stack = contextlib.ExitStack()
     try:
-        validations = stack.enter_context(local_mirror(out_dir / HISTORY_DIR / VALIDATIONS_DIR))  # GX writes to disk
+        validations = stack.enter_context(local_mirror(layout.validations))  # GX writes to disk
         prune_validations(validations, config.report.history_keep - 1)  # room for this run's
         incremental = is_local(out_dir) and _reuse_pages(validations, Path(docs_dir), staging)
         context = gx.get_context(mode="ephemeral", project_config=_context_config(validations))

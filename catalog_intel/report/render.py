@@ -29,17 +29,13 @@ from catalog_intel.errors import ImageRejected
 from catalog_intel.io.filesystem import (atomic_write_bytes, atomic_write_text, basename, exists, isfile, list_dir,
                                          location, read_bytes, relpath, remove_files)
 from catalog_intel.io.images import load_rgb
+from catalog_intel.io.layout import OutputLayout
 from catalog_intel.io.thumbnails import cached_thumbnails, report_thumb_sizes, thumbnail_store
 from catalog_intel.schemas import ATTRIBUTE_ORDER, UNKNOWN
 from catalog_intel.settings import Config
+from catalog_intel.text import slug
 
-REPORT_DIR = "report"
 THUMBS_DIR = "thumbs"
-
-
-def _slug(name: str) -> str:
-    """An attribute name as a data-* attribute name."""
-    return re.sub(r"[^a-z0-9_-]+", "-", name.lower())
 
 
 def attribute_names(table: pl.DataFrame, config: Config) -> list[str]:
@@ -358,7 +354,7 @@ def card_views(shown: pl.DataFrame, names: list[str], config: Config, thumbs: se
         cards.append({
             "id": card_ids[image], "image": image, "product_id": row.get("product_id") or "",
             "needs_review": bool(row["needs_review"]), "grouped": (row.get("group_size") or 0) > 1, "text": text,
-            "data": [(_slug(a), "" if row.get(a) is None else row.get(a)) for a in names],
+            "data": [(slug(a), "" if row.get(a) is None else row.get(a)) for a in names],
             "thumb": thumb_of(image), "flags": _flags(row),
             "attrs": _attr_views(row, names, config), "content": _copy_view(row), "copy_fields": _copy_fields(row),
             "similar": _similar_view(row, lambda o: f"#{card_ids[o]}" if o in card_ids else None, thumb_of),
@@ -371,7 +367,7 @@ def _filters(rows: pl.DataFrame, names: list[str]) -> list[dict]:
     filters = []
     for a in names:
         counts = rows.group_by(a).len().sort(["len", a], descending=[True, False])
-        filters.append({"name": a, "label": a.replace("_", " "), "slug": _slug(a),
+        filters.append({"name": a, "label": a.replace("_", " "), "slug": slug(a),
                         "options": [(v, n) for v, n in counts.iter_rows() if v is not None]})
     return filters
 
@@ -464,7 +460,7 @@ def write_product_pages(table: pl.DataFrame, config: Config, folder: Path, back:
 def write_report(review: pl.DataFrame, rejects: pl.DataFrame, run: dict, config: Config, out_dir: Path,
                  progress=None, trend: dict | None = None, alerts: list[str] | None = None) -> Path:
     """OUT/report/index.html plus its thumbnails; returns the page's path."""
-    report_dir = location(out_dir) / REPORT_DIR
+    report_dir = OutputLayout(out_dir).report
     shown = review.head(config.report.max_cards)
     wanted = set(shown["image"].to_list()) | {s for lst in shown["similar_images"].to_list() for s in (lst or [])}
     items = review.filter(pl.col("image").is_in(list(wanted))).select("sha256", "path") if review.height else \

@@ -28,13 +28,12 @@ import numpy as np
 import polars as pl
 
 from catalog_intel.errors import SearchError
-from catalog_intel.io.filesystem import (atomic_write_text, atomic_write_with, isfile, list_dir, location, read_bytes,
+from catalog_intel.io.filesystem import (atomic_write_text, atomic_write_with, isfile, list_dir, read_bytes,
                                          read_parquet, remove_files, write_parquet)
+from catalog_intel.io.layout import OutputLayout
 from catalog_intel.settings import SearchConfig
 
-INDEX_DIR = "search"
 MANIFEST = "index.json"
-RUN_CONFIG = "run_config.json"
 EXACT, APPROXIMATE = "exact", "hnsw"
 
 
@@ -199,7 +198,7 @@ def _rebuild(reuse: SearchIndex | None, wanted: list[str], fetch, model_id: str,
 # --- persistence ---------------------------------------------------------------------------
 
 def index_dir(out_dir: Path | str):
-    return location(out_dir) / INDEX_DIR
+    return OutputLayout(out_dir).search
 
 
 def save_index(idx: SearchIndex, out_dir: Path) -> Path:
@@ -334,7 +333,7 @@ def write_run_config(out_dir: Path, clip: dict, model_id: str, cache_dir: Path) 
     for key in ("checkpoint", "model_config"):
         if clip.get(key):
             clip[key] = os.path.abspath(os.path.expanduser(clip[key]))
-    path = location(out_dir) / RUN_CONFIG
+    path = OutputLayout(out_dir).run_config
     atomic_write_text(path, json.dumps({"clip_model_id": model_id, "clip": clip,
                                         "paths": {"cache_dir": str(cache_dir)}}, indent=2))
     return path
@@ -342,7 +341,7 @@ def write_run_config(out_dir: Path, clip: dict, model_id: str, cache_dir: Path) 
 
 def read_run_config(out_dir: Path) -> dict:
     """The recorded run config as dotted config keys (for load_config's `base`)."""
-    path = location(out_dir) / RUN_CONFIG
+    path = OutputLayout(out_dir).run_config
     if not isfile(path):
         return {}
     try:
@@ -357,8 +356,8 @@ def read_run_config(out_dir: Path) -> dict:
 
 def open_catalog(out_dir: Path, ef_search: int | None = None) -> tuple[SearchIndex, pl.DataFrame]:
     """The search index and catalog[image, sha256, path] of an output folder."""
-    out = location(out_dir)
-    catalog_path = out / "catalog.parquet"
+    layout = OutputLayout(out_dir)
+    out, catalog_path = layout.out, layout.catalog_parquet
     index = load_index(out, ef_search)
     if index is None or not isfile(catalog_path):
         missing = index_dir(out) / MANIFEST if index is None else catalog_path
@@ -373,7 +372,7 @@ def _checked(clip, index: SearchIndex, out_dir: Path):
         raise SearchError(
             f"the index in {index_dir(out_dir)} was built with CLIP {index.model_id}, but the configured model "
             f"is {clip.model_id}: its vectors are not comparable. Use the run's model (recorded in "
-            f"{location(out_dir) / RUN_CONFIG}) or pass its weights with --clip-checkpoint"
+            f"{OutputLayout(out_dir).run_config}) or pass its weights with --clip-checkpoint"
         )
     return clip
 
@@ -399,7 +398,7 @@ def similar_to(out_dir: Path, query: str, k: int, load_model: Callable[[], objec
     elif (row := catalog.filter(pl.col("sha256") == query.lower())).height:
         query_image, digest = row.sort("image")["image"][0], query.lower()
     else:
-        raise SearchError(f"'{query}' is not an image file, nor an image id or sha256 in {location(out_dir) / 'catalog.parquet'}")
+        raise SearchError(f"'{query}' is not an image file, nor an image id or sha256 in {OutputLayout(out_dir).catalog_parquet}")
 
     position = index.position(digest) if digest else None
     if position is not None:

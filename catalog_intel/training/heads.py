@@ -16,7 +16,10 @@ import numpy as np
 import polars as pl
 
 from catalog_intel.errors import HeadError
-from catalog_intel.inference.heads import (FEATURES_CLIP, FEATURES_CLIP_PIXELS, Head, _aligned, color_feature_frame, save_head, softmax)
+from catalog_intel.inference.heads import (FEATURES_CLIP, FEATURES_CLIP_PIXELS, Head, _aligned, color_feature_frame,
+                                           save_head, softmax)
+from catalog_intel.io.layout import CacheLayout
+from catalog_intel.progress import progress_bar
 from catalog_intel.schemas import UNKNOWN
 from catalog_intel.settings import Config
 
@@ -211,7 +214,7 @@ def _hashed(frame: pl.DataFrame, config: Config, log) -> pl.DataFrame:
     from catalog_intel.io.ingest import hash_paths
     from catalog_intel.io.hash_cache import FileHashCache
 
-    hashes, reasons = hash_paths(frame["path"].to_list(), FileHashCache(config.paths.cache_path / "file_hashes"))
+    hashes, reasons = hash_paths(frame["path"].to_list(), FileHashCache(CacheLayout(config.paths.cache_dir).file_hashes))
     frame = frame.with_columns(pl.Series("sha256", hashes, dtype=pl.Utf8), pl.Series("_reason", reasons, dtype=pl.Utf8))
     bad = frame.filter(pl.col("_reason").is_not_null())
     if bad.height:
@@ -266,7 +269,6 @@ def train_heads(labels_path: str, out_dir: str, config: Config, model_id: str, i
 
 def _training_rows(labels_path, images_root, only, group_column, config: Config, model_id: str, log):
     """(labelled rows that decode, attribute -> label column, their CLIP embeddings)."""
-    from tqdm.auto import tqdm
 
     frame, columns = read_training_labels(labels_path, images_root, only)
     if group_column and group_column not in frame.columns:
@@ -275,7 +277,7 @@ def _training_rows(labels_path, images_root, only, group_column, config: Config,
             raise HeadError(f"{labels_path}: no group column '{group_column}'")
         frame = frame.with_columns(raw[group_column])
     frame = _hashed(frame, config, log)
-    with tqdm(total=frame["sha256"].n_unique(), desc="embeddings", unit="img", leave=False) as bar:
+    with progress_bar(frame["sha256"].n_unique(), "embeddings") as bar:
         embeddings, rejected = ensure_embeddings(frame, config, model_id, bar)
     if rejected:
         log(f"skipped {len(rejected)} images that do not decode, e.g. {next(iter(rejected.values()))}")
@@ -284,9 +286,8 @@ def _training_rows(labels_path, images_root, only, group_column, config: Config,
 
 
 def _colour_rows(frame: pl.DataFrame, config: Config) -> np.ndarray:
-    from tqdm.auto import tqdm
 
-    with tqdm(total=frame.height, desc="colour features", unit="img", leave=False) as bar:
+    with progress_bar(frame.height, "colour features") as bar:
         return _aligned(frame.select("sha256").with_row_index("_row"), color_feature_frame(frame, config, bar),
                         "features")
 

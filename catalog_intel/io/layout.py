@@ -36,6 +36,9 @@ class CacheLayout:
     def color_features(self, version: str) -> Location:
         return self.root / "color_features" / version
 
+    def thumbnails(self, sizes: tuple[int, ...]) -> Location:
+        return self.root / "thumbnails" / ("jpeg-" + "-".join(str(s) for s in sorted(sizes)))
+
     @property
     def file_hashes(self) -> Location:
         return self.root / "file_hashes"
