@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from catalog_intel.inference.color_fusion import COLOR_INPUT_SIZE  # noqa: E402
+from catalog_intel.inference.image_feed import COLOR_INPUT_SIZE  # noqa: E402
 from catalog_intel.inference.image_feed import FeedSpec, feed_image  # noqa: E402
 from catalog_intel.inference.pixel_color import PALETTE, dominant_color_file  # noqa: E402
 from bench.harness import add_report_args, report  # noqa: E402

@@ -75,7 +75,8 @@ def test_each_image_is_decoded_once_and_small(clip, tmp_path, monkeypatch):
                                           on_fed=lambda rows, fs: feds.update(zip(rows, fs)))
     assert reasons == [""] * 5 and vectors.shape[0] == 5
     assert opens.opened == 5                       # one open per image, nothing decodes again
-    assert len(opens.loaded) == 5 and all(max(size) <= 1000 // 4 for size in opens.loaded)  # DCT-scaled draft
+    # DCT-scaled draft: the colour wants a 224 px short side, so 800x1000 decodes at 1/2, never in full
+    assert len(opens.loaded) == 5 and all(max(size) <= 1000 // 2 for size in opens.loaded)
     assert sorted(feds) == list(range(5))
     for fed in feds.values():
         assert fed.color is not None and fed.color[0] in spec.color_vocabulary
@@ -84,6 +85,23 @@ def test_each_image_is_decoded_once_and_small(clip, tmp_path, monkeypatch):
             assert size <= max(thumb.size) <= size * 4 / 3
     assert timings["images"] == 5
     assert all(timings["cpu_s"][stage] > 0 for stage in ("decode", "color", "thumbnails", "model"))
+
+
+def test_pixel_colour_is_the_same_from_any_models_decode(clip, tmp_path):
+    """A shard whose embeddings were cached (a killed worker's) names the colour from the colour-only
+    decode; it must answer what the model-feeding decode answered, also for a model whose input is not 224."""
+    from catalog_intel.inference.color_fusion import pixel_colors
+    from catalog_intel.settings import load_config
+
+    config = load_config(None)
+    vocabulary = tuple(config.attributes["color"].values)
+    paths = [str(p) for p in write_catalog(tmp_path, 6, size=(360, 540))]
+    size = fast_preprocess_size(clip.preprocess)
+    assert size != 224  # the tiny model: the decodes differ in size
+    fed = [feed_image(p, clip.preprocess, size, size, FeedSpec(LIMIT, (), vocabulary)).color for p in paths]
+    alone = pixel_colors(pl.DataFrame({"sha256": [str(i) for i in range(6)], "path": paths}), config)
+    assert all(c is not None for c in fed)
+    assert list(zip(alone["color_pixels"], alone["color_pixels_confidence"])) == fed
 
 
 def test_rule_vectorised_names_like_the_scalar_rule():

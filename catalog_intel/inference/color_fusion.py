@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import polars as pl
 
-from catalog_intel.inference.image_feed import FeedSpec, feed_or_reason
+from catalog_intel.inference.image_feed import COLOR_INPUT_SIZE, FeedSpec, feed_or_reason
 from catalog_intel.schemas import UNKNOWN
 from catalog_intel.settings import Config
 
-PIXEL_ALGORITHM = "pixel-color-v2"  # v2: named per pixel on a <= 64 px thumbnail of the model-size decode
-COLOR_INPUT_SIZE = 224
+PIXEL_ALGORITHM = "pixel-color-v2"  # v2: named per pixel on a <= 64 px thumbnail of a 224 px decode
 PIXEL_SCHEMA = {"sha256": pl.Utf8, "color_pixels": pl.Utf8, "color_pixels_confidence": pl.Float64}
 
 

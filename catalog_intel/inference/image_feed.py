@@ -21,6 +21,8 @@ from catalog_intel.errors import ImageRejected
 from catalog_intel.io.images import load_rgb
 
 STAGES = ("decode", "color", "thumbnails")
+# Pixel colour is named on an image of this short side (ViT-B-32's input), whatever the model.
+COLOR_INPUT_SIZE = 224
 # A source image at most this much longer than a thumbnail is stored as it is: the resize
 # would cost more than the decode did, and the page shows it at the thumbnail's size anyway.
 _KEEP_AS_IS = 4 / 3
@@ -110,6 +112,8 @@ def feed_image(path: str, preprocess, input_size: int | None, min_side: int, spe
 
     cpu: dict[str, float] = {}
     t0 = time.thread_time()
+    if spec.color_vocabulary is not None:  # the colour is the same whichever model's decode feeds it
+        min_side = max(min_side, COLOR_INPUT_SIZE)
     img = load_rgb(path, spec.max_pixels, min_side)
     if input_size:
         model_img, pixels = resize_short(img, input_size), None
@@ -124,7 +128,8 @@ def feed_image(path: str, preprocess, input_size: int | None, min_side: int, spe
     color = None
     if spec.color_vocabulary is not None:
         try:
-            color = dominant_color_small(model_img, vocabulary=list(spec.color_vocabulary))
+            color_img = model_img if input_size == COLOR_INPUT_SIZE else resize_short(img, COLOR_INPUT_SIZE)
+            color = dominant_color_small(color_img, vocabulary=list(spec.color_vocabulary))
         except ValueError:
             color = None
     t2 = time.thread_time()
