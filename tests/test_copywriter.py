@@ -170,7 +170,8 @@ class _Gate:
 
 
 def test_copy_with_problems_is_retried_with_feedback_then_repaired_or_rejected(tmp_path):
-    cfg = load_config()  # every field from the LLM (the prompts of old), so that its bullets can be wrong
+    # every field from the LLM (the prompts of old), so that its bullets can be wrong; at least 2 bullets
+    cfg = load_config(None, {"validation.bullets_min": 2})
     cfg = cfg.model_copy(update={"llm": cfg.llm.model_copy(update={"field_prompts": {}})})
     gate = _Gate(cfg, ["men"])
     with FakeLLMServer() as server:  # repair_max_removals=0: every problem is asked about again first

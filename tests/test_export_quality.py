@@ -59,7 +59,7 @@ def test_validation_rejects_rows_with_reasons_and_writes_docs(tmp_path):
     table = _table(6, {
         (1, "color"): "chartreuse",
         (2, "title"): " ".join(["word"] * 13),
-        (3, "seo_tags"): ["one", "two"],
+        (3, "seo_tags"): ["one"],
         (4, "sleeve_confidence"): 1.5,
         (5, "image"): "img0.jpg",
     })
@@ -68,7 +68,7 @@ def test_validation_rejects_rows_with_reasons_and_writes_docs(tmp_path):
     assert summary["success"] is False and summary["rows_failing"] == 6  # both img0.jpg rows fail uniqueness
     assert reasons["img1.jpg"] == "color value is outside the vocabulary"
     assert reasons["img2.jpg"] == "title is empty or longer than 12 words"
-    assert reasons["img3.jpg"] == "needs 3-5 SEO tags"
+    assert reasons["img3.jpg"] == "needs 2-5 SEO tags"
     assert reasons["img4.jpg"] == "sleeve_confidence is outside [0, 1]"
     assert reasons["img0.jpg"] == "image id is not unique"  # both rows named img0.jpg
     assert (tmp_path / "validation_result.json").is_file()

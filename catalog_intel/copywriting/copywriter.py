@@ -65,10 +65,10 @@ class CatalogCopy(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     title: str = Field(min_length=3, max_length=120)
-    bullet_points: list[str] = Field(min_length=2, max_length=6)
+    bullet_points: list[str] = Field(min_length=1, max_length=6)
     description: str = Field(min_length=10, max_length=1200)
     style_summary: str = Field(min_length=3, max_length=300)
-    seo_tags: list[str] = Field(min_length=3, max_length=5)
+    seo_tags: list[str] = Field(min_length=2, max_length=5)
 
     @field_validator("title", "description", "style_summary", mode="before")
     @classmethod
@@ -232,7 +232,7 @@ def with_structured(data: dict, attributes: dict, llm: LLMConfig, limits: Valida
     features = [x for x in data.pop("features", None) or [] if isinstance(x, str) and len(x.split()) <= FEATURE_WORDS][:2]
     most = limits.bullets_max if limits else 6
     fixed["bullet_points"] = (features + fixed["bullet_points"])[:most]
-    if len(fixed["bullet_points"]) < (limits.bullets_min if limits else 2):
+    if len(fixed["bullet_points"]) < (limits.bullets_min if limits else 1):
         fixed["bullet_points"].append(f"Women's {attributes.get('garment_type') or 'top'}.")
     asked = set(fields or llm_fields(attributes, llm)) - {"features"}
     return {**fixed, **{k: v for k, v in data.items() if k in asked}}
