@@ -160,3 +160,15 @@ def test_run_colour_on_labelled_hm_tops_keeps_the_floor():
     got = dict(pixel_colors(items, config).select("sha256", "color_pixels").iter_rows())
     hits = sum(got[r["file"]] == r["color"].strip() for r in sample)
     assert hits / len(sample) >= HM_SAMPLE_FLOOR, f"{hits}/{len(sample)}"
+
+
+def test_decode_threads_import_nothing():
+    """A decode worker thread must not import modules (scipy's import cycle breaks when two threads
+    import it at once): everything feed_image needs is imported with the module."""
+    import subprocess
+    import sys
+
+    code = ("import sys, catalog_intel.inference.image_feed; "
+            "print(all(m in sys.modules for m in ('catalog_intel.inference.pixel_color', 'scipy.ndimage')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True"

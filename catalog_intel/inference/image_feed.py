@@ -19,6 +19,10 @@ from PIL import Image
 
 from catalog_intel.errors import ImageRejected
 from catalog_intel.io.images import load_rgb
+# Imported here, not in the decode threads: scipy's modules import each other in a cycle, and two
+# threads importing them at once (a decode worker and the background Great Expectations import)
+# get a partially initialised module (ImportError: cannot import name 'euclidean').
+from catalog_intel.inference.pixel_color import dominant_color_small
 
 STAGES = ("decode", "color", "thumbnails")
 # Pixel colour is named on an image of this short side (ViT-B-32's input), whatever the model.
@@ -108,8 +112,6 @@ def feed_image(path: str, preprocess, input_size: int | None, min_side: int, spe
 
     `input_size`: the fast path's square size (fast_preprocess_size), or None to run `preprocess`;
     `model_pixels` False: the colour and thumbnails only (Fed.pixels None)."""
-    from catalog_intel.inference.pixel_color import dominant_color_small
-
     cpu: dict[str, float] = {}
     t0 = time.thread_time()
     if spec.color_vocabulary is not None:  # the colour is the same whichever model's decode feeds it
