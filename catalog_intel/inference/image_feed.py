@@ -34,9 +34,10 @@ COLOR_INPUT_SIZE = 224
 # 1/4 of an 800x1000 photo is 200 px, against 224. Decoding at 1/2 instead costs about 1.5 ms more
 # per image (a larger decode, and a 400->224 bicubic resize), half of #21's budget.
 DRAFT_SLACK = 1 / 8
-# A source image at most this much longer than a thumbnail is stored as it is: the resize
-# would cost more than the decode did, and the page shows it at the thumbnail's size anyway.
-_KEEP_AS_IS = 4 / 3
+# A picture at most this much longer than a thumbnail is stored as it is: the resize would cost more
+# than the decode did (a 400x533 photo decodes at 200x267, the card thumbnail is 192), and the page shows
+# it at its box size anyway.
+_KEEP_AS_IS = 3 / 2
 _JPEG_QUALITY = 82
 
 
@@ -107,16 +108,19 @@ def normalize_batch(pixels, preprocess):
 
 
 def _thumbnails(img: Image.Image, sizes: tuple[int, ...]) -> dict[int, bytes]:
-    """JPEG bytes for each longest side of `sizes`, from the decoded image: kept as it is when it is
-    at most 4/3 of a size (or smaller than it: the decode has no more detail to give), else box-reduced
-    and resized. Sizes that come to the same picture share one encode."""
+    """JPEG bytes for each longest side of `sizes`, from the decoded image, largest first, each made from
+    the one before: a picture at most _KEEP_AS_IS times a size (or smaller than it: the decode has no more
+    detail to give) is kept as it is, else box-reduced by a whole factor and, if still over, resized. Sizes
+    that come to the same picture share one encode."""
     out: dict[int, bytes] = {}
     made: dict[tuple[int, int], bytes] = {}
-    for size in sizes:
-        src = img
-        if max(img.size) > size * _KEEP_AS_IS:
-            src = img.reduce(max(1, max(img.size) // (2 * size)))  # cheap box reduction, then a short resize
-            src.thumbnail((size, size), Image.Resampling.BILINEAR)
+    src = img
+    for size in sorted(sizes, reverse=True):
+        if max(src.size) > size * _KEEP_AS_IS:
+            factor = max(src.size) // size
+            src = src.reduce(factor) if factor > 1 else src.copy()
+            if max(src.size) > size * _KEEP_AS_IS:
+                src.thumbnail((size, size), Image.Resampling.BILINEAR)
         if src.size not in made:
             buf = io.BytesIO()
             src.save(buf, format="JPEG", quality=_JPEG_QUALITY)
