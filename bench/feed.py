@@ -134,7 +134,7 @@ def stages(args) -> dict:
     """CPU ms per image of the old path's three decodes and of image_feed's one, on the same images."""
     from catalog_intel.inference.clip_model import load_clip
     from catalog_intel.inference.image_feed import FeedSpec, fast_preprocess_size, feed_image
-    from catalog_intel.inference.pixel_color import dominant_color
+    from catalog_intel.inference.pixel_color import dominant_color, prepare_color_tables
     from catalog_intel.io.images import load_rgb
     from catalog_intel.io.thumbnails import report_thumb_sizes
     from catalog_intel.report.render import _thumbnails
@@ -163,6 +163,7 @@ def stages(args) -> dict:
         result["before"].setdefault("foreign_cores", []).append(round(t.foreign_cores, 2))
     spec = FeedSpec(limit, sizes, tuple(vocab))
     size = fast_preprocess_size(clip.preprocess)
+    prepare_color_tables()  # as compute_embeddings does before its decode workers start
     totals = dict.fromkeys(("decode", "color", "thumbnails"), 0.0)
     with Timer() as t:
         for f in files:

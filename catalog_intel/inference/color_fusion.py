@@ -17,7 +17,7 @@ from catalog_intel.inference.image_feed import COLOR_INPUT_SIZE, FeedSpec, feed_
 from catalog_intel.schemas import UNKNOWN
 from catalog_intel.settings import Config
 
-PIXEL_ALGORITHM = "pixel-color-v2"  # v2: named per pixel on a <= 64 px thumbnail of a 224 px decode
+PIXEL_ALGORITHM = "pixel-color-v3"  # v3: named per pixel (lookup tables) on a <= 32 px box reduction of the model's decode
 PIXEL_SCHEMA = {"sha256": pl.Utf8, "color_pixels": pl.Utf8, "color_pixels_confidence": pl.Float64}
 
 

@@ -32,6 +32,7 @@ from catalog_intel.errors import ImageRejected
 from catalog_intel.inference.clip_model import LoadedClip
 from catalog_intel.inference.image_feed import (Fed, FeedSpec, STAGES, fast_preprocess_size, feed_or_reason,
                                                 normalize_batch)
+from catalog_intel.inference.pixel_color import prepare_color_tables
 from catalog_intel.io.filesystem import read_bytes
 from catalog_intel.io.images import decode_rgb
 from catalog_intel.io.layout import CacheLayout
@@ -333,6 +334,8 @@ def compute_embeddings(
     if gpu_decode == "auto" and (feed.thumb_sizes or feed.color_vocabulary is not None):
         gpu_decode = "off"  # colour and thumbnails need a CPU decode anyway: one decode feeds all three
     raw_jpeg = resolve_gpu_decode(gpu_decode, clip.device, clip.preprocess)
+    if feed.color_vocabulary is not None:
+        prepare_color_tables()  # once, before the decode workers fork or start (they share the tables)
     dataset = _DecodedImages(paths, clip.preprocess, clip.image_size, feed, raw_jpeg=raw_jpeg)
     cpu = dict.fromkeys((*STAGES, "normalize", "model"), 0.0)
     decoded = 0

@@ -1,9 +1,11 @@
 """One decode per image, as small as the work needs.
 
 A decode worker opens each JPEG once with DCT scaling (``Image.draft``) to about the
-model's input size; the model's pixels, the pixel colour (from a <= 64 px box reduction)
-and the report's JPEG thumbnails all come from that one image, so nothing decodes the
-photo again, in this run or the next (the colour and the thumbnails are cached by content).
+model's input size (at most an eighth below it: an 800x1000 photo decodes at 1/4, 200x250,
+and the bicubic resize that open_clip's preprocessing does anyway brings it up to 224);
+the model's pixels, the pixel colour (from a <= 32 px box reduction) and the report's JPEG
+thumbnail all come from that one image, so nothing decodes the photo again, in this run or
+the next (the colour and the thumbnails are cached by content).
 
 The model's pixels leave the worker as uint8 (a quarter of float32's bytes through the
 queue, and pinned-memory friendly); the batch is normalised where the model runs."""
@@ -11,6 +13,7 @@ queue, and pinned-memory friendly); the batch is normalised where the model runs
 from __future__ import annotations
 
 import io
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -25,11 +28,16 @@ from catalog_intel.io.images import load_rgb
 from catalog_intel.inference.pixel_color import dominant_color_small
 
 STAGES = ("decode", "color", "thumbnails")
-# Pixel colour is named on an image of this short side (ViT-B-32's input), whatever the model.
+# Pixel colour is named on the decode a model of this input size (ViT-B-32's) gets, whatever the model.
 COLOR_INPUT_SIZE = 224
-# A source image at most this much longer than a thumbnail is stored as it is: the resize
-# would cost more than the decode did, and the page shows it at the thumbnail's size anyway.
-_KEEP_AS_IS = 4 / 3
+# The DCT-scaled decode may land this far below the model's input size (then Resize scales it up):
+# 1/4 of an 800x1000 photo is 200 px, against 224. Decoding at 1/2 instead costs about 1.5 ms more
+# per image (a larger decode, and a 400->224 bicubic resize), half of #21's budget.
+DRAFT_SLACK = 1 / 8
+# A picture at most this much longer than a thumbnail is stored as it is: the resize would cost more
+# than the decode did (a 400x533 photo decodes at 200x267, the card thumbnail is 192), and the page shows
+# it at its box size anyway.
+_KEEP_AS_IS = 3 / 2
 _JPEG_QUALITY = 82
 
 
@@ -49,6 +57,11 @@ class Fed:
     color: tuple[str, float] | None = None
     thumbs: dict[int, bytes] = field(default_factory=dict)
     cpu: dict[str, float] = field(default_factory=dict)
+
+
+def draft_side(size: int) -> int:
+    """The smallest short side a decode for a model of input `size` may have."""
+    return math.ceil(size * (1 - DRAFT_SLACK))
 
 
 def fast_preprocess_size(preprocess) -> int | None:
@@ -94,16 +107,26 @@ def normalize_batch(pixels, preprocess):
     return norm(pixels.float().div_(255.0))
 
 
-def _thumbnail_jpeg(sources: list[Image.Image], size: int) -> bytes:
-    """JPEG bytes, longest side `size`, from the smallest source that is at least that big."""
-    fitting = [s for s in sources if max(s.size) >= size] or [max(sources, key=lambda s: max(s.size))]
-    src = min(fitting, key=lambda s: max(s.size))
-    if max(src.size) > size * _KEEP_AS_IS:
-        src = src.copy()
-        src.thumbnail((size, size), Image.Resampling.BILINEAR)
-    buf = io.BytesIO()
-    src.save(buf, format="JPEG", quality=_JPEG_QUALITY)
-    return buf.getvalue()
+def _thumbnails(img: Image.Image, sizes: tuple[int, ...]) -> dict[int, bytes]:
+    """JPEG bytes for each longest side of `sizes`, from the decoded image, largest first, each made from
+    the one before: a picture at most _KEEP_AS_IS times a size (or smaller than it: the decode has no more
+    detail to give) is kept as it is, else box-reduced by a whole factor and, if still over, resized. Sizes
+    that come to the same picture share one encode."""
+    out: dict[int, bytes] = {}
+    made: dict[tuple[int, int], bytes] = {}
+    src = img
+    for size in sorted(sizes, reverse=True):
+        if max(src.size) > size * _KEEP_AS_IS:
+            factor = max(src.size) // size
+            src = src.reduce(factor) if factor > 1 else src.copy()
+            if max(src.size) > size * _KEEP_AS_IS:
+                src.thumbnail((size, size), Image.Resampling.BILINEAR)
+        if src.size not in made:
+            buf = io.BytesIO()
+            src.save(buf, format="JPEG", quality=_JPEG_QUALITY)
+            made[src.size] = buf.getvalue()
+        out[size] = made[src.size]
+    return out
 
 
 def feed_image(path: str, preprocess, input_size: int | None, min_side: int, spec: FeedSpec,
@@ -111,32 +134,32 @@ def feed_image(path: str, preprocess, input_size: int | None, min_side: int, spe
     """Decode `path` once and make all of its work. Raises ImageRejected (the decode's reasons).
 
     `input_size`: the fast path's square size (fast_preprocess_size), or None to run `preprocess`;
+    `min_side`: the model's input size (the decode may be up to DRAFT_SLACK below it);
     `model_pixels` False: the colour and thumbnails only (Fed.pixels None)."""
     cpu: dict[str, float] = {}
     t0 = time.thread_time()
+    side = draft_side(min_side)
     if spec.color_vocabulary is not None:  # the colour is the same whichever model's decode feeds it
-        min_side = max(min_side, COLOR_INPUT_SIZE)
-    img = load_rgb(path, spec.max_pixels, min_side)
-    if input_size:
-        model_img, pixels = resize_short(img, input_size), None
-        if model_pixels:
-            import torch
+        side = max(side, draft_side(COLOR_INPUT_SIZE))
+    img = load_rgb(path, spec.max_pixels, side)
+    pixels = None
+    if input_size and model_pixels:
+        import torch
 
-            pixels = torch.from_numpy(center_crop_uint8(model_img, input_size).copy()).permute(2, 0, 1)
-    else:
-        model_img, pixels = img, preprocess(img)
+        pixels = torch.from_numpy(center_crop_uint8(resize_short(img, input_size), input_size).copy()).permute(2, 0, 1)
+    elif model_pixels:
+        pixels = preprocess(img)
     t1 = time.thread_time()
     cpu["decode"] = t1 - t0
     color = None
     if spec.color_vocabulary is not None:
         try:
-            color_img = model_img if input_size == COLOR_INPUT_SIZE else resize_short(img, COLOR_INPUT_SIZE)
-            color = dominant_color_small(color_img, vocabulary=list(spec.color_vocabulary))
+            color = dominant_color_small(img, vocabulary=spec.color_vocabulary)
         except ValueError:
             color = None
     t2 = time.thread_time()
     cpu["color"] = t2 - t1
-    thumbs = {size: _thumbnail_jpeg([model_img, img], size) for size in spec.thumb_sizes}
+    thumbs = _thumbnails(img, spec.thumb_sizes) if spec.thumb_sizes else {}
     cpu["thumbnails"] = time.thread_time() - t2
     return Fed(pixels, color, thumbs, cpu)
 

@@ -541,20 +541,24 @@ def color_features(image: Image.Image) -> np.ndarray:
 # small-thumbnail path: the same rule, named per pixel (no clustering)
 # ---------------------------------------------------------------------------
 
-#: Longest side (px) of the thumbnail the fast path reads. The decode worker makes it from
-#: the model-size image with a box filter (each pixel averages a block of the photo, which
-#: does the de-noising the k-means clusters did).
-SMALL = 64
+#: Longest side (px) of the thumbnail the fast path reads. The decode worker box-reduces the
+#: decoded photo to it (each pixel averages a block of the photo, which does the de-noising the
+#: k-means clusters did).
+SMALL = 32
+#: RGB bits kept by the lookup tables (sRGB -> Lab, Lab -> name): 6 bits is a 64^3 cube, whose
+#: quantisation (at most 2 levels a channel) moves L*a*b* by about one unit.
+_LUT_BITS = 6
 
 
-def name_lab_array(lab: np.ndarray, bg_l: float | None = None, rule: Mapping[str, float] | None = None) -> np.ndarray:
-    """:func:`name_lab` for an Nx3 array at once: indices into ``COLOR_NAMES`` (same answers, vectorised)."""
+def name_lab_array(lab: np.ndarray, bg_l=None, rule: Mapping[str, float] | None = None) -> np.ndarray:
+    """:func:`name_lab` for an Nx3 array at once: indices into ``COLOR_NAMES`` (same answers, vectorised).
+    ``bg_l``: one background L* for all, or one per pixel."""
     r = RULE if rule is None else rule
     lab = np.asarray(lab, dtype=np.float64).reshape(-1, 3)
     L, a, b = lab[:, 0], lab[:, 1], lab[:, 2]
     C = np.hypot(a, b)
     h = np.degrees(np.arctan2(b, a)) % 360.0
-    dl = L - (_DEFAULT_BG_L if bg_l is None else float(bg_l))
+    dl = L - (_DEFAULT_BG_L if bg_l is None else np.asarray(bg_l, dtype=np.float64))
     idx = {n: i for i, n in enumerate(COLOR_NAMES)}
     warm = np.where((L < r["brown_l"]) | (dl < r["brown_dl"]), idx["brown"], idx["beige"])
     vivid_red = (C >= r["red_c"]) & (L < 65.0)
@@ -578,6 +582,30 @@ def name_lab_array(lab: np.ndarray, bg_l: float | None = None, rule: Mapping[str
         idx["purple"]).astype(np.int64)
 
 
+#: The rule uses the background only through dl = L* - background L*, and only at two
+#: boundaries: white needs dl > white_dl, a warm neutral is brown when dl < brown_dl. So a pixel's
+#: name is its RGB's name in one of three bands of dl, and each band gets its own table.
+_DL_BANDS = (-100.0, (RULE["brown_dl"] + RULE["white_dl"]) / 2, 0.0)
+
+
+@functools.cache
+def _luts() -> tuple[np.ndarray, np.ndarray]:
+    """(Lab of each quantised RGB, 64^3x3 float32; its name in each dl band, 3x64^3 uint8)."""
+    q = 1 << _LUT_BITS
+    step = 256 // q
+    levels = np.arange(q, dtype=np.uint16) * step + step // 2
+    grid = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), axis=-1).reshape(1, -1, 3)
+    lab = _lab_array(Image.fromarray(grid.astype(np.uint8), "RGB")).reshape(-1, 3)
+    names = np.stack([name_lab_array(lab, lab[:, 0] - band) for band in _DL_BANDS]).astype(np.uint8)
+    lab.flags.writeable = names.flags.writeable = False
+    return lab, names
+
+
+def prepare_color_tables() -> None:
+    """Build the lookup tables now (a run does it before its decode threads start)."""
+    _luts()
+
+
 def small_thumbnail(image: Image.Image, size: int = SMALL) -> Image.Image:
     """RGB, longest side <= ``size``, by an integer box reduction (then a box resize for the rest)."""
     img = _to_rgb(image)
@@ -590,6 +618,69 @@ def small_thumbnail(image: Image.Image, size: int = SMALL) -> Image.Image:
     return img
 
 
+def _open(m: np.ndarray) -> np.ndarray:
+    """Binary opening by the 4-neighbour cross (scipy's binary_opening, outside the frame empty)."""
+    h, w = m.shape
+    p = np.zeros((h + 2, w + 2), dtype=bool)
+    p[1:-1, 1:-1] = m
+    p[1:-1, 1:-1] = m & p[:-2, 1:-1] & p[2:, 1:-1] & p[1:-1, :-2] & p[1:-1, 2:]
+    eroded = p[1:-1, 1:-1].copy()
+    return eroded | p[:-2, 1:-1] | p[2:, 1:-1] | p[1:-1, :-2] | p[1:-1, 2:]
+
+
+@functools.lru_cache(maxsize=16)
+def _border_fit(h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(flat indices of the border ring, its basis rows, their pseudo-inverse, the HW x 6 basis) for one size."""
+    basis = _basis(h, w)
+    ring = np.flatnonzero(_border(h, w))
+    a = np.ascontiguousarray(basis.reshape(-1, 6)[ring], dtype=np.float64)
+    return ring, a, np.linalg.pinv(a), basis.reshape(-1, 6)
+
+
+def _quantile(x: np.ndarray, q: float) -> float:
+    """The q-quantile of a 1-D array, by one partition (np.median / np.percentile cost more than the work here)."""
+    k = min(len(x) - 1, int(q * len(x)))
+    return float(np.partition(x, k)[k])
+
+
+def _frame_connected(mask: np.ndarray, ring: np.ndarray) -> np.ndarray:
+    """The pixels of `mask` connected (4-neighbours) to the frame."""
+    lbl, n = ndimage.label(mask, structure=_CROSS)
+    touching = np.zeros(n + 1, dtype=bool)
+    touching[lbl.ravel()[ring]] = True
+    touching[0] = False
+    return touching[lbl]
+
+
+def _garment_mask_small(lab: np.ndarray) -> tuple[np.ndarray, float]:
+    """:func:`_garment_mask` in fewer, larger array operations (for <= 64 px thumbnails): the same
+    background surface fit, background = the like-background pixels connected to the frame, garment =
+    the largest blob left after an opening, with its holes filled."""
+    h, w, _ = lab.shape
+    ring, a, a_pinv, basis = _border_fit(h, w)
+    y = lab.reshape(-1, 3)[ring].astype(np.float64)
+    coef = a_pinv @ y
+    res2 = ((a @ coef - y) ** 2).sum(-1)  # squared residuals: thresholds compare squares
+    keep = res2 < max(3.0, 3.0 * math.sqrt(_quantile(res2, 0.5))) ** 2
+    if keep.sum() >= 0.3 * len(y):  # else the border is mostly garment: the first fit stands
+        ak = a[keep]
+        coef = np.linalg.solve(ak.T @ ak, ak.T @ y[keep])
+        res2 = ((a @ coef - y) ** 2).sum(-1)
+        keep = res2 < max(3.0, 3.0 * math.sqrt(_quantile(res2, 0.5))) ** 2
+    noise = math.sqrt(_quantile(res2[keep], 0.9)) if keep.any() else 10.0
+    model = (basis @ coef.astype(np.float32)).reshape(h, w, 3)
+    thr = max(_BG_DE, 1.5 * noise)
+    fg = _open(~_frame_connected(((lab - model) ** 2).sum(-1) < thr * thr, ring))
+    lbl, n = ndimage.label(fg, structure=_CROSS)
+    if n == 0 or keep.mean() < 0.3:  # no clean background (close-up crop, busy scene)
+        return _central(h, w), _DEFAULT_BG_L
+    blob = lbl == int(np.argmax(np.bincount(lbl.ravel())[1:])) + 1
+    fg = ~_frame_connected(~blob, ring)  # the blob with its holes filled
+    if fg.sum() < _MIN_FG * h * w:  # e.g. a white garment lost in a white sweep
+        return _central(h, w), _quantile(model[..., 0].ravel(), 0.5)
+    return fg, _quantile(model[..., 0][fg], 0.5)
+
+
 def dominant_color_small(
     image: Image.Image,
     palette: dict | None = None,
@@ -597,38 +688,47 @@ def dominant_color_small(
 ) -> tuple[str, float]:
     """:func:`dominant_color` from a thumbnail of at most ``SMALL`` px (bigger images are
     box-reduced first): every garment pixel is named by the rule and the name covering most
-    pixels wins. Confidence: that share, scaled by the rule's robustness at those pixels' mean."""
-    img = small_thumbnail(image)
-    lab = _lab_array(img)
-    mask, bg_l = _garment_mask(lab)
-    pixels = lab[mask].astype(np.float64)
-    if len(pixels) == 0:
+    pixels wins. Confidence: that share, scaled by the rule's robustness at those pixels' mean.
+    Lab and names come from lookup tables over RGB quantised to ``_LUT_BITS`` bits."""
+    lut_lab, lut_names = _luts()
+    q = np.asarray(small_thumbnail(image)).astype(np.int32) >> (8 - _LUT_BITS)
+    key = (q[..., 0] << (2 * _LUT_BITS)) | (q[..., 1] << _LUT_BITS) | q[..., 2]
+    lab = lut_lab[key]
+    mask, bg_l = _garment_mask_small(lab)
+    key, pixels = key[mask], lab[mask]
+    if len(key) == 0:
         raise ValueError("no pixels to classify")
     ref = _DEFAULT_PALETTE_LAB if palette is None else _palette_lab(palette)
     allowed = [n for n in ref if vocabulary is None or n in vocabulary]
     if not allowed:
         raise ValueError("vocabulary shares no colour name with the palette")
     if palette is None:
-        codes = name_lab_array(pixels, bg_l)
-        names = list(COLOR_NAMES)
+        dl = pixels[:, 0] - bg_l
+        codes = lut_names[(dl >= RULE["brown_dl"]).astype(np.intp) + (dl > RULE["white_dl"]), key]
+        names = COLOR_NAMES
     else:
-        names = list(ref)
+        names = tuple(ref)
         centres = np.stack([ref[n] for n in names])
         codes = ((pixels[:, None, :] - centres[None]) ** 2).sum(-1).argmin(1)
     counts = np.bincount(codes, minlength=len(names))
-    sums = np.stack([np.bincount(codes, weights=pixels[:, c], minlength=len(names)) for c in range(3)], axis=1)
-    total: dict[str, float] = {}
-    mean_of: dict[str, np.ndarray] = {}
-    for code in np.flatnonzero(counts)[np.argsort(-counts[counts > 0], kind="stable")]:
-        mean = sums[code] / counts[code]
-        name = _restrict(names[code], mean, allowed, ref) if palette is None else (
-            names[code] if names[code] in allowed else _nearest(mean, ref, allowed)[0])
-        total[name] = total.get(name, 0.0) + counts[code] / len(pixels)
-        mean_of.setdefault(name, mean)
+
+    def mean(code: int) -> np.ndarray:
+        return pixels[codes == code].mean(axis=0, dtype=np.float64)
+
+    total: dict[str, int] = {}
+    lead_code: dict[str, int] = {}
+    for code in sorted(np.flatnonzero(counts).tolist(), key=lambda c: -counts[c]):
+        name = names[code]
+        if name not in allowed:
+            name = _restrict(name, mean(code), allowed, ref) if palette is None else \
+                _nearest(mean(code), ref, allowed)[0]
+        total[name] = total.get(name, 0) + int(counts[code])
+        lead_code.setdefault(name, code)
     best = max(total, key=lambda n: total[n])
-    lead = mean_of[best]
+    lead = mean(lead_code[best])
     if palette is None:
         margin = _rule_stability(lead, bg_l, name_lab(lead, bg_l))
     else:
         margin = min(1.0, _nearest(lead, ref, allowed)[1] / 10.0)
-    return best, float(min(1.0, max(0.0, total[best] * (0.5 + 0.5 * margin))))
+    share = total[best] / len(pixels)
+    return best, float(min(1.0, max(0.0, share * (0.5 + 0.5 * margin))))

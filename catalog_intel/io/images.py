@@ -100,7 +100,7 @@ def decode_rgb(data: bytes, max_pixels: int, min_side: int | None = None) -> Ima
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img.load()
-        img = ImageOps.exif_transpose(img)
+        ImageOps.exif_transpose(img, in_place=True)  # no copy when there is nothing to turn
         return _flatten(img)
     except Image.DecompressionBombWarning as exc:
         raise ImageRejected(f"decompression-bomb guard: {exc}") from None
