@@ -197,6 +197,37 @@ def catalog_run(prefect_server, tiny_clip, tmp_path_factory):
                            fit_threshold=fit_threshold)
 
 
+# --------------------------------------------------------------------------- two workers (pytest -n 2)
+
+# The README's test command runs the suite in two pytest-xdist workers (`-n 2 --dist loadgroup`): most
+# tests keep one core busy (one Python process importing, one llama.cpp thread, one HTTP wait), so two
+# workers use the machine. A test that shares an expensive fixture runs in the worker that built it:
+# one embedded llama.cpp server, one Dask cluster, one module fixture, not one per worker.
+SHARED_FIXTURE_GROUPS = {"embedded_llm": "embedded-llm", "real_gguf": "embedded-llm", "dask_cluster": "dask",
+                         "catalog_run": "catalog-run"}
+
+
+def xdist_group(item: pytest.Item) -> str | None:
+    """The worker group of a test: its shared fixture's, or its module's when it uses a module fixture."""
+    for fixture, group in SHARED_FIXTURE_GROUPS.items():
+        if fixture in item.fixturenames:
+            return group
+    definitions = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+    if any(defs and defs[-1].scope == "module" for defs in definitions.values()):
+        return item.module.__name__
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        group = xdist_group(item)
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
+    # Slow tests first (a stable sort keeps each file's order): the long ones start while the other
+    # worker works through the short ones, instead of one long test finishing alone at the end.
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 # --------------------------------------------------------------------------- shared servers (one per session)
 
 
