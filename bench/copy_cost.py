@@ -93,7 +93,9 @@ def raw_rate(server) -> dict:
 
 
 def counting_client(base_url: str, usage: list):
-    """An openai client that records each answer's usage (any code version's describe() takes it)."""
+    """An openai client that records each answer's usage (any code version's describe() takes it):
+    prompt tokens, completion tokens, and the prompt tokens llama.cpp evaluated (``timings.prompt_n``;
+    the rest came from the slot's prompt cache)."""
     import openai
 
     client = openai.OpenAI(base_url=base_url, api_key="not-needed", max_retries=0, timeout=600)
@@ -102,7 +104,9 @@ def counting_client(base_url: str, usage: list):
     def recorded(**kwargs):
         reply = create(**kwargs)
         if reply.usage:
-            usage.append((reply.usage.prompt_tokens, reply.usage.completion_tokens))
+            timings = (reply.model_extra or {}).get("timings") or {}
+            usage.append((reply.usage.prompt_tokens, reply.usage.completion_tokens,
+                          timings.get("prompt_n", reply.usage.prompt_tokens)))
         return reply
 
     client.chat.completions.create = recorded
@@ -158,8 +162,9 @@ def describe_set(rows, config, server) -> tuple[dict, pl.DataFrame]:
     cost = {"products": n, "seconds": seconds, "s_per_product": seconds / n,
             "server_cpu_s_per_product": (cpu_seconds(server.pid) - cpu0) / n,
             "answers_per_product": len(usage) / n, "retries_per_product": stats.retries / n,
-            "completion_tokens_per_product": sum(c for _, c in usage) / n,
-            "prompt_tokens_per_product": sum(p for p, _ in usage) / n,
+            "completion_tokens_per_product": sum(u[1] for u in usage) / n,
+            "prompt_tokens_per_product": sum(u[0] for u in usage) / n,
+            "prompt_evaluated_per_product": sum(u[2] for u in usage) / n,
             "failed": stats.failed, "retry_reasons": dict(stats.retry_reasons), "load1": os.getloadavg()[0]}
     meta = frame.join(pl.DataFrame(rows).select("sha256", "image", "details"), on="sha256")
     return cost, copy_figures(meta, copy, config) | {"cost": cost}

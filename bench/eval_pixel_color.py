@@ -35,12 +35,12 @@ def load_rows(labels: Path) -> list[dict[str, str]]:
 
 
 def run_path(path: str, vocabulary: list[str]) -> tuple[str, float]:
-    """The colour a run gives: the decode that feeds the model (224 px), then pixel-color-v2."""
+    """The colour a run gives: the decode that feeds the model (ViT-B-32's), then pixel-color-v3."""
     spec = FeedSpec(10**9, color_vocabulary=tuple(vocabulary))
     return feed_image(path, None, COLOR_INPUT_SIZE, COLOR_INPUT_SIZE, spec, model_pixels=False).color
 
 
-PATHS = {"run": run_path,  # pixel-color-v2, as runs compute it
+PATHS = {"run": run_path,  # pixel-color-v3, as runs compute it
          "v1": lambda path, vocabulary: dominant_color_file(path, vocabulary=vocabulary)}  # k-means at 128 px
 
 
@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--vocabulary", choices=("labels", "full"), default="labels")
     ap.add_argument("--limit", type=int, default=None, help="score only the first N labelled rows")
     ap.add_argument("--path", choices=tuple(PATHS), default="run",
-                    help="run: the colour a run computes (pixel-color-v2); v1: the k-means extractor it replaced")
+                    help="run: the colour a run computes (pixel-color-v3); v1: the k-means extractor it replaced")
     args = ap.parse_args(argv)
     res = evaluate(args.labels, vocabulary=args.vocabulary, limit=args.limit, path=args.path)
     print_report(res)

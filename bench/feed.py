@@ -1,7 +1,7 @@
 """Feeding the model (issue #21): what grows with the catalog, apart from what does not.
 
     python bench/feed.py [--sizes 400,2000] [--json bench/results/feed.json]   the runs (minutes)
-    python bench/feed.py stages [--images 200]                                 CPU per image, old and new paths
+    python bench/feed.py stages [--images 200] [--photos DIR]                  CPU per image, old and new paths
     python bench/feed.py fixed [--images 400]                                  fixed costs, both Prefect servers
 
 `runs`: synthetic 800x1000 catalog JPEGs, attributes only (no LLM), the real CLI, fresh caches:
@@ -145,7 +145,8 @@ def stages(args) -> dict:
     random_checkpoint(CHECKPOINT)
     config = load_settings(overrides={"clip.checkpoint": str(CHECKPOINT)})
     clip = load_clip(config.clip, config.paths.cache_path)
-    files = [str(p) for p in sorted(catalog(Path(args.work), args.images).glob("*.jpg"))]
+    folder = Path(args.photos) if args.photos else catalog(Path(args.work), args.images)
+    files = [str(p) for p in sorted(folder.glob("*.jpg"))[:args.images]]
     limit, vocab = config.run.max_image_pixels, list(config.attributes["color"].values)
     sizes = report_thumb_sizes(config)
     out_dir = Path(tempfile.mkdtemp(prefix="feed-thumbs-"))
@@ -154,7 +155,8 @@ def stages(args) -> dict:
         "color": lambda f: dominant_color(load_rgb(f, limit, min_side=256), vocabulary=vocab),  # pixel-color-v1
         "thumbnails": lambda f: _thumbnails(f, [(out_dir / f"a{s}.jpg", s) for s in sizes], limit),
     }
-    result: dict = {"images": len(files), "before": {}, "after": {}}
+    result: dict = {"images": len(files), "photos": str(folder) if args.photos else "synthetic 800x1000",
+                    "before": {}, "after": {}}
     for stage, fn in old.items():
         with Timer() as t:
             for f in files:
@@ -181,6 +183,7 @@ def main() -> None:
     parser.add_argument("what", nargs="?", choices=("runs", "stages", "fixed"), default="runs")
     parser.add_argument("--sizes", default="400,2000")
     parser.add_argument("--images", type=int, default=None, help="stages: images to time (200); fixed: run size (400)")
+    parser.add_argument("--photos", default=None, help="stages: time these JPEGs (a folder) instead of synthetic ones")
     parser.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "catalog-intel-feed"))
     parser.add_argument("--repo", type=Path, default=Path(__file__).resolve().parents[1],
                         help="runs: the checkout whose code runs (e.g. a worktree of an older commit)")

@@ -94,6 +94,8 @@ class CopyTemplates(_Strict):
     title_case: bool = True
     bullets: tuple[str, ...] = ("Colour: {color}.", "Sleeves: {sleeve}.", "Neckline: {neckline}.",
                                 "Pattern: {pattern}.", "Material: {material}.", "Fit: {fit}.")
+    #: the bullet that pads a product whose facts fill too few bullets (bullets_min)
+    product_bullet: str = "Women's {garment}."
     seo_tags: tuple[str, ...] = ("{color} {garment}", "{pattern} {garment}", "{sleeve} {garment}",
                                  "{neckline} {garment}", "{material} {garment}", "women's {garment}",
                                  "{brand} {garment}", "women's {color} {garment}", "women's fashion")
@@ -108,6 +110,8 @@ class LLMConfig(_Strict):
     timeout_s: float = Field(gt=0)
     max_attempts: int = Field(ge=1)
     content_attempts: int = Field(2, ge=1)
+    format_attempts: int = Field(2, ge=1)
+    retry_temperature: float = Field(0.7, ge=0)
     repair_max_removals: int = Field(2, ge=0)
     languages: tuple[str, ...] = ("en",)
     per_product: bool = False

@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 MODEL_ID = "fake-llm"
 FAULT_KINDS = ("http_429", "http_500", "http_503", "hang", "drop", "invalid_json", "missing_fields", "overlong",
-               "empty")
+               "empty", "cut_off")
 _STATUS = {"http_429": (429, "Rate limit reached for fake-llm. Please try again later.", "requests",
                         "rate_limit_exceeded"),
            "http_500": (500, "The server had an error while processing your request.", "server_error", None),
@@ -294,6 +294,8 @@ def _fault_content(kind: str, attrs: Mapping[str, Any]) -> str:
         return '{"title": "Trunc'
     if kind == "empty":
         return ""
+    if kind == "cut_off":  # a looping answer stopped at max_tokens: the JSON never closes
+        return '{"style_summary": "' + "A top, a top, " * 40
     copy = build_copy(attrs)
     if kind == "missing_fields":
         return json.dumps({k: copy[k] for k in ("title", "description", "style_summary")})
@@ -303,14 +305,14 @@ def _fault_content(kind: str, attrs: Mapping[str, Any]) -> str:
     return json.dumps(dict(copy, title=title, description=(unit * (20000 // len(unit) + 1))[:20000]))
 
 
-def _completion(body: Mapping[str, Any], content: str) -> dict:
+def _completion(body: Mapping[str, Any], content: str, finish_reason: str = "stop") -> dict:
     prompt_tokens = max(1, sum(len(str(m.get("content") or "")) for m in body.get("messages") or []
                                if isinstance(m, dict)) // 4)
     completion_tokens = max(1, len(content) // 4) if content else 0
     return {"id": "chatcmpl-" + uuid.uuid4().hex[:24], "object": "chat.completion", "created": int(time.time()),
             "model": str(body.get("model") or MODEL_ID), "system_fingerprint": "fp_fake",
             "choices": [{"index": 0, "message": {"role": "assistant", "content": content, "refusal": None},
-                         "logprobs": None, "finish_reason": "stop"}],
+                         "logprobs": None, "finish_reason": finish_reason}],
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                       "total_tokens": prompt_tokens + completion_tokens}}
 
@@ -396,13 +398,13 @@ class _Handler(BaseHTTPRequestHandler):
         if fault == "drop" or (fault == "hang" and owner._stopping.wait(plan.hang_s)):
             self._drop()  # a dropped connection, or a server stopping during a hang: give up at once
             return
-        if fault in ("invalid_json", "missing_fields", "overlong", "empty"):
+        if fault in ("invalid_json", "missing_fields", "overlong", "empty", "cut_off"):
             content = _fault_content(fault, attrs)
         else:  # no fault, or a hang that outlasted hang_s: a normal answer, late
             content = json.dumps(build_copy(attrs, requested_language(body.get("messages"))))
             if owner.fenced and fault is None:
                 content = "Here is the copy:\n```json\n" + content + "\n```"
-        self._send_json(200, _completion(body, content))
+        self._send_json(200, _completion(body, content, "length" if fault == "cut_off" else "stop"))
 
 
 class FakeLLMServer:

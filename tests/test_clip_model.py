@@ -148,3 +148,22 @@ def test_a_checkpoint_with_a_pickled_object_is_refused_and_its_code_never_runs(t
     # the same file without the object loads: the refusal is about the object, not the format
     torch.save(state, evil)
     assert clip_model.load_clip(cfg.clip, cfg.paths.cache_path).model is not None
+
+
+@pytest.mark.parametrize("zipped", [True, False], ids=["zip", "legacy"])
+def test_a_checkpoint_loads_memory_mapped_or_as_before_with_the_same_weights(tiny_clip, tmp_path, zipped):
+    """torch.load memory-maps a zip checkpoint while open_clip loads it (legacy files cannot be mapped and
+    load as before) and the random initialisers are skipped: the model holds the file's tensors either way,
+    and torch.load and torch.nn.init are themselves again after."""
+    import torch
+
+    state = torch.load(tiny_clip["clip.checkpoint"], weights_only=True)
+    path = tmp_path / f"tiny-{zipped}.pt"
+    torch.save(state, path, _use_new_zipfile_serialization=zipped)
+    plain, normal = torch.load, torch.nn.init.normal_
+    cfg = load_config(None, {**tiny_clip, "clip.checkpoint": str(path), "paths.cache_dir": str(tmp_path / "c")})
+    loaded = clip_model.load_clip(cfg.clip, cfg.paths.cache_path).model.state_dict()
+    weights = state.get("state_dict", state)
+    assert weights and all(torch.equal(loaded[k], v) for k, v in weights.items())
+    assert torch.load is plain and torch.nn.init.normal_ is normal
+    assert torch.nn.init.normal_(torch.zeros(1000)).std() > 0.5  # random again

@@ -131,6 +131,19 @@ def test_the_gate_keeps_the_row_and_its_copy_in_agreement_and_reads_part_materia
     assert claims({**vest, "description": "A white lace vest top."}, TERMS, "details: lace trims.")[0].kind == "pattern"
 
 
+def test_a_note_that_names_another_garment_never_puts_it_in_what_the_product_is():
+    from catalog_intel.copywriting.grounding import contradictions
+
+    note = "details: sleeveless blouse in airy chiffon with a collar."
+    row = {"color": "blue", "garment_type": "top", "description": "This blouse has a collar. Wear it with jeans.",
+           "style_summary": "A sleeveless blouse for the office.", "title": "Women's Sleeveless Top, Blue"}
+    found = claims(row, TERMS, note)
+    # the prose may follow the note; the summary says what the product is, and the row says top
+    assert [(c.kind, c.field, c.problem) for c in found] == [("garment", "style_summary", "contradicts")]
+    assert contradictions(row, TERMS) and not contradictions({**row, "style_summary": "Crisp and light."}, TERMS)
+    assert claims({**row, "style_summary": "Crisp and light."}, TERMS, note) == []
+
+
 # --------------------------------------------------------------------------- stock and borrowed phrases
 
 
@@ -190,3 +203,15 @@ def test_the_flow_asks_the_llm_only_for_language_and_reports_what_copy_costs(
     assert summary["llm_described"] == len(fake_llm.request_log) - summary["llm_retries"] == 4
     assert summary["llm_completion_tokens"] > 0 and summary["llm_seconds"] > 0
     assert summary["llm_sentences"] > 0 and 0 <= summary["llm_stock_sentences"] <= summary["llm_sentences"]
+
+
+@pytest.mark.parametrize("lang, garment, padding", [("en", "blouse", "Women's blouse."), ("de", "Bluse", "Damen-Bluse."),
+                                                   ("fr", "chemisier", "Chemisier pour femme.")])
+def test_too_few_bullets_are_padded_in_the_copys_language(lang, garment, padding):
+    from catalog_intel.copywriting.languages import language_llm
+
+    llm = CFG.llm if lang == "en" else language_llm(CFG.llm, lang, CFG.languages[lang])
+    limits = CFG.validation.model_copy(update={"bullets_min": 2})
+    copy = with_structured({"style_summary": "S.", "description": "D."}, {"garment_type": garment, "color": "x"},
+                           llm, limits)
+    assert copy["bullet_points"][-1] == padding and len(copy["bullet_points"]) == 2

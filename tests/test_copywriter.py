@@ -93,7 +93,7 @@ def test_faulty_server_every_good_row_is_described(tmp_path):
                    for c in ("black", "white", "red", "pink", "green") for s in ("sleeveless", "short sleeve", "long sleeve")])
     with FakeLLMServer(faults=plan) as server:
         # every field from the LLM (no templates): a fault in any of them is retried
-        llm = _llm(cfg, server, timeout_s=0.5, max_attempts=8, concurrency=4, field_prompts={})
+        llm = _llm(cfg, server, timeout_s=0.5, max_attempts=8, format_attempts=8, concurrency=4, field_prompts={})
         copy, stats = describe(rows, llm, cfg.validation, tmp_path)
         applied = [f for f in server.faults_applied() if f]
     assert copy["copy_error"].null_count() == 15, copy["copy_error"].to_list()
@@ -158,6 +158,9 @@ class _Gate:
             b = copy["bullet_points"][0]
             added = [self.Claim("size", "bullet_points", 0, b, "sizes", "ungrounded",
                                 "size: says 'sizes' but no fact says so (bullet_points: 'sizes')")]
+        elif kind == "sentence":  # the description's first sentence
+            added = [self.Claim("season", "description", None, copy["description"].split(". ")[0] + ".", "summer",
+                                "ungrounded", "season: says 'summer'")]
         elif kind == "everything":
             added = [self.Claim("season", "description", None, copy["description"].split(". ")[0] + ".", "summer",
                                 "ungrounded", "season: says 'summer'")]
@@ -175,8 +178,8 @@ def test_copy_with_problems_is_retried_with_feedback_then_repaired_or_rejected(t
     cfg = cfg.model_copy(update={"llm": cfg.llm.model_copy(update={"field_prompts": {}})})
     gate = _Gate(cfg, ["men"])
     with FakeLLMServer() as server:  # repair_max_removals=0: every problem is asked about again first
-        copy, stats = describe(PRODUCTS.slice(0, 1), _llm(cfg, server, repair_max_removals=0), cfg.validation,
-                               tmp_path, check=gate)
+        copy, stats = describe(PRODUCTS.slice(0, 1), _llm(cfg, server, content_attempts=2, repair_max_removals=0),
+                               cfg.validation, tmp_path, check=gate)
         second = server.request_log[1]["body"]["messages"]
     assert copy["copy_error"][0] is None and copy["copy_warnings"][0].to_list() == []
     assert stats.calls == 2 and stats.retries == 1
@@ -308,8 +311,8 @@ def test_stats_say_why_answers_were_retried(tmp_path):
     plan = FaultPlan.scripted(["invalid_json", "http_500", None, None, None])
     gate = _Gate(cfg, ["everything", None, None])  # the first checked answer of the first product has problems
     with FakeLLMServer(faults=plan) as server:
-        _, stats = describe(PRODUCTS.slice(0, 2), _llm(cfg, server, concurrency=1), cfg.validation, tmp_path,
-                            check=gate)
+        _, stats = describe(PRODUCTS.slice(0, 2), _llm(cfg, server, concurrency=1, content_attempts=2), cfg.validation,
+                            tmp_path, check=gate)
     # product 1: bad JSON (its first answer), a 500, copy with too many problems, then clean copy; product 2: clean
     assert stats.calls == 5 and stats.retries == 3
     assert stats.retry_reasons == {"json": 1, "server": 1, "content": 1}
@@ -371,3 +374,77 @@ def test_the_default_example_is_copy_the_gate_accepts():
     on = dataclasses.replace(gate, example=example.answer)
     assert sorted(p.field for p in on.problems(example.attributes, copy) if p.kind == "borrowed") == \
         ["description", "description", "style_summary"]
+
+
+def test_by_default_copy_with_problems_is_repaired_without_asking_again(tmp_path):
+    # a small model at temperature 0.2 gave the same answer again (#20): a retry costs a whole answer
+    cfg = load_config(None, {"validation.bullets_min": 2})
+    cfg = cfg.model_copy(update={"llm": cfg.llm.model_copy(update={"field_prompts": {}})})
+    with FakeLLMServer() as server:
+        copy, stats = describe(PRODUCTS.slice(0, 1), _llm(cfg, server, repair_max_removals=0), cfg.validation,
+                               tmp_path, check=_Gate(cfg, ["men", "men"]))
+    assert server.requests == 1 and stats.retries == 0 and copy["copy_error"][0] is None
+    assert copy["copy_warnings"][0][0].startswith("removed title: ")
+
+
+def test_an_answer_cut_off_at_max_tokens_is_asked_again_once_not_max_attempts_times(tmp_path):
+    cfg = load_config()
+    plan = FaultPlan.fail_product(lambda a: a.get("color") == "red", kind="cut_off")
+    with FakeLLMServer(faults=plan) as server:
+        copy, stats = describe(PRODUCTS.slice(0, 2), _llm(cfg, server, max_attempts=5), cfg.validation, tmp_path)
+        red = [r for r in server.request_log if r["attrs"].get("color") == "red"]
+    assert cfg.llm.format_attempts == 2 and len(red) == 2  # not 5
+    errors = dict(zip(copy["sha256"], copy["copy_error"]))
+    assert errors["sha0"] is None
+    assert errors["sha1"].startswith("response cut off at max_tokens 256 (answer 2 of at most 2 off the format")
+    assert stats.retry_reasons == {"cut_off": 1} and stats.failed == 1
+
+
+def test_every_product_shares_the_prompt_up_to_its_own_attributes(tmp_path):
+    """llama.cpp's prompt cache reuses a slot's longest common prefix: nothing that varies by
+    product (its note, its garment) may come before the product's attributes."""
+    cfg = load_config()
+    frame = pl.DataFrame([
+        {"sha256": "a", "color": "blue", "garment_type": "blouse", "facts_json": json.dumps({"details": "Blouse in chiffon."})},
+        {"sha256": "b", "color": "red", "sleeve": "short sleeve", "garment_type": "t-shirt"}])
+    with FakeLLMServer() as server:
+        copy, _ = describe(frame, _llm(cfg, server), cfg.validation, tmp_path)
+        bodies = [r["body"] for r in server.request_log]
+    assert copy["copy_error"].null_count() == 2
+    texts = ["\n".join(m["content"] for m in b["messages"]) for b in bodies]
+    heads = [t[:t.index("{\"color\"")] for t in texts]  # up to the product's attributes (JSON)
+    assert heads[0] == heads[1] and len(heads[0]) > 1000
+    # the grammar, not the prompt, asks each product for its own fields
+    asked = sorted(sorted(b["response_format"]["json_schema"]["schema"]["properties"]) for b in bodies)
+    assert asked == [["description", "features", "style_summary"], ["description", "style_summary"]]
+
+
+@pytest.mark.parametrize("text, ok", [("A red top with short sleeves. Wear it with jeans.", True),
+                                      ("A red top with short sleeves.", False),
+                                      ("A red top. Wear it with jeans. It is red.", False),
+                                      ("A red top with short sleeves. Wear it with", False)])
+def test_the_grammar_asks_for_a_two_sentence_description(text, ok):
+    from catalog_intel.copywriting.copywriter import response_schema
+
+    pattern = response_schema(("style_summary", "description"))["properties"]["description"]["pattern"]
+    assert bool(re.fullmatch(pattern.strip("^$"), text)) is ok
+
+
+def test_a_repair_that_would_leave_one_description_sentence_asks_once_more_at_a_higher_temperature(tmp_path):
+    cfg = load_config()
+    with FakeLLMServer() as server:
+        copy, stats = describe(PRODUCTS.slice(1, 1), _llm(cfg, server, content_attempts=2), cfg.validation, tmp_path,
+                               check=_Gate(cfg, ["sentence", None]))
+        temperatures = [r["body"]["temperature"] for r in server.request_log]
+    assert temperatures == [cfg.llm.temperature, cfg.llm.retry_temperature] and cfg.llm.retry_temperature > 0.5
+    assert stats.retry_reasons == {"content": 1} and copy["copy_warnings"][0].to_list() == []
+    assert copy["description"][0].count(". ") == 1  # both sentences kept
+    # a problem outside the description is repaired at once: the prose keeps its two sentences
+    with FakeLLMServer() as server:
+        copy, stats = describe(PRODUCTS.slice(1, 1), _llm(cfg, server, content_attempts=2, repair_max_removals=0),
+                               cfg.validation, tmp_path / "b", check=_Gate(cfg, ["men"]))
+    assert server.requests == 2  # repair_max_removals=0 still asks again for any problem
+    with FakeLLMServer() as server:
+        copy, stats = describe(PRODUCTS.slice(1, 1), _llm(cfg, server, content_attempts=2, repair_max_removals=99),
+                               cfg.validation, tmp_path / "c", check=_Gate(cfg, ["men"]))
+    assert server.requests == 1 and copy["copy_warnings"][0][0].startswith("removed title")

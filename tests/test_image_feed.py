@@ -115,8 +115,13 @@ def test_colour_tables_name_like_the_rule():
     assert white[0] > 99 and abs(white[1]) < 1.5 and black[0] < 1.5
 
 
-@pytest.mark.parametrize("rgb,background,expected", SYNTHETIC[:6], ids=[e for _, _, e in SYNTHETIC[:6]])
+# Not the white garment on a near-white sweep: both masks give up on it (a central box, differently drawn).
+CLEAR = [c for c in SYNTHETIC if c[1] != (243, 243, 243)]
+
+
+@pytest.mark.parametrize("rgb,background,expected", CLEAR, ids=[e for _, _, e in CLEAR])
 def test_small_garment_mask_finds_the_garment_the_full_mask_finds(rgb, background, expected):
+    """The fast mask (no connectivity steps) against the full one on packshots with a separable garment."""
     from catalog_intel.inference.pixel_color import _garment_mask, _garment_mask_small, _lab_array, small_thumbnail
 
     lab = _lab_array(small_thumbnail(packshot(rgb, background)))

@@ -20,7 +20,7 @@ def test_rate_limit_holds_while_retrying(prefect_server, tmp_path):
     from catalog_intel.orchestration.rate_limit import ensure_rate_limit
 
     cfg = load_config(None, {"llm.requests_per_second": 4.0, "llm.rate_limit_name": "test-llm-rate",
-                             "llm.concurrency": 4, "llm.max_attempts": 8, "llm.backoff_initial_s": 0.01,
+                             "llm.concurrency": 4, "llm.max_attempts": 8, "llm.format_attempts": 8, "llm.backoff_initial_s": 0.01,
                              "llm.backoff_max_s": 0.1, "llm.timeout_s": 2.0})
     rows = pl.DataFrame({"sha256": [f"s{i}" for i in range(20)], "color": COLORS * 2,
                          "sleeve": ["sleeveless"] * 10 + ["long sleeve"] * 10})

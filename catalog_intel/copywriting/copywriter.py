@@ -27,6 +27,7 @@ from catalog_intel.copywriting.grounding.form import norm_text
 from catalog_intel.copywriting.grounding.gate import feedback as grounding_feedback
 from catalog_intel.copywriting.grounding.notes import NOTE_FACT
 from catalog_intel.copywriting.grounding.phrases import STOCK_PRODUCTS, StockPhrases
+from catalog_intel.copywriting.grounding.terms import SENTENCE
 from catalog_intel.io.layout import CacheLayout
 from catalog_intel.io.parquet_store import ParquetStore
 from catalog_intel.schemas import ATTRIBUTE_ORDER, COPY_COLUMNS, COPY_FRAME_SCHEMA, UNKNOWN
@@ -112,6 +113,16 @@ class CatalogCopy(BaseModel):
         return tags
 
 
+# The grammar holds the prose to its shape: the summary one sentence, the description exactly two,
+# a feature a short phrase. A 1.5B model otherwise writes a third and fourth sentence (up to
+# 170 tokens an answer), which costs decoding time and is what the gate then cuts.
+_SENTENCE = r'[^.!?"\\\n]'
+# The bounds only stop a looping answer: near one, the grammar allows nothing but the full stop
+# and the model ends mid-phrase ("...with a pleat at a."; 110 characters for the summary did that).
+SUMMARY_PATTERN = rf"^{_SENTENCE}{{8,150}}[.!]$"
+DESCRIPTION_PATTERN = rf"^{_SENTENCE}{{8,200}}[.!] {_SENTENCE}{{8,200}}[.!]$"
+FEATURE_PATTERN = r'^[^.!?"\\\n]{3,48}$'
+
 #: what the LLM may be asked to write, in the answer's order
 _FIELD_SCHEMA = {
     # No maxLength: a grammar stops the string at the cap, mid-word. Lengths are asked
@@ -119,11 +130,11 @@ _FIELD_SCHEMA = {
     # The grammar writes the fields in this order: the style summary before the description,
     # so a small model cannot copy the description into it.
     "title": {"type": "string"},
-    "style_summary": {"type": "string"},
+    "style_summary": {"type": "string", "pattern": SUMMARY_PATTERN},
     "bullet_points": {"type": "array", "items": {"type": "string"}, "minItems": 2, "maxItems": 6},
-    "description": {"type": "string"},
+    "description": {"type": "string", "pattern": DESCRIPTION_PATTERN},
     "seo_tags": {"type": "array", "items": {"type": "string"}, "minItems": 3, "maxItems": 5},
-    "features": {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": 2},
+    "features": {"type": "array", "items": {"type": "string", "pattern": FEATURE_PATTERN}, "minItems": 1, "maxItems": 2},
 }
 
 
@@ -155,11 +166,12 @@ class CopyCheck(Protocol):
 
 class InvalidCopy(Exception):
     """The server answered, but not with copy that fits the schema. `kind` says why (CallStats
-    counts retries by it): "json", "schema", "cut_off" or "content" (copy with problems)."""
+    counts retries by it): "json", "schema", "cut_off" or "content" (copy with problems).
+    `final`: not asked again (the product's answers that broke the format reached llm.format_attempts)."""
 
-    def __init__(self, message: str, kind: str = "schema"):
+    def __init__(self, message: str, kind: str = "schema", final: bool = False):
         super().__init__(message)
-        self.kind = kind
+        self.kind, self.final = kind, final
 
 
 class RejectedCopy(Exception):
@@ -207,9 +219,16 @@ def prompts_and_keys(attributes: pl.DataFrame, llm: LLMConfig) -> tuple[dict[str
 
 def build_messages(attributes: dict, llm: LLMConfig, avoid: tuple[str, ...] = ()) -> list[dict]:
     """System prompt, the worked example (llm.example, when set), then the product; `avoid`:
-    stock phrases other products' copy already has, asked after the fields (the prefix stays cached)."""
+    stock phrases other products' copy already has, asked after the fields.
+
+    Everything before the product's attributes is the same bytes for every product (the field
+    lines name every field the LLM may write; the grammar asks each product for its own), so
+    llama.cpp's prompt cache evaluates only the product's part: a product with a note no longer
+    evicts the prefix of one without (measured: bench/copy_cost.py, prompt_evaluated)."""
+    every = llm_fields({"facts": {NOTE_FACT: "-"}}, llm)
+    fields = "\n".join(llm.field_prompts[f] for f in every if f in llm.field_prompts)
+
     def ask(attrs: dict, extra: str = "") -> dict:
-        fields = "\n".join(llm.field_prompts[f] for f in llm_fields(attrs, llm) if f in llm.field_prompts)
         return {"role": "user", "content": llm.user_prompt.format(
             attributes=json.dumps(attrs, sort_keys=True, ensure_ascii=False), fields=fields + extra)}
 
@@ -233,7 +252,7 @@ def with_structured(data: dict, attributes: dict, llm: LLMConfig, limits: Valida
     most = limits.bullets_max if limits else 6
     fixed["bullet_points"] = (features + fixed["bullet_points"])[:most]
     if len(fixed["bullet_points"]) < (limits.bullets_min if limits else 1):
-        fixed["bullet_points"].append(f"Women's {attributes.get('garment_type') or 'top'}.")
+        fixed["bullet_points"].append(templates.product_bullet(attributes, llm.templates))
     asked = set(fields or llm_fields(attributes, llm)) - {"features"}
     return {**fixed, **{k: v for k, v in data.items() if k in asked}}
 
@@ -296,7 +315,9 @@ class CallStats:
 
 def _transient(exc: BaseException) -> bool:
     openai = _openai()
-    if isinstance(exc, (InvalidCopy, openai.APITimeoutError, openai.APIConnectionError, openai.RateLimitError)):
+    if isinstance(exc, InvalidCopy):
+        return not exc.final
+    if isinstance(exc, (openai.APITimeoutError, openai.APIConnectionError, openai.RateLimitError)):
         return True
     return isinstance(exc, openai.APIStatusError) and (exc.status_code >= 500 or exc.status_code in (408, 409))
 
@@ -367,7 +388,15 @@ def request_copy(
     fields = llm_fields(attributes, llm)
     structured = None if fields == COPY_COLUMNS else (lambda data: with_structured(data, attributes, llm, limits, fields))
     feedback: list[dict] = []
-    attempts = content_tries = answers = 0
+    attempts = content_tries = answers = broken = 0
+
+    def off_format(exc: InvalidCopy) -> InvalidCopy:
+        # A cut-off or malformed answer is asked again at most llm.format_attempts times in all:
+        # a looping model would otherwise burn max_tokens on every one of max_attempts.
+        nonlocal broken
+        broken += 1
+        exc.final = broken >= llm.format_attempts
+        return exc
 
     def attempt() -> tuple[CatalogCopy, list[str]]:
         nonlocal attempts, content_tries, answers
@@ -377,7 +406,9 @@ def request_copy(
         # A seed per attempt: the same product gets the same copy on any machine running
         # the same model, while a retry still gets a different sample.
         seed = None if llm.seed < 0 else llm.seed + seed_offset + attempts
-        reply = _create(client, llm, stats, throttle, fields, messages=base + feedback, temperature=llm.temperature,
+        # a retry at the first answer's temperature gave the same answer word for word (#20)
+        temperature = llm.temperature if not feedback else max(llm.temperature, llm.retry_temperature)
+        reply = _create(client, llm, stats, throttle, fields, messages=base + feedback, temperature=temperature,
                         max_tokens=llm.max_tokens, seed=seed, **({"extra_body": llm.sampling} if llm.sampling else {}))
         usage = getattr(reply, "usage", None)
         if usage is not None:
@@ -386,8 +417,13 @@ def request_copy(
         answers += 1
         stats.add(first_answers=int(answers == 1))
         if choice is not None and choice.finish_reason == "length":
-            raise InvalidCopy("response cut off at max_tokens (raise llm.max_tokens)", "cut_off")
-        copy = parse_copy(choice.message.content if choice else None, limits, structured)
+            raise off_format(InvalidCopy(f"response cut off at max_tokens {llm.max_tokens} "
+                                         f"(answer {broken + 1} of at most {llm.format_attempts} off the format; "
+                                         "raise llm.max_tokens if answers are this long)", "cut_off"))
+        try:
+            copy = parse_copy(choice.message.content if choice else None, limits, structured)
+        except InvalidCopy as exc:
+            raise off_format(exc) from None
         problems = check.problems(attributes, copy.model_dump()) if check else []
         stats.count("problem_kinds", {p.kind for p in problems})
         stats.add(first_clean=int(answers == 1 and not problems))
@@ -396,7 +432,8 @@ def request_copy(
         content_tries += 1
         repaired, removed = check.repair(attributes, copy.model_dump(), problems)
         small = repaired is not None and len(problems) <= llm.repair_max_removals
-        if not small and content_tries < llm.content_attempts and attempts < llm.max_attempts:
+        if (not small or _thinner(copy.description, repaired)) and content_tries < llm.content_attempts \
+                and attempts < llm.max_attempts:
             feedback[:] = [{"role": "assistant", "content": choice.message.content},
                            {"role": "user", "content": grounding_feedback(problems)}]
             raise InvalidCopy("copy has problems: " + "; ".join(p.reason for p in problems), "content")
@@ -416,6 +453,21 @@ def request_copy(
         reraise=True,
     )
     return retrying(attempt)
+
+
+DESCRIPTION_SENTENCES = 2  # what the prompt and the grammar ask for
+
+
+def _sentences(text: str) -> int:
+    return len([x for x in SENTENCE.split(text or "") if x.strip()])
+
+
+def _thinner(description: str, repaired: dict | None) -> bool:
+    """The repair would leave the description with fewer sentences than asked for (and than it had):
+    worth one more answer, where removing a claim from a summary or a bullet is not."""
+    if repaired is None:
+        return False
+    return _sentences(repaired["description"]) < min(DESCRIPTION_SENTENCES, _sentences(description))
 
 
 _NAMES_FORMAT = re.compile(r"response[_ ]?format|json[_ ]?schema|structured output|grammar", re.IGNORECASE)

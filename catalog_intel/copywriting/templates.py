@@ -76,6 +76,12 @@ def bullets(attributes: dict, t: CopyTemplates) -> list[str]:
     return [b for b in (_fill(x, known) for x in t.bullets) if b]
 
 
+def product_bullet(attributes: dict, t: CopyTemplates) -> str:
+    """The padding bullet in the templates' language ("Women's top.", "Damen-Bluse.")."""
+    text = _squeeze(t.product_bullet.format_map({f: values(attributes).get(f, "") for f in _fields(t.product_bullet)}))
+    return text[:1].upper() + text[1:]
+
+
 def seo_tags(attributes: dict, t: CopyTemplates, most: int) -> list[str]:
     known = values(attributes)
     out: list[str] = []

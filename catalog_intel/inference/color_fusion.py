@@ -3,8 +3,8 @@
 CLIP judges colour poorly on packshots (background and lighting leak in), so an
 independent estimate from the garment's own pixels (pixel_color.py) can replace
 or back it up. Decisions, from measurements on hm-tops (945 labelled H&M packshots,
-bench/eval_pixel_color.py): pixel colour (v2, as runs compute it) is right 78.7% overall
-(v1's k-means: 79.0%), 90% where its confidence >= 0.8, 67% at 0.6-0.8 and 48% at 0.4-0.6.
+bench/eval_pixel_color.py): pixel colour (v3, as runs compute it) is right 78.1% overall
+(v1's k-means: 79.0%), 90% where its confidence >= 0.8, 77% at 0.6-0.8 and 44% at 0.4-0.6.
 So in `ensemble`, agreement multiplies the evidence, and on disagreement the pixel answer
 wins when its confidence >= color.ensemble_pixel_trust, else CLIP's if above its own
 threshold, else `unknown`."""
