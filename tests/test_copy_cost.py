@@ -142,6 +142,9 @@ def test_a_note_that_names_another_garment_never_puts_it_in_what_the_product_is(
     assert [(c.kind, c.field, c.problem) for c in found] == [("garment", "style_summary", "contradicts")]
     assert contradictions(row, TERMS) and not contradictions({**row, "style_summary": "Crisp and light."}, TERMS)
     assert claims({**row, "style_summary": "Crisp and light."}, TERMS, note) == []
+    # seen in the bench (0631418001): a summary whose garment word follows adjectives with a comma
+    airy = {**row, "style_summary": "A soft, airy blouse in chiffon with a collar."}
+    assert [c.field for c in claims(airy, TERMS, note)] == ["style_summary"] and contradictions(airy, TERMS)
 
 
 # --------------------------------------------------------------------------- stock and borrowed phrases

@@ -155,7 +155,8 @@ _PRICE = re.compile(
 _COLOURWAYS = re.compile(r"(?<![\w\-])(?:available|comes?|offered) in (?:a (?:variety|range) of |multiple |several |many "
                          r"|different |various |other |more |a choice of )(?:\w+ )?(?:colou?rs|shades|colou?rways|hues)"
                          r"(?![\w\-])", re.IGNORECASE)
-_SUBJECT_BEFORE = re.compile(r"(?:\b(?:this|the|our|a|an)\s+(?:[\w\-]+\s+){0,3})$", re.IGNORECASE)
+# adjectives may have commas between them: "a soft, airy blouse" (seen in the bench, #20)
+_SUBJECT_BEFORE = re.compile(r"(?:\b(?:this|the|our|a|an)\s+(?:[\w\-]+,?\s+){0,3})$", re.IGNORECASE)
 _PAIRING = re.compile(r"\b(?:pair|paired|pairs|pairing|wear(?:ing)? (?:it )?with|style(?:d)? (?:it )?with|team|tuck"
                       r"|under|over|layer|layered|layering|match|goes with|complement|with|alongside|into)\b",
                       re.IGNORECASE)
@@ -336,7 +337,7 @@ def _vocabulary_claims(kind, sentence, own, attribute, termset, compatible, fact
 
 def _garment_claims(field, sentence, own, has_column, terms, facts, add) -> None:
     """What the product is: any garment word in the title or tags; elsewhere only as the subject
-    ("this cropped sweater"), not a styling suggestion ("worn with jeans or skirts")."""
+    ("this cropped sweater", "a soft, airy blouse"), not a styling suggestion ("worn with jeans or skirts")."""
     for value, matched, start, _ in terms.garment.find(sentence):
         if field not in ("title", "seo_tags"):
             subject = _SUBJECT_BEFORE.search(sentence[:start])
