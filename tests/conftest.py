@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -143,6 +144,15 @@ def run_catalog(source, out, config, cache=None, **params) -> dict:
     cache = cache if cache is not None else Path(out).parent / "cache"
     return catalog_flow(source=str(source), out_dir=str(out), config_path=str(config), cache_dir=str(cache),
                         **params)
+
+
+def cli(*args, env: dict | None = None, **popen) -> subprocess.Popen:
+    """`catalog-intel ARGS` in a child process, as a user runs it: this checkout's code, the repository as
+    working folder, stdout and stderr together as text. `env` is added to os.environ (`cli_env`: report
+    to the session's Prefect server instead of starting a temporary one)."""
+    environ = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]), **(env or {})}
+    return subprocess.Popen([sys.executable, "-m", "catalog_intel.cli", *map(str, args)], cwd=REPO, env=environ,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import link_model, make_source, write_config
+from conftest import cli, link_model, make_source, write_config
 
 REPO = Path(__file__).resolve().parents[1]
 SECRET = "AKIAFAKE123"
@@ -69,12 +69,8 @@ def _config(tmp_path: Path, tiny_clip: dict, **sections: dict) -> Path:
 
 
 def _cli(src: Path, out: Path, cache: Path, config: Path, *extra: str, env: dict | None = None) -> subprocess.Popen:
-    """`catalog-intel run` in a child; `env` (cli_env) points it at the session's Prefect server instead of
-    a temporary one of its own."""
-    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", **(env or {})}
-    return subprocess.Popen([sys.executable, "-m", "catalog_intel.cli", "run", str(src), "--out", str(out),
-                             "--cache-dir", str(cache), "--config", str(config), *extra],
-                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    """`catalog-intel run`; `env` (cli_env) points it at the session's Prefect server instead of a temporary one."""
+    return cli("run", src, "--out", out, "--cache-dir", cache, "--config", config, *extra, env=env)
 
 
 def _kill_when_started(run: subprocess.Popen, marker: str, timeout_s: float) -> dict[int, str]:

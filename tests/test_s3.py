@@ -9,7 +9,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,10 +18,9 @@ import pytest
 from catalog_intel.io import filesystem
 from catalog_intel.io.parquet_store import ParquetStore
 from catalog_intel.io.synthetic import jpeg_with_comment
-from conftest import run_catalog
+from conftest import cli, run_catalog
 from s3_server import ENV
 
-REPO = Path(__file__).resolve().parents[1]
 VOLATILE = ("run_id", "processed_at")
 
 
@@ -82,10 +80,8 @@ def test_images_in_a_bucket_give_outputs_in_the_bucket_and_a_rerun_computes_noth
 
 
 def _cli(env: dict, source: str, out: str, cache: str, config: Path, **popen) -> subprocess.Popen:
-    env = {**os.environ, **env}
-    return subprocess.Popen([sys.executable, "-m", "catalog_intel.cli", "run", source, "--out", out,
-                             "--cache-dir", cache, "--config", str(config), "--no-llm", "--shard-size", "16"],
-                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
+    return cli("run", source, "--out", out, "--cache-dir", cache, "--config", config, "--no-llm", "--shard-size", "16",
+               env=env, **popen)
 
 
 def _finish(proc: subprocess.Popen, timeout: float = 600) -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import os
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -16,9 +15,8 @@ import pytest
 from catalog_intel.io import filesystem
 from catalog_intel.io.parquet_store import ParquetStore
 from catalog_intel.io.synthetic import jpeg_with_comment
-from conftest import run_catalog
+from conftest import cli, run_catalog
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 def test_lookups_stay_complete_while_another_process_compacts_and_purges(tmp_path):
@@ -74,10 +72,8 @@ def _put(files: dict[str, bytes], folder: str) -> None:
 
 
 def _run(env: dict, source: str, out: str, cache: str, config: Path) -> subprocess.Popen:
-    env = {**os.environ, **env}
-    return subprocess.Popen([sys.executable, "-m", "catalog_intel.cli", "run", source, "--out", out,
-                             "--cache-dir", cache, "--config", str(config), "--no-llm", "--shard-size", "8"],
-                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return cli("run", source, "--out", out, "--cache-dir", cache, "--config", config, "--no-llm", "--shard-size", "8",
+               env=env)
 
 
 def _table(out: str) -> pl.DataFrame:
