@@ -6,12 +6,16 @@ stage, and CPU ms per image outside the model (with what the host's cores can fe
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 
 
 def main(path: str) -> None:
-    report = json.load(open(path))
+    try:
+        report = json.loads(open(path).read())
+    except (OSError, ValueError) as e:
+        sys.exit(f"bench/gpu_figures.py: cannot read the report {path}: {e}; run bench/gpu.sh first (it writes OUT_DIR/gpu.json)")
     rows = {r["stage"]: r for r in report.get("figures", {}).get("stages", [])}
 
     def row(prefix: str) -> dict:
@@ -30,4 +34,6 @@ def main(path: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("report", help="bench/gpu.sh's OUT_DIR/gpu.json")
+    main(parser.parse_args().report)

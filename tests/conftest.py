@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -145,6 +146,15 @@ def run_catalog(source, out, config, cache=None, **params) -> dict:
                         **params)
 
 
+def cli(*args, env: dict | None = None, **popen) -> subprocess.Popen:
+    """`catalog-intel ARGS` in a child process, as a user runs it: this checkout's code, the repository as
+    working folder, stdout and stderr together as text. `env` is added to os.environ (`cli_env`: report
+    to the session's Prefect server instead of starting a temporary one)."""
+    environ = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]), **(env or {})}
+    return subprocess.Popen([sys.executable, "-m", "catalog_intel.cli", *map(str, args)], cwd=REPO, env=environ,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
+
+
 @pytest.fixture(scope="session")
 def prefect_server() -> str:
     """One Prefect server for the whole session: the in-process flow runs report to it, and
@@ -195,6 +205,37 @@ def catalog_run(prefect_server, tiny_clip, tmp_path_factory):
         summary = run_catalog(src, out, config(fit_threshold), cache, llm_base_url=llm.base_url)
     return SimpleNamespace(src=src, out=out, cache=cache, config=root / "catalog-intel.toml", summary=summary,
                            fit_threshold=fit_threshold)
+
+
+# --------------------------------------------------------------------------- two workers (pytest -n 2)
+
+# The README's test command runs the suite in two pytest-xdist workers (`-n 2 --dist loadgroup`): most
+# tests keep one core busy (one Python process importing, one llama.cpp thread, one HTTP wait), so two
+# workers use the machine. A test that shares an expensive fixture runs in the worker that built it:
+# one embedded llama.cpp server, one Dask cluster, one module fixture, not one per worker.
+SHARED_FIXTURE_GROUPS = {"embedded_llm": "embedded-llm", "real_gguf": "embedded-llm", "dask_cluster": "dask",
+                         "catalog_run": "catalog-run"}
+
+
+def xdist_group(item: pytest.Item) -> str | None:
+    """The worker group of a test: its shared fixture's, or its module's when it uses a module fixture."""
+    for fixture, group in SHARED_FIXTURE_GROUPS.items():
+        if fixture in item.fixturenames:
+            return group
+    definitions = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+    if any(defs and defs[-1].scope == "module" for defs in definitions.values()):
+        return item.module.__name__
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        group = xdist_group(item)
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
+    # Slow tests first (a stable sort keeps each file's order): the long ones start while the other
+    # worker works through the short ones, instead of one long test finishing alone at the end.
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 # --------------------------------------------------------------------------- shared servers (one per session)

@@ -70,16 +70,11 @@ def _local_target(page: Path, value: str) -> Path | None:
 def _build_site(root: Path) -> Path:
     import great_expectations as gx
     import pandas as pd
-    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    from catalog_intel.quality.validation import docs_context
 
     site = root / "site"
-    ctx = gx.get_context(mode="ephemeral")
-    ctx.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
-    ctx.add_data_docs_site(site_name="catalog", site_config={
-        "class_name": "SiteBuilder",
-        "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-        "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(site)},
-    })
+    ctx = docs_context(site)  # the run's context and site, with a suite of the test's own
     batch = ctx.data_sources.add_pandas("pd").add_dataframe_asset("products").add_batch_definition_whole_dataframe("all")
     # A dotted suite name nests the pages deeper (expectations/catalog/products.html, validations/catalog/products/...).
     suite = ctx.suites.add(gx.ExpectationSuite(name="catalog.products"))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import link_model, make_source, write_config
+from conftest import cli, link_model, make_source, write_config
 
 REPO = Path(__file__).resolve().parents[1]
 SECRET = "AKIAFAKE123"
@@ -68,11 +68,9 @@ def _config(tmp_path: Path, tiny_clip: dict, **sections: dict) -> Path:
         **sections, "paths": {"storage_options": {"s3": {"key": SECRET, "secret": f"{SECRET}-secret"}}}}, llm=None)
 
 
-def _cli(src: Path, out: Path, cache: Path, config: Path, *extra: str) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    return subprocess.Popen([sys.executable, "-m", "catalog_intel.cli", "run", str(src), "--out", str(out),
-                             "--cache-dir", str(cache), "--config", str(config), *extra],
-                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+def _cli(src: Path, out: Path, cache: Path, config: Path, *extra: str, env: dict | None = None) -> subprocess.Popen:
+    """`catalog-intel run`; `env` (cli_env) points it at the session's Prefect server instead of a temporary one."""
+    return cli("run", src, "--out", out, "--cache-dir", cache, "--config", config, *extra, env=env)
 
 
 def _kill_when_started(run: subprocess.Popen, marker: str, timeout_s: float) -> dict[int, str]:
@@ -98,16 +96,21 @@ def _kill_when_started(run: subprocess.Popen, marker: str, timeout_s: float) -> 
     return children
 
 
-def _assert_all_gone(children: dict[int, str]) -> None:
-    time.sleep(10)
+def _assert_all_gone(children: dict[int, str], within_s: float = 10) -> None:
+    """Every recorded child gone within `within_s` (a dead process stays dead: no need to wait longer)."""
+    deadline = time.monotonic() + within_s
+    while any(_alive(pid, ident) for pid, ident in children.items()) and time.monotonic() < deadline:
+        time.sleep(0.1)
     left = {pid: ident.split("|", 1)[1][:160] for pid, ident in children.items() if _alive(pid, ident)}
     for pid in left:  # don't leave them to the next test
         os.kill(pid, signal.SIGKILL)
     assert left == {}, f"children alive 10 s after kill -9 of the run: {left}"
 
 
-def _next_run_is_clean(src: Path, out: Path, cache: Path, config: Path) -> str:
-    run = _cli(src, out, cache, config, "--no-llm")
+def _next_run_is_clean(src: Path, out: Path, cache: Path, config: Path, cli_env: dict) -> str:
+    """The next run over the same output and cache succeeds and leaves no partial file (it reports to the
+    session's Prefect server: what the killed run left behind is the question, not the server's start)."""
+    run = _cli(src, out, cache, config, "--no-llm", env=cli_env)
     log, _ = run.communicate(timeout=600)
     assert run.returncode == 0, log[-3000:]
     assert [p.name for p in out.rglob(".*.tmp")] == [] and [p.name for p in cache.rglob(".*.partial")] == []
@@ -125,21 +128,23 @@ def _assert_secret_nowhere(out: Path, log: str) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("runner, marker", [("local", "prefect.server.api.server"), ("dask", "spawn_main")],
                          ids=["prefect-server", "dask-workers"])
-def test_kill_9_of_the_run_takes_its_children_with_it(tmp_path, tiny_clip, fake_llm, runner, marker):
+def test_kill_9_of_the_run_takes_its_children_with_it(tmp_path, tiny_clip, fake_llm, cli_env, runner, marker):
     if runner == "dask" and importlib.util.find_spec("prefect_dask") is None:
         pytest.skip("the dask extra is not installed")
     src = make_source(tmp_path / "src", 12)
     out, cache = tmp_path / "out", tmp_path / "cache"
     config = _config(tmp_path, tiny_clip, llm={"base_url": fake_llm.base_url, "timeout_s": 5},
                      runner={"task_runner": runner, "workers": 1})
-    children = _kill_when_started(_cli(src, out, cache, config), marker, 300)
+    # the Dask case reports to the session's server: its question is the workers, the other one's the server
+    first = _cli(src, out, cache, config, env=cli_env if runner == "dask" else None)
+    children = _kill_when_started(first, marker, 300)
     _assert_all_gone(children)
-    log = _next_run_is_clean(src, out, cache, config)
+    log = _next_run_is_clean(src, out, cache, config, cli_env)
     _assert_secret_nowhere(out, log)
 
 
 @pytest.mark.slow
-def test_kill_9_of_the_run_takes_the_embedded_llm_with_it(tmp_path, tiny_clip, real_gguf):
+def test_kill_9_of_the_run_takes_the_embedded_llm_with_it(tmp_path, tiny_clip, real_gguf, cli_env):
     src = make_source(tmp_path / "src", 12)
     out, cache = tmp_path / "out", tmp_path / "cache"
     link_model(cache, real_gguf)  # the verified model in place: the run goes straight to starting llama.cpp
@@ -148,7 +153,7 @@ def test_kill_9_of_the_run_takes_the_embedded_llm_with_it(tmp_path, tiny_clip, r
     # the parent-death signal can stop it
     children = _kill_when_started(_cli(src, out, cache, config), "_child_main", 600)
     _assert_all_gone(children)
-    _next_run_is_clean(src, out, cache, config)
+    _next_run_is_clean(src, out, cache, config, cli_env)
 
 
 def test_a_worker_process_gets_storage_options_with_the_config_not_the_environment(tmp_path):

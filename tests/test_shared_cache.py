@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import os
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -16,8 +15,8 @@ import pytest
 from catalog_intel.io import filesystem
 from catalog_intel.io.parquet_store import ParquetStore
 from catalog_intel.io.synthetic import jpeg_with_comment
+from conftest import cli, run_catalog
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 def test_lookups_stay_complete_while_another_process_compacts_and_purges(tmp_path):
@@ -73,10 +72,8 @@ def _put(files: dict[str, bytes], folder: str) -> None:
 
 
 def _run(env: dict, source: str, out: str, cache: str, config: Path) -> subprocess.Popen:
-    env = {**os.environ, **env}
-    return subprocess.Popen([sys.executable, "-m", "catalog_intel.cli", "run", source, "--out", out,
-                             "--cache-dir", cache, "--config", str(config), "--no-llm", "--shard-size", "8"],
-                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return cli("run", source, "--out", out, "--cache-dir", cache, "--config", config, "--no-llm", "--shard-size", "8",
+               env=env)
 
 
 def _table(out: str) -> pl.DataFrame:
@@ -112,9 +109,9 @@ def test_two_runs_started_at_once_on_one_cache_both_give_correct_rows(shared_roo
     logs = [p.communicate(timeout=900)[0] for p in runs]
     for proc, log in zip(runs, logs):
         assert proc.returncode == 0, log[-3000:]
-    reference = _run(cli_env, filesystem.join(shared_root, "a"), filesystem.join(shared_root, "out-ref-a"),
-                     filesystem.join(shared_root, "cache-ref"), config_file)
-    assert reference.wait(timeout=900) == 0, reference.stdout.read()[-3000:]
+    # the rows `a` would have alone: a run in this process, on a cache of its own
+    run_catalog(a_src, filesystem.join(shared_root, "out-ref-a"), config_file, filesystem.join(shared_root, "cache-ref"),
+                no_llm=True, shard_size=8)
 
     a, b = _table(filesystem.join(shared_root, "out-a")), _table(filesystem.join(shared_root, "out-b"))
     ref = _table(filesystem.join(shared_root, "out-ref-a"))

@@ -63,11 +63,25 @@ def _reuse_pages(validations: Path, docs_dir: Path, staging: Path) -> bool:
     return True
 
 
+def docs_context(site_dir: Path, project_config=None):
+    """An ephemeral GX context, without progress bars, whose Data Docs site "catalog" is written to `site_dir`."""
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="ephemeral", project_config=project_config)
+    context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+    context.add_data_docs_site(site_name="catalog", site_config={
+        "class_name": "SiteBuilder",
+        "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+        "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(site_dir)},
+    })
+    return context
+
+
 def validate(table: pl.DataFrame, config: Config, with_copy: bool, out_dir: Path) -> tuple[dict, pl.DataFrame]:
     """Run the suite over `table` (row order = index). Writes the result JSON and
     Data Docs under out_dir; returns (summary, rejects[image, reason])."""
     import great_expectations as gx
-    from great_expectations.data_context.types.base import ProgressBarsConfig
 
     from catalog_intel.quality.expectations import build_suite
 
@@ -86,13 +100,7 @@ def validate(table: pl.DataFrame, config: Config, with_copy: bool, out_dir: Path
         validations = stack.enter_context(local_mirror(layout.validations))  # GX writes to disk
         prune_validations(validations, config.report.history_keep - 1)  # room for this run's
         incremental = is_local(out_dir) and _reuse_pages(validations, Path(docs_dir), staging)
-        context = gx.get_context(mode="ephemeral", project_config=_context_config(validations))
-        context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
-        context.add_data_docs_site(site_name="catalog", site_config={
-            "class_name": "SiteBuilder",
-            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(staging)},
-        })
+        context = docs_context(staging, _context_config(validations))
         batch = context.data_sources.add_pandas("catalog").add_dataframe_asset("rows").add_batch_definition_whole_dataframe("all")
         suite = context.suites.add(build_suite(config, with_copy))
         definition = context.validation_definitions.add(gx.ValidationDefinition(data=batch, suite=suite, name="catalog"))
