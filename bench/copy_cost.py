@@ -121,7 +121,8 @@ def copy_figures(frame: pl.DataFrame, copy: pl.DataFrame, config) -> dict:
     cols = ["title", "bullet_points", "description", "style_summary", "seo_tags"]
     table = frame.join(copy.select("sha256", *cols, "copy_warnings", "copy_error"), on="sha256")
     judged = table.filter(pl.col("copy_error").is_null())
-    figures = {"products": table.height, "rejected": table.height - judged.height}
+    figures = {"products": table.height, "rejected": table.height - judged.height,
+               "rejected_rows": table.filter(pl.col("copy_error").is_not_null()).select("image", "copy_error").to_dicts()}
     q = copy_quality(judged, config)
     figures.update({"ungrounded_rows_share": q["ungrounded_claims"]["share"],
                     "ungrounded_by_kind": {k: v for k, v in q["ungrounded_claims"]["by_kind"].items() if v},
