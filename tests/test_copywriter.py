@@ -205,19 +205,12 @@ def test_copy_with_problems_is_retried_with_feedback_then_repaired_or_rejected(t
     assert len(copy["bullet_points"][0]) == 2 and copy["copy_warnings"][0][0].startswith("removed bullet_points 1:")
 
     # too little would remain: rejected with the reason
-    gate = _Gate(cfg, ["everything", "everything", "everything"])
+    gate = _Gate(cfg, ["everything", "everything"])
     with FakeLLMServer() as server:
         copy, stats = describe(PRODUCTS.slice(1, 1), _llm(cfg, server, content_attempts=2), cfg.validation,
                                tmp_path / "c", check=gate)
     assert copy["copy_error"][0].startswith("copy rejected, fewer than 2 bullet points remain after removing:")
-    assert stats.calls == 3 and stats.failed == 1  # content_attempts, then one more before a rejection
-
-    # by default (content_attempts 1) copy the repair would reject gets one more answer, and only one
-    for extra, calls, error in ((["everything", None], 2, None), (["everything"] * 3, 2, "copy rejected")):
-        with FakeLLMServer() as server:
-            copy, stats = describe(PRODUCTS.slice(1, 1), _llm(cfg, server), cfg.validation,
-                                   tmp_path / f"r{len(extra)}", check=_Gate(cfg, extra))
-        assert stats.calls == calls and (copy["copy_error"][0] or "")[:13] == (error or "")
+    assert stats.calls == 2 and stats.failed == 1
 
 
 def test_real_rules_accept_faithful_copy_and_catch_invented_facts():

@@ -432,10 +432,7 @@ def request_copy(
         content_tries += 1
         repaired, removed = check.repair(attributes, copy.model_dump(), problems)
         small = repaired is not None and len(problems) <= llm.repair_max_removals
-        # copy the repair would reject gets one more answer even past content_attempts: a lost product
-        # costs more than an answer (3 of 36 rejected with none, #20)
-        rescue = repaired is None and content_tries <= llm.content_attempts
-        if ((not small or _thinner(copy.description, repaired)) and content_tries < llm.content_attempts or rescue) \
+        if (not small or _thinner(copy.description, repaired)) and content_tries < llm.content_attempts \
                 and attempts < llm.max_attempts:
             feedback[:] = [{"role": "assistant", "content": choice.message.content},
                            {"role": "user", "content": grounding_feedback(problems)}]
