@@ -139,8 +139,8 @@ def copy_figures(frame: pl.DataFrame, copy: pl.DataFrame, config) -> dict:
         figures["note_use_share"] = sum(uses_note(r["description"] or "", r["details"],
                                                   [str(r.get(a) or "") for a in ATTRIBUTE_ORDER]) for r in noted) / len(noted)
     figures["rows_repaired"] = sum(bool(r.get("copy_warnings")) for r in rows)
-    figures["copy"] = [{k: r.get(k) for k in ("image", "details", *ATTRIBUTE_ORDER, *cols, "copy_warnings")}
-                       for r in rows]
+    # the copy, not the note it was written from: H&M's notes are under their licence (../shared/data/README.md)
+    figures["copy"] = [{k: r.get(k) for k in ("image", *ATTRIBUTE_ORDER, *cols, "copy_warnings")} for r in rows]
     return figures
 
 
