@@ -222,6 +222,7 @@ def xdist_group(item: pytest.Item) -> str | None:
     for fixture, group in SHARED_FIXTURE_GROUPS.items():
         if fixture in item.fixturenames:
             return group
+    # the resolved fixture definitions (pytest has no public API for a test's fixture scopes)
     definitions = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
     if any(defs and defs[-1].scope == "module" for defs in definitions.values()):
         return item.module.__name__
