@@ -182,3 +182,37 @@ def test_a_two_language_run_writes_catalog_de_csv(prefect_server, tmp_path, conf
     assert summary["llm_calls"] == calls
     again = run_catalog(src, out, config, llm_base_url=fake_llm.base_url)
     assert again["llm_calls"] == 0 and fake_llm.requests == calls
+
+
+class _SummaryRepeatsOnce:
+    """The German gate's verdict on a first answer whose summary repeats the description (it cannot rebuild a
+    summary in German: the copy would be rejected), and no problem with the next answer."""
+
+    def __init__(self, config):
+        from catalog_intel.copywriting.grounding import Claim
+
+        self.gate, self.answers, self.Claim = language_gate(config, "de"), 0, Claim
+
+    def problems(self, attributes, copy):
+        self.answers += 1
+        return [self.Claim("summary_repeats", "style_summary", None, copy["style_summary"], "", "form",
+                           "summary_repeats: repeats the description")] if self.answers == 1 else []
+
+    def repair(self, attributes, copy, problems):
+        return self.gate.repair(attributes, copy, problems)
+
+
+def test_copy_in_another_language_is_asked_again_where_its_gate_cannot_rebuild_it(config, fake_llm, tmp_path):
+    """With llm.content_attempts = 1 (English copy is repaired at once), a German summary the gate cannot
+    rebuild gets a second answer instead of rejecting the product."""
+    from catalog_intel.copywriting.languages import LANGUAGE_CONTENT_ATTEMPTS
+
+    llm = config.llm.model_copy(update={"base_url": fake_llm.base_url, "content_attempts": 1,
+                                        "backoff_initial_s": 0.01, "timeout_s": 5.0})
+    german = language_llm(llm, "de", config.languages["de"])
+    assert german.content_attempts == LANGUAGE_CONTENT_ATTEMPTS == 2 and llm.content_attempts == 1
+    attributes = translate_attributes(pl.DataFrame([{"sha256": "a", **ROW}]), config, "de")
+    gate = _SummaryRepeatsOnce(config)
+    copy, stats = describe(attributes, german, config.validation, tmp_path, check=gate)
+    assert fake_llm.requests == 2 and stats.retries == 1 and gate.answers == 2
+    assert copy["copy_error"][0] is None and copy["style_summary"][0]

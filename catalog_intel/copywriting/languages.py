@@ -65,10 +65,17 @@ def translate_attributes(attributes: pl.DataFrame, config: Config, lang: str) ->
     )
 
 
+# Answers asked for per product in another language when its copy has problems: the language gate can
+# only remove, never rebuild a title or summary (LanguageGate.repair), so with llm.content_attempts = 1
+# a summary that repeats the description rejected 11 of 12 products in de and in fr (#20).
+LANGUAGE_CONTENT_ATTEMPTS = 2
+
+
 def language_llm(llm: LLMConfig, lang: str, spec: LanguageConfig) -> LLMConfig:
     """The prompts for one language; its copy is cached apart (prompt and prompt version differ)."""
     product = f' Every product is a "{spec.product}".' if spec.product else ""
     return llm.model_copy(update={
+        "content_attempts": max(llm.content_attempts, LANGUAGE_CONTENT_ATTEMPTS),
         "system_prompt": f"{llm.system_prompt}\nWrite every field in {spec.name} only (title, bullet points, "
                          f"description, style summary and SEO tags).{product} The attribute values are given in "
                          f"{spec.name}.",
