@@ -89,11 +89,16 @@ class CopyTemplates(_Strict):
     a title keeps what is known."""
 
     title: str = "{brand} Women's {sleeve} {garment}, {color} {pattern}"
-    #: values left out of the title ("solid": a plain top says nothing by it)
+    #: values left out of the title and the summary ("solid": a plain top says nothing by it)
     title_skip: tuple[str, ...] = ("solid",)
+    #: the style summary the copy gate writes where the model's cannot stand (it repeats the
+    #: description, or is cut off); English copy names the attributes in the same shape without it
+    summary: str = "{color} {pattern} {garment}: {neckline}, {sleeve}, {fabric}, {fit}."
     title_case: bool = True
     bullets: tuple[str, ...] = ("Colour: {color}.", "Sleeves: {sleeve}.", "Neckline: {neckline}.",
                                 "Pattern: {pattern}.", "Material: {material}.", "Fit: {fit}.")
+    #: the word for a garment of unknown type
+    unknown_garment: str = "top"
     #: the bullet that pads a product whose facts fill too few bullets (bullets_min)
     product_bullet: str = "Women's {garment}."
     seo_tags: tuple[str, ...] = ("{color} {garment}", "{pattern} {garment}", "{sleeve} {garment}",

@@ -19,17 +19,20 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from catalog_intel.copywriting import templates
 from catalog_intel.copywriting.copywriter import CopyCheck
-from catalog_intel.copywriting.grounding import (Claim, TermSet, Terms, build_terms, claims, copy_check, facts_text,
-                                                 form_problems, repair)
+from catalog_intel.copywriting.grounding import (Claim, Rebuilt, TermSet, Terms, build_terms, claims, copy_check,
+                                                 facts_text, form_problems, repair_until_clean)
 from catalog_intel.copywriting.grounding.claims import _units
 from catalog_intel.schemas import ATTRIBUTE_ORDER, COPY_COLUMNS, UNKNOWN
-from catalog_intel.settings import Config, LLMConfig, LLMExample, LanguageConfig, ValidationConfig
+from catalog_intel.settings import Config, CopyTemplates, LLMConfig, LLMExample, LanguageConfig, ValidationConfig
 
 BASE = "en"
-# English words that no German or French copy needs: a small model often answers in English.
+# English words that no German or French copy needs: a small model often answers in English, or takes a name
+# from the prompt's (English) attribute keys ("une pattern uni").
 ENGLISH_MARKERS = re.compile(r"(?<![\w\-])(?:the|and|with|this|your|for|from|made|perfect|features?|sleeves?"
-                             r"|neckline|women's|woman's|stylish|comfortable|versatile)(?![\w\-])", re.IGNORECASE)
+                             r"|neckline|women's|woman's|stylish|comfortable|versatile|patterns?|colou?rs?|fabrics?)"
+                             r"(?![\w\-])", re.IGNORECASE)
 LANGUAGE_COPY = (*COPY_COLUMNS, "copy_warnings", "copy_error")
 
 
@@ -65,17 +68,10 @@ def translate_attributes(attributes: pl.DataFrame, config: Config, lang: str) ->
     )
 
 
-# Answers asked for per product in another language when its copy has problems: the language gate can
-# only remove, never rebuild a title or summary (LanguageGate.repair), so with llm.content_attempts = 1
-# a summary that repeats the description rejected 11 of 12 products in de and in fr (#20).
-LANGUAGE_CONTENT_ATTEMPTS = 2
-
-
 def language_llm(llm: LLMConfig, lang: str, spec: LanguageConfig) -> LLMConfig:
     """The prompts for one language; its copy is cached apart (prompt and prompt version differ)."""
     product = f' Every product is a "{spec.product}".' if spec.product else ""
     return llm.model_copy(update={
-        "content_attempts": max(llm.content_attempts, LANGUAGE_CONTENT_ATTEMPTS),
         "system_prompt": f"{llm.system_prompt}\nWrite every field in {spec.name} only (title, bullet points, "
                          f"description, style summary and SEO tags).{product} The attribute values are given in "
                          f"{spec.name}.",
@@ -128,13 +124,14 @@ def language_terms(config: Config, lang: str) -> Terms:
 class LanguageGate:
     """The copy gate for one language: attributes arrive translated (as the LLM saw them) and are
     read back into the vocabulary, so grounding's rules (shades, compatible garments) apply.
-    Repair only removes: a title or summary it would have to rebuild (in English) rejects the copy."""
+    Repair rebuilds a title or summary, and pads bullets and tags, from the language's templates."""
 
     terms: Terms
     limits: ValidationConfig
     back: dict[str, dict[str, str]]  # attribute -> the language's word -> vocabulary value
     name: str
     english_colours: TermSet
+    templates: CopyTemplates
 
     def _vocabulary(self, attributes: dict) -> dict:
         return {k: self.back.get(k, {}).get(v, v) if isinstance(v, str) else v for k, v in attributes.items()}
@@ -156,13 +153,16 @@ class LanguageGate:
                                  f"language: English '{found[0]}' in {self.name} copy ({field}: '{found[0]}')"))
         return out
 
+    def rebuilt(self, attributes: dict) -> Rebuilt:
+        """The language's templates over the translated attributes: what repair puts in place of a title
+        or summary that cannot stand, and adds to too few bullets or tags."""
+        t = self.templates
+        return Rebuilt(templates.title(attributes, t), templates.bullets(attributes, t),
+                       templates.seo_tags(attributes, t, self.limits.seo_tags_max), templates.summary(attributes, t))
+
     def repair(self, attributes: dict, copy: dict, problems: list) -> tuple[dict | None, list[str]]:
-        if any(p.field in ("title", "style_summary") for p in problems):
-            return None, [f"the {problems[0].field.replace('_', ' ')} cannot be rebuilt in this language"]
-        fixed, removed = repair(copy, problems, self._vocabulary(attributes), self.limits)
-        if fixed is not None and any(r.startswith("added seo tag") for r in removed):
-            return None, ["too few SEO tags remain"]
-        return fixed, removed
+        return repair_until_clean(copy, problems, lambda fixed: self.problems(attributes, fixed),
+                                  self._vocabulary(attributes), self.limits, self.rebuilt(attributes))
 
 
 def language_gate(config: Config, lang: str) -> CopyCheck:
@@ -170,7 +170,8 @@ def language_gate(config: Config, lang: str) -> CopyCheck:
         return copy_check(config)
     spec = config.languages[lang]
     back = {a: {w[0]: v for v, w in values.items() if w} for a, values in spec.words.items()}
-    return LanguageGate(language_terms(config, lang), config.validation, back, spec.name, build_terms(config).colour)
+    return LanguageGate(language_terms(config, lang), config.validation, back, spec.name, build_terms(config).colour,
+                        spec.templates)
 
 
 # --------------------------------------------------------------------------- the pipeline step

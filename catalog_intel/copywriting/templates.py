@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import string
 
+from catalog_intel.schemas import UNKNOWN
 from catalog_intel.settings import CopyTemplates
 
 #: template placeholder -> prompt attribute
@@ -20,11 +21,12 @@ _ATTRIBUTE = {"color": "color", "garment": "garment_type", "sleeve": "sleeve", "
 _FACT = {"brand": ("brand",), "material": ("material", "material_composition", "composition")}
 
 
-def values(attributes: dict) -> dict[str, str]:
-    """The known values a template may name (a blank or multicolour value names nothing)."""
+def values(attributes: dict, t: CopyTemplates) -> dict[str, str]:
+    """The known values a template may name (a blank or multicolour value names nothing; a garment of
+    unknown type is the language's `unknown_garment`)."""
     facts = attributes.get("facts") or {}
-    out = {k: str(attributes[a]) for k, a in _ATTRIBUTE.items() if attributes.get(a)}
-    out.setdefault("garment", "top")
+    out = {k: str(attributes[a]) for k, a in _ATTRIBUTE.items() if attributes.get(a) not in (None, "", UNKNOWN)}
+    out.setdefault("garment", t.unknown_garment)
     for k, keys in _FACT.items():
         found = next((str(facts[f]).strip() for f in keys if facts.get(f)), None)
         if found:
@@ -62,7 +64,7 @@ def _title_case(text: str) -> str:
 
 def title(attributes: dict, t: CopyTemplates) -> str:
     """The title template with what is known; unknown parts and `title_skip` values left out."""
-    known = {k: v for k, v in values(attributes).items() if v not in t.title_skip}
+    known = {k: v for k, v in values(attributes, t).items() if v not in t.title_skip}
     text = _squeeze(t.title.format_map({f: known.get(f, "") for f in _fields(t.title)}))
     text = re.sub(r",\s*(?=,|$)", "", text).strip(" ,")
     if known.get("sleeve") and t.title_case:  # "Long Sleeve" -> "Long-Sleeve" before a noun
@@ -72,18 +74,32 @@ def title(attributes: dict, t: CopyTemplates) -> str:
 
 
 def bullets(attributes: dict, t: CopyTemplates) -> list[str]:
-    known = values(attributes)
+    known = values(attributes, t)
     return [b for b in (_fill(x, known) for x in t.bullets) if b]
 
 
 def product_bullet(attributes: dict, t: CopyTemplates) -> str:
     """The padding bullet in the templates' language ("Women's top.", "Damen-Bluse.")."""
-    text = _squeeze(t.product_bullet.format_map({f: values(attributes).get(f, "") for f in _fields(t.product_bullet)}))
+    text = _squeeze(t.product_bullet.format_map({f: values(attributes, t).get(f, "") for f in _fields(t.product_bullet)}))
+    return text[:1].upper() + text[1:]
+
+
+def summary(attributes: dict, t: CopyTemplates) -> str:
+    """The summary template with what is known ("Pullover schwarz: V-Ausschnitt, langarm."): unknown
+    parts and `title_skip` values left out, with the commas and colon they leave behind."""
+    known = {k: v for k, v in values(attributes, t).items() if v not in t.title_skip}
+    text = _squeeze(t.summary.format_map({f: known.get(f, "") for f in _fields(t.summary)}))
+    # separators an unknown value left side by side: ", :" -> ":", ": ," -> ":", ", ," -> ","
+    text = re.sub(r"[,:](?:\s*[,:])+", lambda m: ":" if ":" in m.group(0) else ",", text)
+    text = re.sub(r"\s*[,:]\s*(?=[.!]?$)", "", text)      # "a: ." -> "a."
+    text = re.sub(r"\s+([,.:;])", r"\1", text).strip(" ,:")
+    if text and text[-1] not in ".!":
+        text += "."
     return text[:1].upper() + text[1:]
 
 
 def seo_tags(attributes: dict, t: CopyTemplates, most: int) -> list[str]:
-    known = values(attributes)
+    known = values(attributes, t)
     out: list[str] = []
     for x in t.seo_tags:
         tag = _fill(x, known)

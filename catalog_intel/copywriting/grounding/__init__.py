@@ -8,8 +8,10 @@ formed) and :mod:`.gate` (the pipeline's gate: feedback and repair).
 
 from catalog_intel.copywriting.grounding.claims import (CLAIM_KINDS, Claim, claims, contradictions, facts_text)
 from catalog_intel.copywriting.grounding.form import FORM_KINDS, form_problems, instruction_runs, norm_text
-from catalog_intel.copywriting.grounding.gate import CopyGate, copy_check, feedback, repair
+from catalog_intel.copywriting.grounding.gate import (CopyGate, Rebuilt, copy_check, feedback, repair,
+                                                      repair_until_clean)
 from catalog_intel.copywriting.grounding.terms import Terms, TermSet, build_terms
 
-__all__ = ["CLAIM_KINDS", "FORM_KINDS", "Claim", "CopyGate", "TermSet", "Terms", "build_terms", "claims", "contradictions",
-           "copy_check", "facts_text", "feedback", "form_problems", "instruction_runs", "norm_text", "repair"]
+__all__ = ["CLAIM_KINDS", "FORM_KINDS", "Claim", "CopyGate", "Rebuilt", "TermSet", "Terms", "build_terms", "claims",
+           "contradictions", "copy_check", "facts_text", "feedback", "form_problems", "instruction_runs", "norm_text",
+           "repair", "repair_until_clean"]

@@ -3,6 +3,7 @@ repair that removes what is still wrong at the last attempt (never published).""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from catalog_intel.copywriting.grounding.claims import Claim, _known_with_implied, claims, facts_text
@@ -51,11 +52,29 @@ def _without(text: str, sentences: set[str]) -> str:
     return " ".join(x for x in SENTENCE.split(str(text)) if x.strip() and x not in sentences).strip()
 
 
-def repair(copy: dict, problems: list[Claim], row: dict, limits: ValidationConfig) -> tuple[dict | None, list[str]]:
+@dataclass(frozen=True)
+class Rebuilt:
+    """What repair puts in place of a title or summary that cannot stand, or adds to too few bullets
+    and tags: the facts, stated plainly in the copy's language."""
+
+    title: str
+    bullets: list[str]
+    tags: list[str]
+    summary: str
+
+
+def attribute_copy(known: dict) -> Rebuilt:
+    """The English rebuilds, from the known attribute values (vocabulary words)."""
+    return Rebuilt(attribute_title(known), attribute_bullets(known), attribute_tags(known), attribute_summary(known))
+
+
+def repair(copy: dict, problems: list[Claim], row: dict, limits: ValidationConfig,
+           rebuilt: Rebuilt | None = None) -> tuple[dict | None, list[str]]:
     """Copy with every offending sentence, bullet or tag removed (never published), and what was
     removed; None when too little remains to meet the schema. A title or style summary that
-    cannot stand is rebuilt from the known attributes."""
+    cannot stand is rebuilt from the known attributes (`rebuilt`: in another language)."""
     known = {k: v for k, v in _known_with_implied(row).items() if v}
+    rebuilt = rebuilt or attribute_copy(known)
     bad: dict[tuple[str, int | None], set[str]] = {}
     for p in problems:
         bad.setdefault((p.field, p.item), set()).add(p.sentence)
@@ -63,7 +82,7 @@ def repair(copy: dict, problems: list[Claim], row: dict, limits: ValidationConfi
                for p in problems]
     out = dict(copy)
     if ("title", None) in bad:
-        out["title"] = attribute_title(known)
+        out["title"] = rebuilt.title
     out["description"] = _without(copy["description"], bad.get(("description", None), set()))
     if len(out["description"]) < 10:
         return None, removed + ["too little of the description remains"]
@@ -76,7 +95,7 @@ def repair(copy: dict, problems: list[Claim], row: dict, limits: ValidationConfi
                 kept.append(x)
                 seen.add(norm_text(x))
         out[field] = kept
-    for bullet in attribute_bullets(known):  # too few left: the known attributes, stated plainly
+    for bullet in rebuilt.bullets:  # too few left: the known attributes, stated plainly
         if len(out["bullet_points"]) >= limits.bullets_min or not out["bullet_points"]:
             break
         if norm_text(bullet) not in {norm_text(b) for b in out["bullet_points"]}:
@@ -84,7 +103,7 @@ def repair(copy: dict, problems: list[Claim], row: dict, limits: ValidationConfi
             removed.append(f"added bullet '{bullet}' from the attributes")
     if len(out["bullet_points"]) < limits.bullets_min:
         return None, removed + [f"fewer than {limits.bullets_min} bullet points remain"]
-    for tag in attribute_tags(known):
+    for tag in rebuilt.tags:
         if len(out["seo_tags"]) >= limits.seo_tags_min:
             break
         if norm_text(tag) not in {norm_text(t) for t in out["seo_tags"]}:
@@ -94,9 +113,25 @@ def repair(copy: dict, problems: list[Claim], row: dict, limits: ValidationConfi
     summary = _without(copy["style_summary"], bad.get(("style_summary", None), set()))
     summary = ([x for x in SENTENCE.split(summary) if x.strip()] or [""])[0]
     if not summary or summary_repeats(summary, out["description"]) or truncated(summary, True):
-        summary = attribute_summary(known)
+        summary = rebuilt.summary
     out["style_summary"] = summary
     return out, removed
+
+
+def repair_until_clean(copy: dict, problems: list[Claim], check: Callable[[dict], list[Claim]], row: dict,
+                       limits: ValidationConfig, rebuilt: Rebuilt | None = None) -> tuple[dict | None, list[str]]:
+    """repair, then `check` the result again, up to three times: a removal can expose another problem
+    (the row's colour named only in the removed sentence)."""
+    removed: list[str] = []
+    for _ in range(3):
+        copy, more = repair(copy, problems, row, limits, rebuilt)
+        removed += more
+        if copy is None:
+            return None, removed
+        problems = check(copy)
+        if not problems:
+            return copy, removed
+    return None, removed + ["copy still has problems after repair"]
 
 
 # --------------------------------------------------------------------------- the pipeline's gate
@@ -141,16 +176,8 @@ class CopyGate:
         return out
 
     def repair(self, attributes: dict, copy: dict, problems: list[Claim]) -> tuple[dict | None, list[str]]:
-        removed: list[str] = []
-        for _ in range(3):  # a removal can expose another problem (the row's colour named only there)
-            copy, more = repair(copy, problems, attributes, self.limits)
-            removed += more
-            if copy is None:
-                return None, removed
-            problems = self.problems(attributes, copy)
-            if not problems:
-                return copy, removed
-        return None, removed + ["copy still has problems after repair"]
+        return repair_until_clean(copy, problems, lambda fixed: self.problems(attributes, fixed), attributes,
+                                  self.limits)
 
 
 def copy_check(config: Config) -> CopyGate:
