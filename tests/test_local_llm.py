@@ -12,7 +12,6 @@ import json
 import time
 import urllib.error
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -184,47 +183,10 @@ def test_server_reports_unloadable_model(tmp_path: Path, isolate: bool) -> None:
 
 # --------------------------------------------------------------------------- real model (slow)
 
-# The free-text fields carry maxLength bounds too: without them a talkative answer can run
-# past max_tokens and come back as truncated, unparseable JSON (finish_reason "length").
-# With them the worst case (~1,300 characters of content) fits in MAX_TOKENS.
-SCHEMA = {
-    "type": "object",
-    "properties": {
-        "title": {"type": "string", "maxLength": 80},
-        "bullet_points": {
-            "type": "array",
-            "items": {"type": "string", "maxLength": 80},
-            "minItems": 2,
-            "maxItems": 6,
-        },
-        "description": {"type": "string", "maxLength": 400},
-        "style_summary": {"type": "string", "maxLength": 150},
-        "seo_tags": {
-            "type": "array",
-            "items": {"type": "string", "maxLength": 30},
-            "minItems": 3,
-            "maxItems": 5,
-        },
-    },
-    "required": ["title", "bullet_points", "description", "style_summary", "seo_tags"],
-    "additionalProperties": False,
-}
-
-PRODUCTS = [
-    {"color": "black", "neckline": "v-neck", "sleeve": "sleeveless", "pattern": "solid",
-     "fabric": "silk", "fit": "slim", "garment_type": "top"},
-    {"color": "navy", "neckline": "round neck", "sleeve": "short sleeve", "pattern": "striped",
-     "fabric": "cotton", "fit": "regular", "garment_type": "t-shirt"},
-]  # two: one per slot of the session's server, answered at once
-
-SYSTEM = "You write e-commerce product copy for women's tops. Use only facts implied by the attributes."
-USER = (
-    "Write catalog copy for this product. Title: a short product name (at most 12 words). "
-    "Bullet points: 2 to 6 short factual points. Description: 2-3 sentences. "
-    "Style summary: one sentence. SEO tags: 3 to 5 lowercase search phrases.\n"
-    "Product attributes (JSON): {attributes}"
-)
-MAX_TOKENS = 400
+# A product with a supplier note: the pipeline asks the model for the note's features too (the flow test,
+# test_embedded_llm_flow, sends two products without one to the session's two slots at once).
+NOTED = {"color": "navy", "neckline": "round neck", "sleeve": "short sleeve", "pattern": "striped", "fabric": "cotton",
+         "fit": "regular", "garment_type": "t-shirt", "details": "T-shirt in soft jersey with a rounded hem."}
 
 
 def _port_closed(base_url: str) -> bool:
@@ -235,25 +197,25 @@ def _port_closed(base_url: str) -> bool:
     return False
 
 
-def _copy(client, model: str, attrs: dict) -> tuple[dict, object, float]:
+def _copy(client, model: str, row: dict) -> tuple[dict, tuple[str, ...], object, float]:
+    """The pipeline's own request for one product (its prompt, fields and JSON schema), sent as it sends it."""
+    from catalog_intel.copywriting.copywriter import build_messages, llm_fields, prompt_attributes, response_schema
+    from catalog_intel.settings import load_config
+
+    llm = load_config().llm
+    facts = {"details": row["details"]} if row.get("details") else {}
+    attrs = prompt_attributes({**row, "facts_json": json.dumps(facts)})
+    fields = llm_fields(attrs, llm)
     t0 = time.monotonic()
     resp = client.chat.completions.create(
-        model=model,
-        temperature=0.2,
-        max_tokens=MAX_TOKENS,
-        messages=[
-            {"role": "system", "content": SYSTEM},
-            {"role": "user", "content": USER.format(attributes=json.dumps(attrs))},
-        ],
-        response_format={
-            "type": "json_schema",
-            "json_schema": {"name": "catalog_copy", "strict": True, "schema": SCHEMA},
-        },
+        model=model, temperature=llm.temperature, max_tokens=llm.max_tokens, messages=build_messages(attrs, llm),
+        response_format={"type": "json_schema",
+                         "json_schema": {"name": "catalog_copy", "strict": True, "schema": response_schema(fields)}},
     )
     seconds = time.monotonic() - t0
     content = resp.choices[0].message.content
     assert resp.choices[0].finish_reason == "stop", f"cut off at max_tokens: {content!r}"
-    return json.loads(content), resp, seconds
+    return json.loads(content), fields, resp, seconds
 
 
 @pytest.mark.slow
@@ -263,31 +225,25 @@ def test_real_model_is_assembled_and_verified(real_gguf: Path) -> None:
 
 
 @pytest.mark.slow
-def test_json_schema_copy_for_two_products_at_once(embedded_llm) -> None:
-    """Two products at once on the session's server (2 slots): each answer fits the schema."""
+def test_the_pipelines_request_with_a_note_gets_the_json_its_schema_asks_for(embedded_llm) -> None:
+    """The pipeline's own request (prompt, fields, JSON schema) for a product with a note, on the session's
+    server: a one-sentence summary, a two-sentence description and one or two short note features."""
+    import re
+
+    from catalog_intel.copywriting.copywriter import DESCRIPTION_PATTERN, FEATURE_PATTERN, SUMMARY_PATTERN
+
     openai = pytest.importorskip("openai")
     srv = embedded_llm
     assert srv.base_url.startswith("http://127.0.0.1:") and srv.base_url.endswith("/v1")
     assert srv.model
     client = openai.OpenAI(base_url=srv.base_url, api_key="not-needed", max_retries=0, timeout=600)
-    with ThreadPoolExecutor(2) as pool:
-        results = list(pool.map(lambda a: _copy(client, srv.model, a), PRODUCTS))
-
-    for attrs, (copy, resp, seconds) in zip(PRODUCTS, results):
-        assert set(copy) == set(SCHEMA["required"])
-        assert isinstance(copy["title"], str) and 0 < len(copy["title"]) <= 80
-        assert 2 <= len(copy["bullet_points"]) <= 6
-        assert all(isinstance(b, str) and b.strip() for b in copy["bullet_points"])
-        assert all(len(b) <= 80 for b in copy["bullet_points"])
-        assert isinstance(copy["description"], str) and 0 < len(copy["description"].strip()) <= 400
-        assert isinstance(copy["style_summary"], str) and 0 < len(copy["style_summary"].strip()) <= 150
-        assert 3 <= len(copy["seo_tags"]) <= 5
-        assert all(isinstance(t, str) and t.strip() and len(t) <= 30 for t in copy["seo_tags"])
-        assert resp.usage.completion_tokens > 0 and resp.usage.prompt_tokens > 0
-        print(
-            f"{attrs['garment_type']}: {seconds:.1f}s, {resp.usage.completion_tokens} tokens "
-            f"({resp.usage.completion_tokens / seconds:.1f} tok/s): {copy['title']!r}"
-        )
+    copy, fields, resp, seconds = _copy(client, srv.model, NOTED)
+    assert fields == ("style_summary", "description", "features") and set(copy) == set(fields)
+    assert re.fullmatch(SUMMARY_PATTERN, copy["style_summary"]), copy["style_summary"]
+    assert re.fullmatch(DESCRIPTION_PATTERN, copy["description"]), copy["description"]
+    assert 1 <= len(copy["features"]) <= 2 and all(re.fullmatch(FEATURE_PATTERN, f) for f in copy["features"])
+    assert resp.usage.completion_tokens > 0 and resp.usage.prompt_tokens > 0
+    print(f"{seconds:.1f}s, {resp.usage.completion_tokens} tokens: {copy!r}")
 
 
 @pytest.mark.slow
