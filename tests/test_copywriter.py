@@ -65,6 +65,23 @@ def test_cache_key_changes_with_prompt_version_and_model():
     assert base != copy_key(attrs, cfg.llm.model_copy(update={"model": "other"}))
 
 
+def test_template_fields_added_later_keep_every_cached_copys_key():
+    """A cache written before CopyTemplates had `summary` and `unknown_garment` keeps its keys under the defaults
+    (else a night's copy is written again), and setting either one asks for new copy."""
+    from catalog_intel.copywriting.copywriter import templates_key
+
+    cfg = load_config()
+    assert set(templates_key(cfg.llm.templates)) == {"title", "title_skip", "title_case", "bullets", "product_bullet",
+                                                     "seo_tags"}  # the fields the keys were made of before
+    attrs = prompt_attributes(PRODUCTS.row(0, named=True))
+    base = copy_key(attrs, cfg.llm)
+    for field, value in (("summary", "{garment}."), ("unknown_garment", "garment")):
+        changed = cfg.llm.model_copy(update={"templates": cfg.llm.templates.model_copy(update={field: value})})
+        assert copy_key(attrs, changed) != base
+    german = cfg.languages["de"].templates
+    assert templates_key(german)["summary"] and templates_key(german)["unknown_garment"] == "Oberteil"
+
+
 @pytest.mark.parametrize("content, reason", [
     ("", "empty"), ('{"title": "Trunc', "not JSON"), ("[1, 2]", "not an object"),
     ('{"title": "A top", "description": "A fine top for all days.", "style_summary": "Easy."}', "bullet_points"),

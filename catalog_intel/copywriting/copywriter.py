@@ -31,7 +31,7 @@ from catalog_intel.copywriting.grounding.terms import SENTENCE
 from catalog_intel.io.layout import CacheLayout
 from catalog_intel.io.parquet_store import ParquetStore
 from catalog_intel.schemas import ATTRIBUTE_ORDER, COPY_COLUMNS, COPY_FRAME_SCHEMA, UNKNOWN
-from catalog_intel.settings import LLMConfig, ValidationConfig
+from catalog_intel.settings import CopyTemplates, LLMConfig, ValidationConfig
 
 if TYPE_CHECKING:
     import openai
@@ -197,12 +197,24 @@ def prompt_attributes(row: dict) -> dict:
             **({"do_not_mention": unknown} if unknown else {})}
 
 
+#: CopyTemplates fields added after copy caches were first written: they count in a copy's key only when set
+#: away from their defaults, so adding one keeps every cached copy (a night's copy is hours of LLM time).
+TEMPLATE_FIELDS_ADDED = ("summary", "unknown_garment")
+
+
+def templates_key(templates: CopyTemplates) -> dict:
+    """The templates as a copy's key sees them (TEMPLATE_FIELDS_ADDED left out while at their defaults)."""
+    default = CopyTemplates()
+    return templates.model_dump(exclude={f for f in TEMPLATE_FIELDS_ADDED
+                                         if getattr(templates, f) == getattr(default, f)})
+
+
 def copy_key(attributes: dict, llm: LLMConfig) -> str:
     blob = json.dumps(
         {"attributes": attributes, "prompt_version": llm.prompt_version, "model": llm.model,
          "system": llm.system_prompt, "user": llm.user_prompt, "example": llm.example.model_dump(),
          "sampling": llm.sampling, "fields": llm.field_prompts, "title": llm.title,
-         "templates": llm.templates.model_dump()},
+         "templates": templates_key(llm.templates)},
         sort_keys=True,
     )
     return hashlib.sha256(blob.encode()).hexdigest()
