@@ -27,7 +27,7 @@ from catalog_intel.copywriting.grounding.form import norm_text
 from catalog_intel.copywriting.grounding.gate import feedback as grounding_feedback
 from catalog_intel.copywriting.grounding.notes import NOTE_FACT
 from catalog_intel.copywriting.grounding.phrases import STOCK_PRODUCTS, StockPhrases
-from catalog_intel.copywriting.grounding.terms import SENTENCE
+from catalog_intel.copywriting.grounding.terms import split_sentences
 from catalog_intel.io.layout import CacheLayout
 from catalog_intel.io.parquet_store import ParquetStore
 from catalog_intel.schemas import ATTRIBUTE_ORDER, COPY_COLUMNS, COPY_FRAME_SCHEMA, UNKNOWN
@@ -470,16 +470,12 @@ def request_copy(
 DESCRIPTION_SENTENCES = 2  # what the prompt and the grammar ask for
 
 
-def _sentences(text: str) -> int:
-    return len([x for x in SENTENCE.split(text or "") if x.strip()])
-
-
 def _thinner(description: str, repaired: dict | None) -> bool:
     """The repair would leave the description with fewer sentences than asked for (and than it had):
     worth one more answer, where removing a claim from a summary or a bullet is not."""
     if repaired is None:
         return False
-    return _sentences(repaired["description"]) < min(DESCRIPTION_SENTENCES, _sentences(description))
+    return len(split_sentences(repaired["description"])) < min(DESCRIPTION_SENTENCES, len(split_sentences(description)))
 
 
 _NAMES_FORMAT = re.compile(r"response[_ ]?format|json[_ ]?schema|structured output|grammar", re.IGNORECASE)

@@ -49,6 +49,11 @@ def _fill(template: str, known: dict[str, str]) -> str | None:
     return _squeeze(template.format(**known))
 
 
+def _partial(template: str, known: dict[str, str]) -> str:
+    """The template with what is known; unknown fields empty."""
+    return _squeeze(template.format_map({f: known.get(f, "") for f in _fields(template)}))
+
+
 def _squeeze(text: str) -> str:
     text = re.sub(r"\s+", " ", text)
     text = re.sub(r"\s+([,.:;])", r"\1", text)
@@ -65,7 +70,7 @@ def _title_case(text: str) -> str:
 def title(attributes: dict, t: CopyTemplates) -> str:
     """The title template with what is known; unknown parts and `title_skip` values left out."""
     known = {k: v for k, v in values(attributes, t).items() if v not in t.title_skip}
-    text = _squeeze(t.title.format_map({f: known.get(f, "") for f in _fields(t.title)}))
+    text = _partial(t.title, known)
     text = re.sub(r",\s*(?=,|$)", "", text).strip(" ,")
     if known.get("sleeve") and t.title_case:  # "Long Sleeve" -> "Long-Sleeve" before a noun
         text = text.replace(known["sleeve"], known["sleeve"].replace(" ", "-"))
@@ -80,19 +85,18 @@ def bullets(attributes: dict, t: CopyTemplates) -> list[str]:
 
 def product_bullet(attributes: dict, t: CopyTemplates) -> str:
     """The padding bullet in the templates' language ("Women's top.", "Damen-Bluse.")."""
-    text = _squeeze(t.product_bullet.format_map({f: values(attributes, t).get(f, "") for f in _fields(t.product_bullet)}))
+    text = _partial(t.product_bullet, values(attributes, t))
     return text[:1].upper() + text[1:]
 
 
 def summary(attributes: dict, t: CopyTemplates) -> str:
-    """The summary template with what is known ("Pullover schwarz: V-Ausschnitt, langarm."): unknown
+    """The summary template with what is known ("Pullover langarm, schwarz: V-Ausschnitt."): unknown
     parts and `title_skip` values left out, with the commas and colon they leave behind."""
     known = {k: v for k, v in values(attributes, t).items() if v not in t.title_skip}
-    text = _squeeze(t.summary.format_map({f: known.get(f, "") for f in _fields(t.summary)}))
+    text = _partial(t.summary, known)
     # separators an unknown value left side by side: ", :" -> ":", ": ," -> ":", ", ," -> ","
     text = re.sub(r"[,:](?:\s*[,:])+", lambda m: ":" if ":" in m.group(0) else ",", text)
-    text = re.sub(r"\s*[,:]\s*(?=[.!]?$)", "", text)      # "a: ." -> "a."
-    text = re.sub(r"\s+([,.:;])", r"\1", text).strip(" ,:")
+    text = re.sub(r"\s*[,:]\s*(?=[.!]?$)", "", text).strip(" ,:")  # "a: ." -> "a."
     if text and text[-1] not in ".!":
         text += "."
     return text[:1].upper() + text[1:]

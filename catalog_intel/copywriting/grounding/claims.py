@@ -35,8 +35,8 @@ from dataclasses import dataclass
 
 from catalog_intel.copywriting.grounding.notes import is_part, without_parts
 from catalog_intel.copywriting.grounding.terms import (COMPATIBLE_GARMENTS, COMPATIBLE_PATTERNS, GARMENT_FIELDS,
-                                                       GENERIC_GARMENTS, NEAR_COLOURS, SENTENCE, TEXT_FIELDS, Terms,
-                                                       _term_regex)
+                                                       GENERIC_GARMENTS, NEAR_COLOURS, TEXT_FIELDS, Terms, _term_regex,
+                                                       split_sentences)
 from catalog_intel.schemas import UNKNOWN
 
 # --------------------------------------------------------------------------- contradictions
@@ -224,7 +224,7 @@ def _units(row: dict) -> list[tuple[str, int | None, str]]:
             if text is None:
                 continue
             text = str(text)
-            sentences = [text] if field in ("title", "seo_tags") else [x for x in SENTENCE.split(text) if x.strip()]
+            sentences = [text] if field in ("title", "seo_tags") else split_sentences(text)
             out.extend((field, i, sentence) for sentence in sentences)
     return out
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from catalog_intel.copywriting.grounding.claims import Claim
-from catalog_intel.copywriting.grounding.terms import SENTENCE
+from catalog_intel.copywriting.grounding.terms import split_sentences
 from catalog_intel.settings import ValidationConfig
 
 _FUNCTION_WORDS = frozenset("a an the to and or of with for in on at your its their this that as by from into "
@@ -75,8 +75,7 @@ def form_problems(copy: dict, limits: ValidationConfig | None = None,
         out.append(Claim(kind, field, item, sentence, sentence, "form", f"{kind}: {reason} ({field}: '{sentence[-40:]}')"))
 
     for field in ("title", "description", "style_summary"):  # per sentence: repair removes sentences
-        parts = [str(copy.get(field) or "")] if field == "title" else \
-            [x for x in SENTENCE.split(str(copy.get(field) or "")) if x.strip()]
+        parts = [str(copy.get(field) or "")] if field == "title" else split_sentences(copy.get(field))
         for sentence in parts:
             if sentence.strip() and _echoes(sentence, instructions):
                 add("echo", field, None, sentence, "repeats the instructions, not copy")
@@ -88,7 +87,7 @@ def form_problems(copy: dict, limits: ValidationConfig | None = None,
     for field in ("title", "description", "style_summary"):
         if copy.get(field) and truncated(copy[field], needs_stop=field == "description"):
             text = str(copy[field])
-            last = [x for x in SENTENCE.split(text) if x.strip()][-1]
+            last = split_sentences(text)[-1]
             add("truncated", field, None, last, "ends mid-sentence")
     for field, kind in (("bullet_points", "duplicate_bullet"), ("seo_tags", "duplicate_tag")):
         seen: set[str] = set()
@@ -104,11 +103,11 @@ def form_problems(copy: dict, limits: ValidationConfig | None = None,
             for i, x in enumerate(copy.get(field) or []):
                 if len(str(x).split()) > cap:
                     add("too_long", field, i, str(x), f"over {cap} words")
-        sentences = [x for x in SENTENCE.split(str(copy.get("description") or "")) if x.strip()]
+        sentences = split_sentences(copy.get("description"))
         for x in sentences[limits.description_max_sentences:]:
             add("too_long", "description", None, x, f"over {limits.description_max_sentences} sentences")
     summary, description = copy.get("style_summary") or "", copy.get("description") or ""
-    if summary and len([x for x in SENTENCE.split(summary.strip()) if x.strip()]) > 1:
+    if summary and len(split_sentences(summary)) > 1:
         add("summary_sentences", "style_summary", None, summary, "more than one sentence")
     if summary and description and summary_repeats(summary, description):
         add("summary_repeats", "style_summary", None, summary, "repeats the description")

@@ -10,7 +10,7 @@ from catalog_intel.copywriting.grounding.claims import Claim, _known_with_implie
 from catalog_intel.copywriting.grounding.form import (form_problems, instruction_runs, norm_text, summary_repeats,
                                                       truncated)
 from catalog_intel.copywriting.grounding.phrases import borrowed, sentences
-from catalog_intel.copywriting.grounding.terms import SENTENCE, Terms, build_terms
+from catalog_intel.copywriting.grounding.terms import Terms, build_terms, split_sentences
 from catalog_intel.settings import Config, ValidationConfig
 
 
@@ -49,7 +49,7 @@ def attribute_summary(known: dict) -> str:
 
 
 def _without(text: str, sentences: set[str]) -> str:
-    return " ".join(x for x in SENTENCE.split(str(text)) if x.strip() and x not in sentences).strip()
+    return " ".join(x for x in split_sentences(text) if x not in sentences).strip()
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,7 @@ def repair(copy: dict, problems: list[Claim], row: dict, limits: ValidationConfi
             removed.append(f"added seo tag '{tag}' from the attributes")
     out["seo_tags"] = out["seo_tags"][:limits.seo_tags_max]
     summary = _without(copy["style_summary"], bad.get(("style_summary", None), set()))
-    summary = ([x for x in SENTENCE.split(summary) if x.strip()] or [""])[0]
+    summary = (split_sentences(summary) or [""])[0]
     if not summary or summary_repeats(summary, out["description"]) or truncated(summary, True):
         summary = rebuilt.summary
     out["style_summary"] = summary

@@ -14,7 +14,7 @@ from typing import Iterable
 
 from catalog_intel.copywriting.grounding import terms as T
 from catalog_intel.copywriting.grounding.form import norm_text
-from catalog_intel.copywriting.grounding.terms import SENTENCE
+from catalog_intel.copywriting.grounding.terms import split_sentences
 
 RUN_WORDS = 6
 STOCK_PRODUCTS = 3
@@ -39,7 +39,7 @@ def vocabulary_words(values: Iterable[str] = ()) -> frozenset[str]:
 
 def sentences(copy: dict, fields: Iterable[str] = PROSE_FIELDS) -> list[tuple[str, str]]:
     """(field, sentence) of the prose fields."""
-    return [(f, s) for f in fields for s in SENTENCE.split(str(copy.get(f) or "")) if s.strip()]
+    return [(f, s) for f in fields for s in split_sentences(copy.get(f))]
 
 
 def runs(text: str, n: int = RUN_WORDS) -> set[tuple[str, ...]]:

@@ -140,6 +140,11 @@ TEXT_FIELDS = ("title", "bullet_points", "description", "style_summary", "seo_ta
 SENTENCE = re.compile(r"(?<=[.!?])\s+(?=\S)")
 
 
+def split_sentences(text: object) -> list[str]:
+    """The sentences of `text` (None or blank: none)."""
+    return [x for x in SENTENCE.split(str(text or "")) if x.strip()]
+
+
 def _term_regex(term: str, plural: bool) -> str:
     words = [re.escape(w) for w in re.split(r"[\s\-]+", term.strip()) if w]
     body = r"[\s\-]*".join(words)
